@@ -80,3 +80,209 @@ def synthetic_ohlcv(n_bars: int, seed: int, freq: str = "1h", base_price: float 
     frame["volume"] = np.random.default_rng(seed).lognormal(mean=7.0, sigma=0.5, size=len(frame))
     frame.index.name = "date"
     return frame
+
+
+REWARDS = ("log_return", "pbr")
+ENV_DEFAULTS: dict[str, Any] = {
+    "split": "train",
+    "window_size": 17,
+    "commission": 0.001,
+    "initial_cash": 10_000.0,
+    "reward": "log_return",
+    "max_allowed_loss": 0.32,
+    "random_start": False,
+    "max_episode_steps": None,
+}
+
+
+class _PrivateLedger(Ledger):
+    """A ledger that records nothing: TradeTune never reads ledgers, and the stock one grows."""
+
+    def commit(self, wallet, quantity, source, target, memo) -> None:  # noqa: D102
+        pass
+
+
+class _QuietBSH(BSH):
+    """Buy/sell/hold (1 = long, 0 = cash) without a log line per order or growing order books.
+
+    Market orders fill completely inside ``broker.update()``, so executed orders and their trades
+    can be dropped right away; the stock broker rescans all of them on every step.
+    """
+
+    def perform(self, env, action) -> None:  # noqa: D102
+        for order in self.get_orders(action, self.portfolio):
+            if order:
+                self.broker.submit(order)
+        self.broker.update()
+        self.broker.executed.clear()
+        self.broker.trades.clear()
+
+
+class _ZeroReward(TensorTradeRewardScheme):
+    """TensorTrade's env insists on a reward scheme; TradingEnv computes rewards itself."""
+
+    def get_reward(self, portfolio) -> float:  # noqa: D102
+        return 0.0
+
+
+class _NeverStop(Stopper):
+    """Episode ends are decided by TradingEnv (loss limit, end of data), not by TensorTrade."""
+
+    def stop(self, env) -> bool:  # noqa: D102
+        return False
+
+
+def _env_settings(config: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(config) - set(ENV_DEFAULTS) - {"data"})
+    if unknown:
+        raise ValueError(f"unknown env setting(s) {unknown}; known: {sorted(ENV_DEFAULTS)}")
+    settings = {**ENV_DEFAULTS, **config}
+    if settings["reward"] not in REWARDS:
+        raise ValueError(f"unknown reward {settings['reward']!r}; choose one of {list(REWARDS)}")
+    if int(settings["window_size"]) < 1:
+        raise ValueError(f"window_size must be >= 1, got {settings['window_size']}")
+    if not 0 <= float(settings["commission"]) < 1:
+        raise ValueError(f"commission must be in [0, 1), got {settings['commission']}")
+    if float(settings["initial_cash"]) <= 0:
+        raise ValueError(f"initial_cash must be > 0, got {settings['initial_cash']}")
+    return settings
+
+
+class TradingEnv(gym.Env):
+    """A long-or-cash trading env over one data split, built from a plain config dict.
+
+    Config keys: ``data`` (the sweep's data section, see ``trainables.data.prepare_market``),
+    ``split`` (train|val|test) and the keys of ``ENV_DEFAULTS``. Observation: the last
+    ``window_size`` feature rows, flattened, then the position (0 cash, 1 long). Actions:
+    0 = hold cash, 1 = hold the asset. Each reset builds fresh TensorTrade state.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(self, config: dict[str, Any] | None = None):
+        from trainables.data import prepare_market
+
+        settings = _env_settings(dict(config or {}))
+        self.settings = settings
+        self.market = prepare_market(settings.get("data"))
+        if settings["split"] not in self.market.splits:
+            raise ValueError(f"unknown split {settings['split']!r}; choose one of "
+                             f"{sorted(self.market.splits)}")
+        self.window_size = int(settings["window_size"])
+        self.commission = float(settings["commission"])
+        self.initial_cash = float(settings["initial_cash"])
+        self.max_allowed_loss = settings["max_allowed_loss"]
+        start, end = self.market.splits[settings["split"]]
+        # Bars before the split may fill the first window: they are past data, never future.
+        self.first_bar = max(start, self.window_size - 1)
+        self.end_bar = end
+        if self.end_bar - self.first_bar < 2:
+            raise ValueError(f"split {settings['split']!r} has too few bars for window_size "
+                             f"{self.window_size}")
+        self._features = self.market.features.to_numpy(dtype=np.float32)
+        self._closes = self.market.bars["close"].to_numpy(dtype=np.float64)
+        n_obs = self.window_size * self._features.shape[1] + 1
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(n_obs,), dtype=np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self.portfolio: Portfolio | None = None
+        self._tt_env = None
+
+    # -- episode state ---------------------------------------------------------------------
+    @property
+    def position(self) -> int:
+        """1 while holding the asset, 0 while in cash."""
+        return int(self._scheme.action) if self._tt_env is not None else 0
+
+    @property
+    def net_worth(self) -> float:
+        """Portfolio value in cash at the current bar's close."""
+        return float(self.portfolio.net_worth)
+
+    @property
+    def bar(self) -> int:
+        """Row position (into ``market.bars``) of the current bar."""
+        return self._bar
+
+    def _build_tensortrade(self, first_bar: int) -> None:
+        prices = self._closes[first_bar:self.end_bar].tolist()
+        price = Stream.source(prices, dtype="float").rename("USD-BTC")
+        options = ExchangeOptions(commission=self.commission)
+        exchange = Exchange("exchange", service=execute_order, options=options)(price)
+        cash = Wallet(exchange, self.initial_cash * USD)
+        asset = Wallet(exchange, 0 * BTC)
+        for wallet in (cash, asset):
+            wallet.ledger = _PrivateLedger()
+        self.portfolio = Portfolio(USD, [cash, asset])
+        self._scheme = _QuietBSH(cash=cash, asset=asset)
+        marker = Stream.source(list(range(len(prices))), dtype="float").rename("bar")
+        self._tt_env = tt_default.create(
+            portfolio=self.portfolio, action_scheme=self._scheme, reward_scheme=_ZeroReward(),
+            feed=DataFeed([marker]), window_size=1, stopper=_NeverStop())
+
+    def _observation(self) -> np.ndarray:
+        window = self._features[self._bar - self.window_size + 1:self._bar + 1]
+        return np.append(window.ravel(), np.float32(self.position)).astype(np.float32)
+
+    def observations(self, position: int) -> np.ndarray:
+        """The observation of every bar of the split from ``first_bar`` on, for one position.
+
+        Only the position part of an observation depends on the agent's actions, so a greedy
+        policy can be evaluated on two batches instead of one forward pass per bar.
+        """
+        n_features = self._features.shape[1]
+        windows = np.lib.stride_tricks.sliding_window_view(
+            self._features[self.first_bar - self.window_size + 1:self.end_bar],
+            (self.window_size, n_features))[:, 0]
+        flat = windows.reshape(len(windows), self.window_size * n_features)
+        column = np.full((len(flat), 1), position, dtype=np.float32)
+        return np.concatenate([flat, column], axis=1).astype(np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Start an episode at the split's first bar, or at a seeded random bar when
+        ``random_start`` is on (training), with fresh TensorTrade state."""
+        super().reset(seed=seed)
+        first = self.first_bar
+        if self.settings["random_start"]:
+            latest = max(self.first_bar, self.end_bar - 2 - self._min_episode_bars())
+            first = int(self.np_random.integers(self.first_bar, latest + 1))
+        self._build_tensortrade(first)
+        self._tt_env.reset()
+        self._bar = first
+        self._steps = 0
+        self._trades = 0
+        return self._observation(), self._info()
+
+    def _min_episode_bars(self) -> int:
+        cap = self.settings["max_episode_steps"]
+        return int(cap) if cap else (self.end_bar - self.first_bar) // 2
+
+    def step(self, action):
+        """Hold cash (0) or the asset (1) from this bar's close to the next one's."""
+        action = int(action)
+        before_worth, before_position = self.net_worth, self.position
+        price_before = self._closes[self._bar]
+        self._tt_env.step(action)
+        self._bar += 1
+        self._steps += 1
+        if self.position != before_position:
+            self._trades += 1
+        worth = self.net_worth
+        if self.settings["reward"] == "log_return":
+            reward = math.log(worth / before_worth)
+        else:  # the tutorial's PBR: price change times +1 (long) or -1 (cash, a fake short)
+            reward = (self._closes[self._bar] - price_before) * (1.0 if self.position else -1.0)
+        terminated = (self.max_allowed_loss is not None
+                      and worth < self.initial_cash * (1.0 - float(self.max_allowed_loss)))
+        cap = self.settings["max_episode_steps"]
+        truncated = not terminated and (self._bar >= self.end_bar - 1
+                                        or (cap is not None and self._steps >= int(cap)))
+        return self._observation(), float(reward), bool(terminated), bool(truncated), self._info()
+
+    def _info(self) -> dict[str, Any]:
+        return {"net_worth": self.net_worth, "position": self.position, "bar": self._bar,
+                "trades": self._trades, "initial_cash": self.initial_cash}
+
+
+def make_env(config: dict[str, Any] | None = None) -> TradingEnv:
+    """Env factory for RLlib (``config.environment(env=make_env, env_config=...)``)."""
+    return TradingEnv(dict(config or {}))

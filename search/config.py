@@ -1,0 +1,180 @@
+"""The sweep config: defaults, YAML file, ``--set`` overrides, and validation before Ray starts.
+
+Every error names the key, the bad value and what is allowed, so a sweep never dies minutes
+into a run on something that could have been checked up front.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from search.errors import ConfigError
+from trainables import metrics as M
+
+DEFAULTS: dict[str, Any] = {
+    "study": None,
+    "algorithm": "ppo",
+    "data": {"path": None, "synthetic": None, "splits": None, "features": None},
+    "env": {"commission": 0.001, "initial_cash": 10_000.0, "reward": "log_return"},
+    "search": {"num_samples": 20, "max_concurrent": 1, "scheduler": "none", "seed": 42,
+               "space": None, "space_overrides": {}, "enqueue_tutorial": True},
+    "training": {"max_iterations": 20, "max_env_steps": None, "eval_every": 2, "patience": 3,
+                 "min_evals": 2, "min_delta": 0.0, "objective": M.DEFAULT_OBJECTIVE,
+                 "envs_per_runner": 4, "max_failures": 2},
+    "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0},
+    "storage": None,
+}
+# Sections whose contents are free-form (validated by their own modules).
+_OPEN_SECTIONS = {("data", "synthetic"), ("data", "splits"), ("search", "space_overrides")}
+STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def check_study_name(name: Any) -> str:
+    """Study names become directory names: letters, digits, '.', '_', '-', up to 100."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError("study name is empty; give one with --study NAME or 'study:' in "
+                          "the config")
+    if not STUDY_NAME.match(name):
+        raise ConfigError(f"invalid study name {name[:60]!r}: use up to 100 letters, digits, "
+                          "'.', '_' or '-', starting with a letter or digit")
+    return name
+
+
+def load_config(path: str | Path | None, sets: list[str] | None = None,
+                study: str | None = None) -> dict[str, Any]:
+    """Read, merge and validate a sweep config; raise ``ConfigError`` with one line."""
+    config = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        _merge(config, _read_yaml(Path(path)), ())
+    for item in sets or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r} must look like KEY=VALUE, e.g. "
+                              "search.num_samples=10")
+        _merge(config, _nested(key.strip().split("."), _parse_value(raw)), ())
+    if study is not None:
+        config["study"] = study
+    validate(config)
+    return config
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        what = "is a directory" if path.is_dir() else "does not exist"
+        raise ConfigError(f"config file {path} {what}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not a text file") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}: "
+                          f"{getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, got "
+                          f"{type(data).__name__}")
+    return data
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def _nested(keys: list[str], value: Any) -> dict:
+    for key in reversed(keys[1:]):
+        value = {key: value}
+    return {keys[0]: value}
+
+
+def _merge(target: dict, source: dict, prefix: tuple) -> None:
+    for key, value in source.items():
+        path = (*prefix, str(key))
+        dotted = ".".join(path)
+        if path in _OPEN_SECTIONS or path[:2] in _OPEN_SECTIONS and len(path) > 2:
+            target[key] = value
+            continue
+        if key not in target:
+            close = difflib.get_close_matches(str(key), [str(k) for k in target], n=1)
+            hint = f"; did you mean {'.'.join((*prefix, close[0]))!r}?" if close else ""
+            raise ConfigError(f"unknown config key {dotted!r}{hint}")
+        if isinstance(target[key], dict) and path not in _OPEN_SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key {dotted!r} must be a mapping, got {value!r}")
+            _merge(target[key], value, path)
+        else:
+            target[key] = value
+
+
+def _number(config: dict, dotted: str, kind: type, low: float | None = None,
+            optional: bool = False, strict_low: bool = False) -> None:
+    section, key = dotted.split(".")
+    value = config[section][key]
+    if value is None and optional:
+        return
+    ok_types = (int,) if kind is int else (int, float)
+    if isinstance(value, bool) or not isinstance(value, ok_types):
+        want = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{dotted} must be {want}, got {value!r}")
+    if low is not None and (value <= low if strict_low else value < low):
+        op = ">" if strict_low else ">="
+        raise ConfigError(f"{dotted} must be {op} {low}, got {value!r}")
+
+
+def _choice(config: dict, dotted: str, allowed: list[str]) -> None:
+    section, key = dotted.split(".")
+    value = config[section][key]
+    if value not in allowed:
+        close = difflib.get_close_matches(str(value), allowed, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"{dotted} is {value!r}{hint} (allowed: {', '.join(allowed)})")
+
+
+def validate(config: dict[str, Any]) -> None:
+    """Check every key that can be checked without loading data or starting Ray."""
+    from spaces import SpaceError, check_algorithm, get_space
+    from trainables.env import REWARDS
+
+    check_study_name(config["study"])
+    try:
+        config["algorithm"] = check_algorithm(config["algorithm"])
+        get_space(config["algorithm"], config["search"]["space_overrides"],
+                  config["search"]["space"])
+    except SpaceError as exc:
+        raise ConfigError(str(exc)) from None
+    for dotted in ("search.num_samples", "search.max_concurrent", "training.max_iterations",
+                   "training.eval_every", "training.patience", "training.envs_per_runner"):
+        _number(config, dotted, int, 1)
+    for dotted in ("training.min_evals", "training.max_failures", "search.seed"):
+        _number(config, dotted, int, 0)
+    _number(config, "training.max_env_steps", int, 1, optional=True)
+    _number(config, "training.min_delta", float, 0)
+    _number(config, "env.commission", float, 0)
+    _number(config, "env.initial_cash", float, 0, strict_low=True)
+    _number(config, "resources.cpus_per_trial", float, 0, strict_low=True)
+    _number(config, "resources.gpus_per_trial", float, 0)
+    if config["env"]["commission"] >= 1:
+        raise ConfigError(f"env.commission is a fraction below 1 (0.001 = 0.1%), got "
+                          f"{config['env']['commission']!r}")
+    _choice(config, "search.scheduler", ["none", "asha"])
+    _choice(config, "training.objective", list(M.OBJECTIVES))
+    _choice(config, "env.reward", list(REWARDS))
+    training = config["training"]
+    if training["eval_every"] > training["max_iterations"]:
+        raise ConfigError(f"training.eval_every ({training['eval_every']}) is larger than "
+                          f"training.max_iterations ({training['max_iterations']}): the trial "
+                          "would never be validated")
+    if config["data"]["path"] is not None and not isinstance(config["data"]["path"], str):
+        raise ConfigError(f"data.path must be a file path, got {config['data']['path']!r}")
+    if not isinstance(config["search"]["enqueue_tutorial"], bool):
+        raise ConfigError("search.enqueue_tutorial must be true or false")

@@ -1,0 +1,18 @@
+"""Errors a user can fix. The CLI prints them as one line and exits 1."""
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input or state the user can fix; the message is one line and says how."""
+
+
+class ConfigError(UserError):
+    """The sweep config (file or --set) is invalid."""
+
+
+class StorageError(UserError):
+    """The study storage cannot be reached or used."""
+
+
+class StudyError(UserError):
+    """A study is missing, exists already, or does not match the config."""

@@ -1,0 +1,67 @@
+"""A progress line a person can read while a sweep runs."""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from ray.tune.callback import Callback
+
+from trainables import metrics as M
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class Progress(Callback):
+    """Prints done/running/failed, best value, elapsed and estimated remaining time, whenever a
+    trial finishes and at most every ``every_s`` seconds otherwise."""
+
+    def __init__(self, study: Any, budget: int, every_s: float = 30.0, stream=None):
+        self._study = study
+        self._budget = budget
+        self._every_s = every_s
+        self._stream = stream or sys.stdout
+        self._start = time.time()
+        self._done_at_start: int | None = None
+        self._last = 0.0
+        self._best: float | None = None
+
+    def _line(self, trials: list) -> str:
+        done = sum(t.status == "TERMINATED" for t in trials)
+        running = sum(t.status == "RUNNING" for t in trials)
+        failed = sum(t.status == "ERROR" for t in trials)
+        previous = self._done_at_start or 0
+        elapsed = time.time() - self._start
+        left = max(self._budget - previous - done - running, 0) + running
+        eta = f"~{_clock(elapsed / done * left)}" if done else "?"
+        best = f"{self._best:.4f}" if self._best is not None else "-"
+        return (f"[{_clock(elapsed)}] trials done {previous + done}/{self._budget}, running "
+                f"{running}, failed {failed}, best {M.SEARCH_METRIC} {best}, remaining {eta}")
+
+    def on_step(self, iteration: int, trials: list, **info) -> None:
+        if self._done_at_start is None:
+            from optuna.trial import TrialState
+
+            self._done_at_start = len(self._study.get_trials(
+                deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+        if time.time() - self._last >= self._every_s:
+            self._print(trials)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                        **info) -> None:
+        value = result.get(M.SEARCH_METRIC)
+        if isinstance(value, (int, float)) and (self._best is None or value > self._best):
+            self._best = float(value)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        self._print(trials)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        self._print(trials)
+
+    def _print(self, trials: list) -> None:
+        self._last = time.time()
+        print(self._line(trials), file=self._stream, flush=True)

@@ -1,0 +1,189 @@
+"""OptunaSearch that owns the link between Tune's trials and the study in SQL.
+
+Stock OptunaSearch loses that link when the driver dies (see README, "Resume"). This searcher
+tags every Optuna trial with its Tune trial id and its driver, enforces the study-wide trial
+budget (so a resumed or second driver only runs what is left), fails trials whose final score is
+missing or not finite instead of leaving them RUNNING, and tolerates duplicate or late callbacks.
+Resuming never unpickles it: a resume starts a fresh searcher on the same study.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import time
+from typing import Any, Callable
+
+from ray.tune.callback import Callback
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from trainables import metrics as M
+from trainables.rllib_trainable import trial_seed
+
+log = logging.getLogger(__name__)
+
+ATTR_TUNE_ID = "tune_trial_id"
+ATTR_DRIVER = "driver"
+ATTR_CHECKPOINT = "checkpoint"
+ATTR_METRICS = "metrics"
+ATTR_STOP = "stop_reason"
+ATTR_FAIL = "fail_reason"
+ATTR_SEED = "seed"
+HEARTBEAT_PREFIX = "driver:"
+COUNTED_STATES = ("COMPLETE", "PRUNED", "RUNNING")
+
+
+def driver_identity() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
+
+
+class StudySearcher(OptunaSearch):
+    """OptunaSearch on an existing study, with a study-wide budget of ``num_samples`` trials."""
+
+    def __init__(self, space: Callable[[Any], dict], study: Any, sampler: Any, num_samples: int,
+                 sweep_seed: int, driver_id: str):
+        def define_by_run(trial: Any) -> None:
+            space(trial)
+
+        super().__init__(space=define_by_run, metric=M.SEARCH_METRIC, mode=M.SEARCH_MODE,
+                         storage=study._storage, study_name=study.study_name, sampler=sampler)
+        self._num_samples = num_samples
+        self._sweep_seed = sweep_seed
+        self._driver_id = driver_id
+        self._awaiting_reason: dict[str, Any] = {}
+
+    @property
+    def study(self):
+        return self._ot_study
+
+    def budget_left(self) -> int:
+        """Trials still to start, counting every driver's finished and running trials."""
+        from optuna.trial import TrialState
+
+        states = tuple(TrialState[s] for s in COUNTED_STATES)
+        used = len(self._ot_study.get_trials(deepcopy=False, states=states))
+        return self._num_samples - used
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        if trial_id not in self._ot_trials and self.budget_left() <= 0:
+            return Searcher.FINISHED
+        config = super().suggest(trial_id)
+        ot_trial = self._ot_trials[trial_id]
+        seed = trial_seed(self._sweep_seed, ot_trial.number)
+        ot_trial.set_user_attr(ATTR_TUNE_ID, trial_id)
+        ot_trial.set_user_attr(ATTR_DRIVER, self._driver_id)
+        ot_trial.set_user_attr(ATTR_SEED, seed)
+        return {**config, M.TRIAL_SEED: seed}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        ot_trial = self._ot_trials.get(trial_id)
+        value = result.get(self.metric)
+        if ot_trial is None or trial_id in self._completed_trials or not _finite(value):
+            return
+        ot_trial.report(float(value), int(result.get(M.EVALS) or result["training_iteration"]))
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
+        from optuna.trial import TrialState
+
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is None or trial_id in self._completed_trials:
+            return
+        self._completed_trials.add(trial_id)
+        value = (result or {}).get(self.metric)
+        if result:
+            best = {k[len(M.BEST_PREFIX):]: v for k, v in result.items()
+                    if k.startswith(M.BEST_PREFIX)}
+            self._set_attr(ot_trial, ATTR_METRICS, best)
+            self._set_attr(ot_trial, ATTR_STOP, result.get(M.STOP_REASON) or "scheduler")
+        if error:
+            # Tune tells the searcher before the callbacks that carry the error message.
+            self._awaiting_reason[trial_id] = ot_trial
+        elif not _finite(value):
+            self._set_attr(ot_trial, ATTR_FAIL, f"final {self.metric} is {value!r}")
+            self._ot_study.tell(ot_trial, state=TrialState.FAIL, skip_if_finished=True)
+        else:
+            self._ot_study.tell(ot_trial, float(value), skip_if_finished=True)
+
+    def fail(self, trial_id: str, reason: str) -> None:
+        """Finish an errored trial as FAIL with its reason."""
+        from optuna.trial import TrialState
+
+        ot_trial = self._awaiting_reason.pop(trial_id, None)
+        if ot_trial is not None:
+            self._set_attr(ot_trial, ATTR_FAIL, reason)
+            self._ot_study.tell(ot_trial, state=TrialState.FAIL, skip_if_finished=True)
+
+    def fail_all_awaiting(self) -> None:
+        for trial_id in list(self._awaiting_reason):
+            self.fail(trial_id, "trial failed")
+
+    def record(self, trial_id: str, key: str, value: Any) -> None:
+        """Attach a user attribute to the Optuna trial of a Tune trial (if still running)."""
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is not None and trial_id not in self._completed_trials:
+            self._set_attr(ot_trial, key, value)
+
+    @staticmethod
+    def _set_attr(ot_trial: Any, key: str, value: Any) -> None:
+        try:
+            ot_trial.set_user_attr(key, value)
+        except Exception as exc:  # a finished trial cannot change; keep the sweep going
+            log.warning("could not record %s on trial %s: %s", key, ot_trial.number, exc)
+
+    # Resume starts a fresh searcher on the study; nothing of this object is ever restored,
+    # and pickling it would write closures and storage handles into the experiment directory.
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "w") as handle:
+            handle.write("tradetune: searcher state lives in the Optuna study\n")
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
+
+
+class StudyBookkeeping(Callback):
+    """Driver-side Tune callback: checkpoint paths and failure reasons onto the study's trials,
+    and a heartbeat that tells ``resume`` whether this driver is still alive."""
+
+    def __init__(self, searcher: StudySearcher, driver_id: str, every_s: float = 10.0):
+        self._searcher = searcher
+        self._driver_id = driver_id
+        self._every_s = every_s
+        self._last_beat = 0.0
+
+    def beat(self) -> None:
+        self._searcher.study.set_user_attr(HEARTBEAT_PREFIX + self._driver_id, driver_identity())
+        self._last_beat = time.time()
+
+    def on_step(self, iteration: int, trials: list, **info) -> None:
+        if time.time() - self._last_beat >= self._every_s:
+            self.beat()
+
+    def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any,
+                      **info) -> None:
+        self._searcher.record(trial.trial_id, ATTR_CHECKPOINT, checkpoint.path)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        self._searcher.fail(trial.trial_id, _error_line(trial))
+
+    def on_experiment_end(self, trials: list, **info) -> None:
+        self._searcher.fail_all_awaiting()
+
+
+def _error_line(trial: Any) -> str:
+    """The last line of a failed trial's error (the exception), for the study."""
+    message = getattr(trial, "error_message", None) or ""
+    if not message:
+        path = getattr(trial, "error_file", None)
+        try:
+            message = open(path).read() if path else ""
+        except OSError:
+            message = ""
+    lines = [line for line in str(message).strip().splitlines() if line.strip()]
+    return lines[-1][:500] if lines else "trial failed"
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,120 @@
+"""Create studies strictly, load them strictly, and keep their provenance.
+
+``launch`` creates (refusing an existing name), everything else loads (refusing a missing name
+and suggesting close ones): a read never creates an empty study by accident.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from search.errors import StudyError
+from search.storage import redact
+
+ATTR_CONFIG = "tradetune_config"
+ATTR_SPACE = "tradetune_space"
+ATTR_DATA = "tradetune_data"
+ATTR_VERSIONS = "tradetune_versions"
+ATTR_COMMAND = "tradetune_command"
+ATTR_CREATED = "tradetune_created"
+PACKAGES = ("tradetune", "ray", "optuna", "torch", "tensortrade", "numpy", "pandas")
+
+
+def study_names(storage: Any) -> list[str]:
+    import optuna
+
+    return [s.study_name for s in optuna.study.get_all_study_summaries(storage,
+                                                                       include_best_trial=False)]
+
+
+def load_study(storage: Any, name: str, sampler: Any = None):
+    """Load an existing study or raise ``StudyError`` naming close matches."""
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+    except KeyError:
+        names = study_names(storage)
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        listing = "" if close else (f" (studies there: {', '.join(names[:10])})" if names
+                                    else " (that storage has no studies yet)")
+        raise StudyError(f"no study named {name!r} in {storage.display_url}{hint}{listing}") from None
+
+
+def create_study(storage: Any, config: dict[str, Any], space: Any, data_fingerprint: str):
+    """Create the study for a new sweep and record its provenance; refuse an existing name."""
+    import optuna
+
+    name = config["study"]
+    try:
+        study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    except optuna.exceptions.DuplicatedStudyError:
+        raise StudyError(f"study {name!r} already exists in {storage.display_url}; continue it "
+                         f"with `tradetune resume --study {name}`, or launch under a new name "
+                         "with --study NAME (`tradetune status` lists studies)") from None
+    saved = {**config, "storage": redact(config["storage"]) if config.get("storage") else None}
+    study.set_user_attr(ATTR_CONFIG, saved)
+    study.set_user_attr(ATTR_SPACE, {"algorithm": space.algorithm,
+                                     "fingerprint": space.fingerprint,
+                                     "ranges": space.description})
+    study.set_user_attr(ATTR_DATA, data_fingerprint)
+    study.set_user_attr(ATTR_VERSIONS, package_versions())
+    study.set_user_attr(ATTR_COMMAND, " ".join(redact(a) for a in sys.argv))
+    study.set_user_attr(ATTR_CREATED, time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    return study
+
+
+def stored_config(study: Any) -> dict[str, Any]:
+    """The effective sweep config a study was launched with."""
+    config = study.user_attrs.get(ATTR_CONFIG)
+    if not config:
+        raise StudyError(f"study {study.study_name!r} was not created by tradetune (it has no "
+                         "stored sweep config)")
+    return config
+
+
+def check_unchanged(study: Any, space: Any, data_fingerprint: str) -> None:
+    """Refuse to resume when the search space or the data differ from launch time."""
+    saved_space = study.user_attrs.get(ATTR_SPACE, {})
+    if saved_space.get("fingerprint") != space.fingerprint:
+        before, now = saved_space.get("ranges", {}), space.description
+        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        detail = "; ".join(f"{k}: {before.get(k, 'absent')} -> {now.get(k, 'absent')}"
+                           for k in changed[:3]) or "its code changed"
+        raise StudyError(f"the search space of study {study.study_name!r} changed since launch "
+                         f"({detail}); launch a new study for the new space")
+    saved_data = study.user_attrs.get(ATTR_DATA)
+    if saved_data != data_fingerprint:
+        raise StudyError(f"the data of study {study.study_name!r} changed since launch "
+                         f"(fingerprint {saved_data} -> {data_fingerprint}); launch a new study "
+                         "to use the new data")
+
+
+def data_fingerprint(data_config: dict[str, Any]) -> str:
+    """Hash of the market data a sweep trains on: the file's bytes, or the synthetic seed."""
+    digest = hashlib.sha256(json.dumps(
+        {k: v for k, v in (data_config or {}).items() if k != "path"},
+        sort_keys=True, default=str).encode())
+    path = (data_config or {}).get("path")
+    if path:
+        with Path(path).open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": sys.version.split()[0]}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions

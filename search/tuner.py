@@ -1,0 +1,216 @@
+"""Launch and resume sweeps: Ray Tune drives the trials, the Optuna study in SQL keeps the truth.
+
+Resume does not unpickle Tune's experiment state (a database ahead of Tune's last snapshot
+makes stock restores fail). It reconciles the study instead: trials left RUNNING by a dead
+driver become FAIL, and a fresh Tune run on the same study runs only the remaining budget, so
+the sampler sees every finished trial and nothing is counted twice.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from search.errors import StudyError, UserError
+from search.storage import open_storage, redact, resolve_url, results_dir
+from search import study as studies
+from trainables import metrics as M
+
+STALE_DRIVER_S = 60.0
+
+
+def launch(config: dict[str, Any], storage_url: str | None = None,
+           address: str | None = None) -> int:
+    """Create the study for ``config`` and run its sweep. Returns the process exit code."""
+    from spaces import get_space
+    from trainables.data import prepare_market
+
+    url = resolve_url(storage_url, config.get("storage"))
+    prepare_market(config["data"])
+    space = get_space(config["algorithm"], config["search"]["space_overrides"],
+                      config["search"]["space"])
+    experiment_dir = _experiment_dir(config["study"])
+    storage = open_storage(url, create_dirs=True)
+    study = studies.create_study(storage, config, space, studies.data_fingerprint(config["data"]))
+    if config["search"]["enqueue_tutorial"] and space.first_params:
+        study.enqueue_trial(space.first_params, skip_if_exists=True)
+    print(f"launched study {config['study']!r} in {redact(url)}: {config['algorithm']} x "
+          f"{config['search']['num_samples']} trials, results under {experiment_dir}")
+    return _run(config, study, space, experiment_dir, url, address)
+
+
+def resume(study_name: str, storage_url: str | None = None, address: str | None = None) -> int:
+    """Continue a study after a crash or interruption, running only its remaining budget."""
+    from spaces import get_space
+    from trainables.data import prepare_market
+
+    url = resolve_url(storage_url)
+    storage = open_storage(url)
+    study = studies.load_study(storage, study_name)
+    config = studies.stored_config(study)
+    if config.get("storage"):
+        config["storage"] = None  # stored redacted; this run uses the URL it was given
+    prepare_market(config["data"])
+    space = get_space(config["algorithm"], config["search"]["space_overrides"],
+                      config["search"]["space"])
+    studies.check_unchanged(study, space, studies.data_fingerprint(config["data"]))
+    orphans = fail_orphaned_trials(study)
+    counts = state_counts(study)
+    done = counts["COMPLETE"] + counts["PRUNED"]
+    budget = config["search"]["num_samples"]
+    if done >= budget:
+        print(f"study {study_name!r} is already finished: {done} of {budget} trials done; "
+              "nothing to resume")
+        return 0
+    print(f"resuming study {study_name!r}: {done} of {budget} trials done, "
+          f"{orphans} orphaned trial(s) marked FAIL, {counts['RUNNING']} running elsewhere")
+    return _run(config, study, space, _experiment_dir(study_name), url, address)
+
+
+def state_counts(study: Any) -> dict[str, int]:
+    counts = {s: 0 for s in ("COMPLETE", "PRUNED", "RUNNING", "FAIL", "WAITING")}
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+    return counts
+
+
+def fail_orphaned_trials(study: Any) -> int:
+    """Mark FAIL every RUNNING trial whose driver is gone (same host and its process is dead,
+    or no heartbeat for a minute). Optuna's own heartbeat does not cover Ray's ask/tell."""
+    from optuna.trial import TrialState
+
+    from search.searcher import ATTR_DRIVER, ATTR_FAIL, HEARTBEAT_PREFIX
+
+    failed = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        driver = trial.user_attrs.get(ATTR_DRIVER)
+        beat = study.user_attrs.get(HEARTBEAT_PREFIX + str(driver)) if driver else None
+        if beat and _driver_alive(beat):
+            continue
+        study._storage.set_trial_user_attr(trial._trial_id, ATTR_FAIL,
+                                           "driver stopped while the trial was running")
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        failed += 1
+    return failed
+
+
+def _driver_alive(beat: dict[str, Any]) -> bool:
+    if beat.get("host") == socket.gethostname():
+        try:
+            os.kill(int(beat["pid"]), 0)
+        except (ProcessLookupError, ValueError, KeyError):
+            return False
+        except PermissionError:
+            return True
+        return beat.get("pid") != os.getpid()
+    return time.time() - float(beat.get("time", 0)) < STALE_DRIVER_S
+
+
+def _experiment_dir(study_name: str) -> Path:
+    path = results_dir() / study_name
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"x" * 1024)
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"results directory {path} is not writable ({exc.strerror}); set "
+                        "TRADETUNE_RESULTS to a writable directory") from None
+    return path
+
+
+def _sampler_seed(sweep_seed: int, n_trials: int) -> int:
+    """A resumed sweep must not replay the random start-up samples of the first run."""
+    return int(hashlib.sha256(f"{sweep_seed}/{n_trials}".encode()).hexdigest()[:8], 16)
+
+
+def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, url: str,
+         address: str | None) -> int:
+    import optuna
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
+
+    from search.progress import Progress
+    from search.searcher import StudyBookkeeping, StudySearcher
+    from trainables.rllib_trainable import train_trial
+
+    search, training, resources = config["search"], config["training"], config["resources"]
+    driver_id = f"{socket.gethostname()}-{os.getpid()}-{int(time.time())}"
+    sampler = optuna.samplers.TPESampler(seed=_sampler_seed(search["seed"], len(study.trials)))
+    searcher = StudySearcher(space, study, sampler, search["num_samples"], search["seed"],
+                             driver_id)
+    bookkeeping = StudyBookkeeping(searcher, driver_id)
+    bookkeeping.beat()
+    remaining = max(searcher.budget_left(), 0)
+    if remaining == 0:
+        print("the study's trial budget is taken by trials running in another driver; "
+              "nothing to start here")
+        return 0
+    scheduler = None
+    if search["scheduler"] == "asha":
+        max_evals = max(1, training["max_iterations"] // training["eval_every"])
+        scheduler = ASHAScheduler(time_attr=M.EVALS, max_t=max_evals,
+                                  grace_period=max(1, min(training["min_evals"], max_evals)))
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        ray.init(address=address or os.environ.get("RAY_ADDRESS"), logging_level=logging.ERROR,
+                 log_to_driver=False, include_dashboard=False, configure_logging=False)
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, sweep=config),
+        {"cpu": resources["cpus_per_trial"], "gpu": resources["gpus_per_trial"]})
+    run_name = f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric=M.SEARCH_METRIC, mode=M.SEARCH_MODE, num_samples=remaining,
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=search["max_concurrent"]),
+            scheduler=scheduler, max_concurrent_trials=search["max_concurrent"]),
+        run_config=tune.RunConfig(
+            name=run_name, storage_path=str(experiment_dir.resolve()), verbose=0,
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=1, checkpoint_score_attribute=M.BEST_VAL_SCORE,
+                checkpoint_score_order="max"),
+            failure_config=tune.FailureConfig(max_failures=training["max_failures"]),
+            callbacks=[bookkeeping, Progress(study, search["num_samples"])]),
+    )
+    interrupted = False
+    try:
+        tuner.fit()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        searcher.fail_all_awaiting()
+        if started_ray:
+            ray.shutdown()
+    counts = state_counts(study)
+    interrupted = interrupted or _finish_interrupted(study, driver_id)
+    storage_flag = "" if url == resolve_url() else f" --storage '{redact(url)}'"
+    if interrupted:
+        print(f"sweep interrupted; trials in flight were marked FAIL and will be re-run. "
+              f"Continue with: tradetune resume --study {study.study_name}{storage_flag}")
+        return 130
+    print(f"sweep finished: {counts['COMPLETE']} complete, {counts['FAIL']} failed, "
+          f"{counts['PRUNED']} pruned. See: tradetune best --study {study.study_name}"
+          f"{storage_flag}")
+    return 0
+
+
+def _finish_interrupted(study: Any, driver_id: str) -> bool:
+    """Trials of this driver still RUNNING after Tune returned were cut off (Ctrl-C)."""
+    from optuna.trial import TrialState
+
+    from search.searcher import ATTR_DRIVER, ATTR_FAIL
+
+    cut = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+           if t.user_attrs.get(ATTR_DRIVER) == driver_id]
+    for trial in cut:
+        study._storage.set_trial_user_attr(trial._trial_id, ATTR_FAIL, "sweep interrupted")
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    return bool(cut)

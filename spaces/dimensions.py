@@ -1,0 +1,135 @@
+"""Search dimensions and the machinery shared by every search space.
+
+A space is a set of named dimensions plus a pure ``build(params) -> settings`` function.
+Keeping the ranges as data (not buried in ``trial.suggest_*`` calls) is what lets a sweep config
+fix, narrow, widen or re-choose any of them without touching code, and lets the service
+fingerprint a space to refuse resuming a study with different ranges.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Union
+
+
+class SpaceError(ValueError):
+    """A search space or an override of it is invalid; the message names the parameter."""
+
+
+@dataclass(frozen=True)
+class Float:
+    low: float
+    high: float
+    log: bool = False
+    source: str = ""
+
+    def suggest(self, trial: Any, name: str) -> float:
+        return trial.suggest_float(name, self.low, self.high, log=self.log)
+
+
+@dataclass(frozen=True)
+class Int:
+    low: int
+    high: int
+    log: bool = False
+    step: int = 1
+    source: str = ""
+
+    def suggest(self, trial: Any, name: str) -> int:
+        return trial.suggest_int(name, self.low, self.high, log=self.log, step=self.step)
+
+
+@dataclass(frozen=True)
+class Categorical:
+    choices: tuple
+    source: str = ""
+
+    def suggest(self, trial: Any, name: str) -> Any:
+        return trial.suggest_categorical(name, list(self.choices))
+
+
+Dimension = Union[Float, Int, Categorical]
+
+
+def check_dimension(name: str, dim: Dimension) -> None:
+    """Raise ``SpaceError`` for an empty or ill-formed range."""
+    if isinstance(dim, Categorical):
+        if not dim.choices:
+            raise SpaceError(f"parameter {name!r}: choices must not be empty")
+        return
+    if not (isinstance(dim.low, (int, float)) and isinstance(dim.high, (int, float))):
+        raise SpaceError(f"parameter {name!r}: low and high must be numbers, got "
+                         f"{dim.low!r} and {dim.high!r}")
+    if dim.low > dim.high:
+        raise SpaceError(f"parameter {name!r}: low ({dim.low}) is greater than high ({dim.high})")
+    if dim.log and dim.low <= 0:
+        raise SpaceError(f"parameter {name!r}: a log range must be positive, got low={dim.low}")
+    if isinstance(dim, Int) and (dim.low != int(dim.low) or dim.high != int(dim.high)):
+        raise SpaceError(f"parameter {name!r}: integer range needs whole numbers, got "
+                         f"{dim.low}..{dim.high}")
+
+
+def _override(name: str, dim: Dimension, change: Any) -> Dimension | Any:
+    """One override: a plain value fixes the parameter; a mapping changes its range."""
+    if not isinstance(change, dict):
+        return change
+    allowed = {"choices"} if isinstance(dim, Categorical) else {"low", "high", "log"}
+    unknown = sorted(set(change) - allowed)
+    if unknown:
+        raise SpaceError(f"parameter {name!r}: unknown override key(s) {unknown}; "
+                         f"allowed: {sorted(allowed)} (or a plain value to fix it)")
+    if isinstance(dim, Categorical):
+        new = replace(dim, choices=tuple(change["choices"]), source="sweep config")
+    else:
+        kind = int if isinstance(dim, Int) else float
+        try:
+            values = {k: kind(v) if k != "log" else bool(v) for k, v in change.items()}
+        except (TypeError, ValueError):
+            raise SpaceError(f"parameter {name!r}: override values must be numbers, got "
+                             f"{change}") from None
+        new = replace(dim, **values, source="sweep config")
+    check_dimension(name, new)
+    return new
+
+
+def apply_overrides(dimensions: dict[str, Dimension],
+                    overrides: dict[str, Any] | None) -> tuple[dict[str, Dimension], dict]:
+    """Return (searched dimensions, fixed values) after a sweep config's ``space_overrides``."""
+    searched, fixed = dict(dimensions), {}
+    for name, change in (overrides or {}).items():
+        if name not in dimensions:
+            close = difflib.get_close_matches(str(name), list(dimensions), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise SpaceError(f"unknown search parameter {name!r}{hint} "
+                             f"(known: {', '.join(sorted(dimensions))})")
+        result = _override(name, dimensions[name], change)
+        if isinstance(result, (Float, Int, Categorical)):
+            searched[name] = result
+        else:
+            del searched[name]
+            fixed[name] = result
+    return searched, fixed
+
+
+def fingerprint(dimensions: dict[str, Dimension], fixed: dict[str, Any], extra: str = "") -> str:
+    """A short stable hash of the ranges and fixed values (sources excluded)."""
+    def describe(dim: Dimension) -> dict:
+        data = {k: v for k, v in vars(dim).items() if k != "source"}
+        return {"kind": type(dim).__name__, **{k: list(v) if isinstance(v, tuple) else v
+                                               for k, v in data.items()}}
+
+    blob = json.dumps({"dims": {k: describe(v) for k, v in sorted(dimensions.items())},
+                       "fixed": fixed, "extra": extra}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def sampler(dimensions: dict[str, Dimension], fixed: dict[str, Any],
+            build: Callable[[dict[str, Any]], dict]) -> Callable[[Any], dict]:
+    """A define-by-run function: suggest every searched dimension, then build the settings."""
+    def sample(trial: Any) -> dict:
+        params = {name: dim.suggest(trial, name) for name, dim in dimensions.items()}
+        return build({**params, **fixed})
+    return sample
+

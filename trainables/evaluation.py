@@ -1,0 +1,121 @@
+"""Score a policy on a whole data split: the numbers a user compares against buy-and-hold.
+
+A policy is any function from a batch of observations ``(n, obs_dim)`` to greedy actions
+``(n,)`` (0 = cash, 1 = long); ``as_policy`` turns an RLlib Algorithm or RLModule into one.
+Evaluation runs from the split's first bar to its last with no loss stopper and no random start,
+so a validation score always covers the whole period.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+Policy = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Evaluation:
+    """Result of one greedy run over a split. Percentages are in percent, drawdown a fraction."""
+
+    split: str
+    bars: int
+    final_net_worth: float
+    pnl: float
+    pnl_pct: float
+    sharpe: float
+    max_drawdown: float
+    trades: int
+    time_in_market: float
+    buy_and_hold_pct: float
+    equity: np.ndarray = field(repr=False)
+    positions: np.ndarray = field(repr=False)
+    dates: list[str] = field(repr=False)
+
+    def metrics(self) -> dict[str, float]:
+        """The scalar metrics, for reporting to Tune and printing."""
+        skip = {"equity", "positions", "dates", "split"}
+        return {k: v for k, v in asdict(self).items() if k not in skip}
+
+
+def as_policy(agent: Any) -> Policy:
+    """Wrap a batch function, an RLlib ``Algorithm`` or an ``RLModule`` as a greedy policy."""
+    if hasattr(agent, "get_module"):
+        agent = agent.get_module()
+    if hasattr(agent, "forward_inference"):
+        module = agent
+
+        def greedy(obs: np.ndarray) -> np.ndarray:
+            import torch
+
+            with torch.no_grad():
+                out = module.forward_inference({"obs": torch.as_tensor(obs)})
+            if "actions" in out:
+                return np.asarray(out["actions"]).astype(np.int64)
+            return out["action_dist_inputs"].argmax(dim=-1).numpy()
+
+        return greedy
+    if callable(agent):
+        return agent
+    raise TypeError(f"cannot evaluate {type(agent).__name__}: expected a function of an "
+                    "observation batch, an RLlib Algorithm or an RLModule")
+
+
+def evaluate(policy: Any, env_config: dict[str, Any], split: str) -> Evaluation:
+    """Run ``policy`` greedily over the whole ``split`` and measure the result."""
+    from trainables.env import TradingEnv
+
+    config = {**env_config, "split": split, "random_start": False, "max_allowed_loss": None,
+              "max_episode_steps": None}
+    env = TradingEnv(config)
+    act = as_policy(policy)
+    # Greedy actions for every bar in both positions: the rollout then only looks them up.
+    table = np.stack([np.asarray(act(env.observations(p))).reshape(-1) for p in (0, 1)], axis=1)
+    env.reset(seed=0)
+    equity = [env.net_worth]
+    positions = [env.position]
+    row = 0
+    truncated = terminated = False
+    while not (terminated or truncated):
+        _, _, terminated, truncated, info = env.step(int(table[row, env.position]))
+        row += 1
+        equity.append(info["net_worth"])
+        positions.append(info["position"])
+    return _measure(env, split, np.asarray(equity), np.asarray(positions), info["trades"])
+
+
+def _measure(env, split: str, equity: np.ndarray, positions: np.ndarray,
+             trades: int) -> Evaluation:
+    closes = env.market.bars["close"].to_numpy()[env.first_bar:env.end_bar]
+    dates = [str(d) for d in env.market.bars.index[env.first_bar:env.end_bar]]
+    returns = np.diff(equity) / equity[:-1]
+    std = float(np.std(returns))
+    sharpe = float(np.mean(returns) / std * math.sqrt(env.market.periods_per_year)) if std > 0 else 0.0
+    drawdown = 1.0 - equity / np.maximum.accumulate(equity)
+    return Evaluation(
+        split=split,
+        bars=len(equity),
+        final_net_worth=float(equity[-1]),
+        pnl=float(equity[-1] - env.initial_cash),
+        pnl_pct=float((equity[-1] / env.initial_cash - 1.0) * 100.0),
+        sharpe=sharpe,
+        max_drawdown=float(drawdown.max()),
+        trades=int(trades),
+        time_in_market=float(positions[1:].mean()) if len(positions) > 1 else 0.0,
+        buy_and_hold_pct=float((closes[-1] / closes[0] - 1.0) * 100.0),
+        equity=equity,
+        positions=positions,
+        dates=dates,
+    )
+
+
+def never_trade(obs: np.ndarray) -> np.ndarray:
+    """Baseline: stay in cash."""
+    return np.zeros(len(obs), dtype=np.int64)
+
+
+def always_long(obs: np.ndarray) -> np.ndarray:
+    """Baseline: buy at the first bar and hold."""
+    return np.ones(len(obs), dtype=np.int64)

@@ -1,0 +1,187 @@
+"""The Ray Tune function trainable: one sampled configuration, trained and validated.
+
+Top to bottom: build the train env and the RLlib algorithm from the sampled parameters, train,
+evaluate the greedy policy on the whole validation split every ``eval_every`` iterations, keep a
+checkpoint only when the validation objective improves, stop when it has not improved for
+``patience`` evaluations. Everything the trial writes goes under its own trial directory.
+One Tune report per evaluation, each carrying the best-so-far score the searcher optimises.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from trainables import metrics as M
+
+STATE_FILE = "trial_state.json"
+ALGORITHM_DIR = "algorithm"
+TRAINING_DEFAULTS: dict[str, Any] = {
+    "max_iterations": 20,
+    "max_env_steps": None,
+    "eval_every": 2,
+    "patience": 3,
+    "min_evals": 2,
+    "min_delta": 0.0,
+    "objective": M.DEFAULT_OBJECTIVE,
+    "envs_per_runner": 4,
+    "max_failures": 2,
+}
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised inside a trial whose losses or scores became NaN/inf; the trial fails with it."""
+
+
+def trial_seed(sweep_seed: int, trial_number: int) -> int:
+    """A seed derived from the sweep seed and the trial number, so any trial can be rerun."""
+    digest = hashlib.sha256(f"{sweep_seed}:{trial_number}".encode()).hexdigest()
+    return int(digest[:8], 16)
+
+
+def env_config(sweep: dict[str, Any], settings: dict[str, Any], split: str) -> dict[str, Any]:
+    """The env config of a split: fixed market settings, then the trial's searched env settings."""
+    return {"data": sweep.get("data"), **(sweep.get("env") or {}), **settings.get("env", {}),
+            "split": split}
+
+
+def algorithm_config(algorithm: str, settings: dict[str, Any], sweep: dict[str, Any],
+                     seed: int | None = None):
+    """The full RLlib AlgorithmConfig for one trial (new API stack, torch)."""
+    from ray.rllib.algorithms.dqn import DQNConfig
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    from trainables.callbacks import TradingMetrics
+    from trainables.env import TradingEnv
+
+    training = {**TRAINING_DEFAULTS, **(sweep.get("training") or {})}
+    config_class = {"ppo": PPOConfig, "dqn": DQNConfig}[algorithm]
+    train_env = {**env_config(sweep, settings, "train"), "random_start": True}
+    return (
+        config_class()
+        .environment(TradingEnv, env_config=train_env)
+        .framework("torch")
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=int(training["envs_per_runner"]))
+        .training(**settings["training"])
+        .rl_module(model_config=settings["model"])
+        .callbacks(TradingMetrics)
+        .debugging(seed=seed, log_level="ERROR")
+        .reporting(metrics_num_episodes_for_smoothing=10)
+    )
+
+
+def train_trial(config: dict[str, Any], sweep: dict[str, Any]) -> None:
+    """Ray Tune function trainable. ``config`` holds the sampled parameters (plus ``seed``)."""
+    import ray.tune as tune
+
+    from spaces import get_space
+    from trainables.evaluation import evaluate
+
+    training = {**TRAINING_DEFAULTS, **(sweep.get("training") or {})}
+    objective = M.OBJECTIVES[training["objective"]]
+    search = sweep.get("search") or {}
+    space = get_space(sweep["algorithm"], search.get("space_overrides"), search.get("space"))
+    params = {k: v for k, v in config.items() if k != M.TRIAL_SEED}
+    settings = space.replay(params)
+    seed = config.get(M.TRIAL_SEED)
+    algo = algorithm_config(sweep["algorithm"], settings, sweep, seed).build_algo()
+    val_env = env_config(sweep, settings, "val")
+
+    state = {"iteration": 0, "evals": 0, "stale_evals": 0, "best": -math.inf, "best_metrics": {},
+             "scores": []}
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            algo.restore_from_path(str(Path(directory) / ALGORITHM_DIR))
+            state = json.loads((Path(directory) / STATE_FILE).read_text())
+        state["restored_from_iteration"] = state["iteration"]
+
+    try:
+        while state["iteration"] < training["max_iterations"]:
+            result = algo.train()
+            state["iteration"] += 1
+            _check_finite(result)
+            env_steps = _lifetime_env_steps(result)
+            budget_spent = (training["max_env_steps"] is not None
+                            and env_steps >= training["max_env_steps"])
+            last = state["iteration"] >= training["max_iterations"] or budget_spent
+            if state["iteration"] % training["eval_every"] and not last:
+                continue
+            evaluation = evaluate(algo, val_env, "val").metrics()
+            score = float(objective(evaluation))
+            if not math.isfinite(score):
+                raise TrainingDiverged(f"validation {training['objective']} is {score}")
+            state["evals"] += 1
+            state["scores"].append(score)
+            improved = score > state["best"] + training["min_delta"]
+            if improved:
+                state["best"], state["best_metrics"], state["stale_evals"] = score, evaluation, 0
+            else:
+                state["stale_evals"] += 1
+            stop_reason = None
+            if last:
+                stop_reason = "max_env_steps" if budget_spent else "max_iterations"
+            elif (state["stale_evals"] >= training["patience"]
+                  and state["evals"] >= training["min_evals"]):
+                stop_reason = "patience"
+            report = _report(result, evaluation, score, state, env_steps, seed, stop_reason)
+            if improved:
+                with tempfile.TemporaryDirectory() as tmp:
+                    algo.save_to_path(str(Path(tmp) / ALGORITHM_DIR))
+                    (Path(tmp) / STATE_FILE).write_text(json.dumps(state))
+                    tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
+            else:
+                tune.report(report)
+            if stop_reason:
+                break
+    finally:
+        algo.stop()
+
+
+def _report(result: dict, evaluation: dict, score: float, state: dict, env_steps: int,
+            seed: int | None, stop_reason: str | None) -> dict[str, Any]:
+    runners = result.get("env_runners", {})
+    report = {
+        M.VAL_SCORE: score,
+        M.BEST_VAL_SCORE: state["best"],
+        M.EVALS: state["evals"],
+        M.ITERATIONS: state["iteration"],
+        M.ENV_STEPS: env_steps,
+        M.STOP_REASON: stop_reason or "",
+        M.TRIAL_SEED: seed,
+        M.EPISODE_RETURN: _finite_or_none(runners.get("episode_return_mean")),
+        M.TRAIN_PNL_PCT: _finite_or_none(runners.get(M.TRAIN_PNL_PCT)),
+        M.TRAIN_PNL: _finite_or_none(runners.get(M.TRAIN_PNL)),
+        M.TRAIN_NET_WORTH: _finite_or_none(runners.get(M.TRAIN_NET_WORTH)),
+    }
+    report.update({M.VAL_PREFIX + k: v for k, v in evaluation.items()})
+    report.update({M.BEST_PREFIX + k: v for k, v in state["best_metrics"].items()})
+    return report
+
+
+def _finite_or_none(value: Any) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _lifetime_env_steps(result: dict) -> int:
+    from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
+
+    return int(result.get(NUM_ENV_STEPS_SAMPLED_LIFETIME)
+               or result.get("env_runners", {}).get(NUM_ENV_STEPS_SAMPLED_LIFETIME) or 0)
+
+
+def _check_finite(result: dict) -> None:
+    """Fail the trial with a reason when a learner loss is NaN or infinite."""
+    for module, stats in (result.get("learners") or {}).items():
+        if not isinstance(stats, dict):
+            continue
+        for name, value in stats.items():
+            if "loss" in name and isinstance(value, (int, float)) and not math.isfinite(value):
+                raise TrainingDiverged(f"training diverged: {module}/{name} = {value}")
