@@ -174,7 +174,11 @@ def validate(config: dict[str, Any]) -> None:
         raise ConfigError(f"training.eval_every ({training['eval_every']}) is larger than "
                           f"training.max_iterations ({training['max_iterations']}): the trial "
                           "would never be validated")
-    if config["data"]["path"] is not None and not isinstance(config["data"]["path"], str):
-        raise ConfigError(f"data.path must be a file path, got {config['data']['path']!r}")
+    path = config["data"]["path"]
+    if path is not None:
+        if not isinstance(path, str) or not path.strip():
+            raise ConfigError(f"data.path must be a file path, got {path!r}")
+        # Trials run in their own working directories: pin the path now.
+        config["data"]["path"] = str(Path(path).expanduser().resolve())
     if not isinstance(config["search"]["enqueue_tutorial"], bool):
         raise ConfigError("search.enqueue_tutorial must be true or false")

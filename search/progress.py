@@ -15,6 +15,12 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def _reason(trial: Any) -> str:
+    from search.searcher import error_line
+
+    return error_line(trial)
+
+
 class Progress(Callback):
     """Prints done/running/failed, best value, elapsed and estimated remaining time, whenever a
     trial finishes and at most every ``every_s`` seconds otherwise."""
@@ -60,7 +66,12 @@ class Progress(Callback):
         self._print(trials)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        print(f"trial {trial.trial_id} failed: {_reason(trial)}", file=self._stream, flush=True)
         self._print(trials)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        print(f"trial {trial.trial_id} failed ({_reason(trial)}); retrying from its last "
+              "checkpoint", file=self._stream, flush=True)
 
     def _print(self, trials: list) -> None:
         self._last = time.time()

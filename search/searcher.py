@@ -19,19 +19,13 @@ from ray.tune.callback import Callback
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from search.searcher_attrs import (ATTR_CHECKPOINT, ATTR_DRIVER, ATTR_FAIL, ATTR_METRICS,
+                                   ATTR_SEED, ATTR_STOP, ATTR_TUNE_ID, HEARTBEAT_PREFIX)
 from trainables import metrics as M
 from trainables.rllib_trainable import trial_seed
 
 log = logging.getLogger(__name__)
 
-ATTR_TUNE_ID = "tune_trial_id"
-ATTR_DRIVER = "driver"
-ATTR_CHECKPOINT = "checkpoint"
-ATTR_METRICS = "metrics"
-ATTR_STOP = "stop_reason"
-ATTR_FAIL = "fail_reason"
-ATTR_SEED = "seed"
-HEARTBEAT_PREFIX = "driver:"
 COUNTED_STATES = ("COMPLETE", "PRUNED", "RUNNING")
 
 
@@ -166,13 +160,13 @@ class StudyBookkeeping(Callback):
         self._searcher.record(trial.trial_id, ATTR_CHECKPOINT, checkpoint.path)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
-        self._searcher.fail(trial.trial_id, _error_line(trial))
+        self._searcher.fail(trial.trial_id, error_line(trial))
 
     def on_experiment_end(self, trials: list, **info) -> None:
         self._searcher.fail_all_awaiting()
 
 
-def _error_line(trial: Any) -> str:
+def error_line(trial: Any) -> str:
     """The last line of a failed trial's error (the exception), for the study."""
     message = getattr(trial, "error_message", None) or ""
     if not message:

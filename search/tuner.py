@@ -84,7 +84,7 @@ def fail_orphaned_trials(study: Any) -> int:
     or no heartbeat for a minute). Optuna's own heartbeat does not cover Ray's ask/tell."""
     from optuna.trial import TrialState
 
-    from search.searcher import ATTR_DRIVER, ATTR_FAIL, HEARTBEAT_PREFIX
+    from search.searcher_attrs import ATTR_DRIVER, ATTR_FAIL, HEARTBEAT_PREFIX
 
     failed = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -158,6 +158,7 @@ def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, u
         max_evals = max(1, training["max_iterations"] // training["eval_every"])
         scheduler = ASHAScheduler(time_attr=M.EVALS, max_t=max_evals,
                                   grace_period=max(1, min(training["min_evals"], max_evals)))
+    _quiet_tune()
     started_ray = not ray.is_initialized()
     if started_ray:
         ray.init(address=address or os.environ.get("RAY_ADDRESS"), logging_level=logging.ERROR,
@@ -202,11 +203,19 @@ def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, u
     return 0
 
 
+def _quiet_tune() -> None:
+    """Tune's per-failure tracebacks and snapshot warnings drown the progress line; failures
+    are printed as one line by ``Progress`` and their reason is stored on the study's trial."""
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    for name in ("ray.tune", "ray.train", "ray.rllib"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 def _finish_interrupted(study: Any, driver_id: str) -> bool:
     """Trials of this driver still RUNNING after Tune returned were cut off (Ctrl-C)."""
     from optuna.trial import TrialState
 
-    from search.searcher import ATTR_DRIVER, ATTR_FAIL
+    from search.searcher_attrs import ATTR_DRIVER, ATTR_FAIL
 
     cut = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
            if t.user_attrs.get(ATTR_DRIVER) == driver_id]

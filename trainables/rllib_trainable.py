@@ -32,6 +32,14 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 }
 
 
+def load_module(checkpoint_dir: str | Path):
+    """The trained RLModule of a trial checkpoint, for inference only (no env runners)."""
+    from ray.rllib.core.rl_module import RLModule
+
+    path = Path(checkpoint_dir) / ALGORITHM_DIR / "learner_group" / "learner" / "rl_module"
+    return RLModule.from_checkpoint(path / "default_policy")
+
+
 class TrainingDiverged(RuntimeError):
     """Raised inside a trial whose losses or scores became NaN/inf; the trial fails with it."""
 

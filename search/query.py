@@ -1,0 +1,200 @@
+"""Read a study: best trials, state counts, export. Never starts Ray, never imports ray/torch.
+
+Top-k selection and state counts are single SQL queries on Optuna's schema, because
+``study.trials`` loads every trial with its intermediate values (seconds at 10,000 trials,
+see scripts/bench_query.py); the chosen trials are then read through Optuna's storage API.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from search.errors import StudyError
+from search.storage import check_url, open_storage, redact, sqlite_path
+from search import study as studies
+from search.searcher_attrs import (ATTR_CHECKPOINT, ATTR_FAIL, ATTR_METRICS, ATTR_SEED,
+                                   ATTR_STOP)
+
+STATES = ("COMPLETE", "RUNNING", "FAIL", "PRUNED", "WAITING")
+
+
+def open_existing(url: str):
+    """Open a storage for reading; a SQLite file that does not exist is not created."""
+    check_url(url)
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise StudyError(f"no study database at {path}; launch a sweep first "
+                         "(`tradetune launch CONFIG.yaml`) or pass --storage URL")
+    return open_storage(url)
+
+
+def _study_id(storage: Any, name: str) -> int:
+    return storage.get_study_id_from_name(name)
+
+
+def state_counts(storage: Any, study_id: int) -> dict[str, int]:
+    from sqlalchemy import text
+
+    counts = {state: 0 for state in STATES}
+    with storage.engine.connect() as connection:
+        rows = connection.execute(text(
+            "SELECT state, COUNT(*) FROM trials WHERE study_id = :sid GROUP BY state"),
+            {"sid": study_id})
+        for state, count in rows:
+            counts[str(getattr(state, "name", state))] = int(count)
+    return counts
+
+
+def top_trials(storage: Any, study_id: int, k: int) -> list[Any]:
+    """The ``k`` COMPLETE trials with the highest value, best first."""
+    from sqlalchemy import text
+
+    with storage.engine.connect() as connection:
+        ids = [row[0] for row in connection.execute(text(
+            "SELECT t.trial_id FROM trials t JOIN trial_values v ON v.trial_id = t.trial_id "
+            "WHERE t.study_id = :sid AND t.state = 'COMPLETE' AND v.objective = 0 "
+            "AND v.value_type = 'FINITE' ORDER BY v.value DESC, t.number ASC LIMIT :k"),
+            {"sid": study_id, "k": k})]
+    return [storage.get_trial(trial_id) for trial_id in ids]
+
+
+def trial_summary(trial: Any, space: Any | None = None) -> dict[str, Any]:
+    """What users need about one trial, JSON-ready."""
+    checkpoint = trial.user_attrs.get(ATTR_CHECKPOINT)
+    summary = {
+        "number": trial.number,
+        "state": trial.state.name,
+        "value": trial.value,
+        "params": trial.params,
+        "metrics": trial.user_attrs.get(ATTR_METRICS, {}),
+        "checkpoint": checkpoint if checkpoint and Path(checkpoint).exists() else None,
+        "stop_reason": trial.user_attrs.get(ATTR_STOP),
+        "seed": trial.user_attrs.get(ATTR_SEED),
+    }
+    if trial.user_attrs.get(ATTR_FAIL):
+        summary["fail_reason"] = trial.user_attrs[ATTR_FAIL]
+    if space is not None and trial.state.name == "COMPLETE":
+        summary["settings"] = space.replay(trial.params)
+    return summary
+
+
+def _space_of(study: Any):
+    from spaces import get_space
+
+    config = studies.stored_config(study)
+    return get_space(config["algorithm"], config["search"]["space_overrides"],
+                     config["search"]["space"])
+
+
+def best(url: str, name: str, top: int) -> list[dict[str, Any]]:
+    """The ``top`` best COMPLETE trials, best first, with ready-to-use settings."""
+    storage = open_existing(url)
+    study = studies.load_study(storage, name)
+    space = _space_of(study)
+    return [trial_summary(t, space) for t in top_trials(storage, study._study_id, top)]
+
+
+def status(url: str, name: str | None) -> dict[str, Any] | list[dict[str, Any]]:
+    """State counts, best value and config of one study, or a line per study."""
+    storage = open_existing(url)
+    if name is None:
+        return [_status_of(storage, s) for s in studies.study_names(storage)]
+    studies.load_study(storage, name)
+    result = _status_of(storage, name)
+    study = studies.load_study(storage, name)
+    result["config"] = study.user_attrs.get(studies.ATTR_CONFIG)
+    result["storage"] = redact(url)
+    return result
+
+
+def _status_of(storage: Any, name: str) -> dict[str, Any]:
+    study_id = _study_id(storage, name)
+    counts = state_counts(storage, study_id)
+    top = top_trials(storage, study_id, 1)
+    return {"study": name, "counts": counts,
+            "best_value": top[0].value if top else None,
+            "best_trial": top[0].number if top else None}
+
+
+def get_trial(url: str, name: str, number: int | None):
+    """A study's trial by number, or its best COMPLETE trial; with the study."""
+    storage = open_existing(url)
+    study = studies.load_study(storage, name)
+    if number is None:
+        top = top_trials(storage, study._study_id, 1)
+        if not top:
+            raise StudyError(f"study {name!r} has no COMPLETE trial yet")
+        return study, top[0]
+    if number < 0:
+        raise StudyError(f"--trial must be a trial number >= 0, got {number}")
+    try:
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    except KeyError:
+        raise StudyError(f"study {name!r} has no trial {number} (it has "
+                         f"{len(study.get_trials(deepcopy=False))} trials)") from None
+    return study, storage.get_trial(trial_id)
+
+
+def checkpoint_of(trial: Any) -> Path:
+    """The kept checkpoint directory of a trial, or a one-line error saying why there is none."""
+    path = trial.user_attrs.get(ATTR_CHECKPOINT)
+    if trial.state.name != "COMPLETE":
+        raise StudyError(f"trial {trial.number} is {trial.state.name}"
+                         + (f" ({trial.user_attrs[ATTR_FAIL]})" if ATTR_FAIL in trial.user_attrs
+                            else "") + "; pick a COMPLETE trial (see `tradetune best`)")
+    if not path:
+        raise StudyError(f"trial {trial.number} has no checkpoint recorded")
+    if not Path(path).exists():
+        raise StudyError(f"checkpoint of trial {trial.number} is missing: {path}")
+    return Path(path)
+
+
+def export(url: str, name: str, number: int | None, out: Path) -> dict[str, Any]:
+    """Write the trial's RLlib settings, the sweep config and its checkpoint under ``out``."""
+    study, trial = get_trial(url, name, number)
+    source = checkpoint_of(trial)
+    config = studies.stored_config(study)
+    settings = _space_of(study).replay(trial.params)
+    out.mkdir(parents=True, exist_ok=True)
+    algorithm = config["algorithm"].upper()
+    env = {"data": config["data"], **config["env"], **settings["env"]}
+    rllib = {
+        "algorithm": algorithm,
+        "framework": "torch",
+        "environment": {"env": "trainables.env:TradingEnv", "env_config": env},
+        "training": settings["training"],
+        "rl_module": {"model_config": settings["model"]},
+        "debugging": {"seed": trial.user_attrs.get(ATTR_SEED)},
+        "how_to_load": (f"from ray.rllib.algorithms.{config['algorithm']} import {algorithm}Config;"
+                        f" cfg = {algorithm}Config().training(**d['training'])"
+                        ".rl_module(**d['rl_module'])"),
+    }
+    (out / "rllib_config.json").write_text(json.dumps(rllib, indent=2, default=str))
+    (out / "sweep_config.json").write_text(json.dumps(config, indent=2, default=str))
+    (out / "trial.json").write_text(json.dumps(trial_summary(trial), indent=2, default=str))
+    target = out / "checkpoint"
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target)
+    return {"study": name, "trial": trial.number, "value": trial.value, "out": str(out),
+            "files": sorted(p.name for p in out.iterdir())}
+
+
+
+def evaluate_trial(url: str, name: str, number: int | None, split: str) -> dict[str, Any]:
+    """Restore a trial's kept checkpoint and score it on ``split`` against buy-and-hold."""
+    study, trial = get_trial(url, name, number)
+    source = checkpoint_of(trial)
+    config = studies.stored_config(study)
+    settings = _space_of(study).replay(trial.params)
+    from trainables.evaluation import evaluate
+    from trainables.rllib_trainable import load_module
+
+    module = load_module(source)
+    env = {"data": config["data"], **config["env"], **settings["env"]}
+    result = evaluate(module, env, split)
+    return {"study": name, "trial": trial.number, "split": split,
+            "validation_value": trial.value, **result.metrics(),
+            "beats_buy_and_hold": result.pnl_pct > result.buy_and_hold_pct}

@@ -1,0 +1,11 @@
+"""Names of the attributes TradeTune stores on Optuna trials and studies (ray-free)."""
+from __future__ import annotations
+
+ATTR_TUNE_ID = "tune_trial_id"
+ATTR_DRIVER = "driver"
+ATTR_CHECKPOINT = "checkpoint"
+ATTR_METRICS = "metrics"
+ATTR_STOP = "stop_reason"
+ATTR_FAIL = "fail_reason"
+ATTR_SEED = "seed"
+HEARTBEAT_PREFIX = "driver:"

