@@ -147,7 +147,11 @@ def _table_data(info: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import optuna
+
     from search import storage as storage_mod
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     if args.command == "data":
         from search.config import _parse_value
@@ -165,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         if args.num_samples is not None:
             sets.append(f"search.num_samples={args.num_samples}")
         config = load_config(args.config, sets, study=args.study)
-        return launch(config, args.storage, args.address)
+        return launch(config, args.storage, args.address, command=args.command_line)
     if args.command == "resume":
         from search.config import check_study_name
         from search.tuner import resume
@@ -201,7 +205,9 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tradetune`` console script."""
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.command_line = "tradetune " + " ".join(argv)
     from search.errors import UserError
 
     try:

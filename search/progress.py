@@ -25,20 +25,21 @@ class Progress(Callback):
     """Prints done/running/failed, best value, elapsed and estimated remaining time, whenever a
     trial finishes and at most every ``every_s`` seconds otherwise."""
 
-    def __init__(self, study: Any, budget: int, every_s: float = 30.0, stream=None):
+    def __init__(self, study: Any, budget: int, every_s: float = 30.0):
         self._study = study
         self._budget = budget
         self._every_s = every_s
-        self._stream = stream or sys.stdout
         self._start = time.time()
         self._done_at_start: int | None = None
         self._last = 0.0
         self._best: float | None = None
+        self._completed = 0
+        self._failed = 0
+        self._ended: set[str] = set()
 
     def _line(self, trials: list) -> str:
-        done = sum(t.status == "TERMINATED" for t in trials)
-        running = sum(t.status == "RUNNING" for t in trials)
-        failed = sum(t.status == "ERROR" for t in trials)
+        done, failed = self._completed, self._failed
+        running = max(sum(t.status == "RUNNING" for t in trials) - self._pending_end(trials), 0)
         previous = self._done_at_start or 0
         elapsed = time.time() - self._start
         left = max(self._budget - previous - done - running, 0) + running
@@ -47,7 +48,7 @@ class Progress(Callback):
         return (f"[{_clock(elapsed)}] trials done {previous + done}/{self._budget}, running "
                 f"{running}, failed {failed}, best {M.SEARCH_METRIC} {best}, remaining {eta}")
 
-    def on_step(self, iteration: int, trials: list, **info) -> None:
+    def on_step_end(self, iteration: int, trials: list, **info) -> None:
         if self._done_at_start is None:
             from optuna.trial import TrialState
 
@@ -62,17 +63,25 @@ class Progress(Callback):
         if isinstance(value, (int, float)) and (self._best is None or value > self._best):
             self._best = float(value)
 
+    def _pending_end(self, trials: list) -> int:
+        """Trials Tune still lists as RUNNING although their end was just announced."""
+        return sum(t.status == "RUNNING" and t.trial_id in self._ended for t in trials)
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        self._completed += 1
+        self._ended.add(trial.trial_id)
         self._print(trials)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
-        print(f"trial {trial.trial_id} failed: {_reason(trial)}", file=self._stream, flush=True)
+        self._failed += 1
+        self._ended.add(trial.trial_id)
+        print(f"trial {trial.trial_id} failed: {_reason(trial)}", file=sys.stdout, flush=True)
         self._print(trials)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info) -> None:
         print(f"trial {trial.trial_id} failed ({_reason(trial)}); retrying from its last "
-              "checkpoint", file=self._stream, flush=True)
+              "checkpoint", file=sys.stdout, flush=True)
 
     def _print(self, trials: list) -> None:
         self._last = time.time()
-        print(self._line(trials), file=self._stream, flush=True)
+        print(self._line(trials), file=sys.stdout, flush=True)

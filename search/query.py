@@ -22,11 +22,11 @@ STATES = ("COMPLETE", "RUNNING", "FAIL", "PRUNED", "WAITING")
 
 def open_existing(url: str):
     """Open a storage for reading; a SQLite file that does not exist is not created."""
-    check_url(url)
     path = sqlite_path(url)
     if path is not None and not path.is_file():
         raise StudyError(f"no study database at {path}; launch a sweep first "
                          "(`tradetune launch CONFIG.yaml`) or pass --storage URL")
+    check_url(url)
     return open_storage(url)
 
 

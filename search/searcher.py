@@ -20,7 +20,8 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from search.searcher_attrs import (ATTR_CHECKPOINT, ATTR_DRIVER, ATTR_FAIL, ATTR_METRICS,
-                                   ATTR_SEED, ATTR_STOP, ATTR_TUNE_ID, HEARTBEAT_PREFIX)
+                                   ATTR_NODE, ATTR_SEED, ATTR_STOP, ATTR_TUNE_ID,
+                                   HEARTBEAT_PREFIX)
 from trainables import metrics as M
 from trainables.rllib_trainable import trial_seed
 
@@ -92,6 +93,7 @@ class StudySearcher(OptunaSearch):
                     if k.startswith(M.BEST_PREFIX)}
             self._set_attr(ot_trial, ATTR_METRICS, best)
             self._set_attr(ot_trial, ATTR_STOP, result.get(M.STOP_REASON) or "scheduler")
+            self._set_attr(ot_trial, ATTR_NODE, result.get(M.NODE_ID))
         if error:
             # Tune tells the searcher before the callbacks that carry the error message.
             self._awaiting_reason[trial_id] = ot_trial
@@ -151,7 +153,7 @@ class StudyBookkeeping(Callback):
         self._searcher.study.set_user_attr(HEARTBEAT_PREFIX + self._driver_id, driver_identity())
         self._last_beat = time.time()
 
-    def on_step(self, iteration: int, trials: list, **info) -> None:
+    def on_step_end(self, iteration: int, trials: list, **info) -> None:
         if time.time() - self._last_beat >= self._every_s:
             self.beat()
 

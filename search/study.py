@@ -48,7 +48,8 @@ def load_study(storage: Any, name: str, sampler: Any = None):
         raise StudyError(f"no study named {name!r} in {storage.display_url}{hint}{listing}") from None
 
 
-def create_study(storage: Any, config: dict[str, Any], space: Any, data_fingerprint: str):
+def create_study(storage: Any, config: dict[str, Any], space: Any, data_fingerprint: str,
+                 command: str = ""):
     """Create the study for a new sweep and record its provenance; refuse an existing name."""
     import optuna
 
@@ -66,7 +67,7 @@ def create_study(storage: Any, config: dict[str, Any], space: Any, data_fingerpr
                                      "ranges": space.description})
     study.set_user_attr(ATTR_DATA, data_fingerprint)
     study.set_user_attr(ATTR_VERSIONS, package_versions())
-    study.set_user_attr(ATTR_COMMAND, " ".join(redact(a) for a in sys.argv))
+    study.set_user_attr(ATTR_COMMAND, redact(command or " ".join(sys.argv)))
     study.set_user_attr(ATTR_CREATED, time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     return study
 

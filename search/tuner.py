@@ -25,7 +25,7 @@ STALE_DRIVER_S = 60.0
 
 
 def launch(config: dict[str, Any], storage_url: str | None = None,
-           address: str | None = None) -> int:
+           address: str | None = None, command: str = "") -> int:
     """Create the study for ``config`` and run its sweep. Returns the process exit code."""
     from spaces import get_space
     from trainables.data import prepare_market
@@ -36,7 +36,8 @@ def launch(config: dict[str, Any], storage_url: str | None = None,
                       config["search"]["space"])
     experiment_dir = _experiment_dir(config["study"])
     storage = open_storage(url, create_dirs=True)
-    study = studies.create_study(storage, config, space, studies.data_fingerprint(config["data"]))
+    study = studies.create_study(storage, config, space, studies.data_fingerprint(config["data"]),
+                                 command)
     if config["search"]["enqueue_tutorial"] and space.first_params:
         study.enqueue_trial(space.first_params, skip_if_exists=True)
     print(f"launched study {config['study']!r} in {redact(url)}: {config['algorithm']} x "

@@ -1,0 +1,50 @@
+"""Storage URLs: precedence, redaction, and one-line errors for unusable storages."""
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from search.errors import StorageError
+from search.storage import check_url, open_storage, redact, resolve_url
+
+
+def test_precedence(results_dir, monkeypatch):
+    assert resolve_url() == f"sqlite:///{results_dir / 'tradetune.db'}"
+    assert resolve_url(config_url="sqlite:///c.db") == "sqlite:///c.db"
+    monkeypatch.setenv("TRADETUNE_STORAGE", "sqlite:///env.db")
+    assert resolve_url(config_url="sqlite:///c.db") == "sqlite:///env.db"
+    assert resolve_url("sqlite:///cli.db", "sqlite:///c.db") == "sqlite:///cli.db"
+
+
+def test_redact_hides_passwords_only():
+    assert redact("postgresql://bob:s3cret@db:5432/x") == "postgresql://bob:***@db:5432/x"
+    assert redact("postgresql://bob@db/x") == "postgresql://bob@db/x"
+    assert redact("sqlite:////tmp/a.db") == "sqlite:////tmp/a.db"
+
+
+def test_unsupported_scheme_and_missing_sqlite_dir(tmp_path):
+    with pytest.raises(StorageError, match="unsupported storage URL 'redis://h'"):
+        check_url("redis://h")
+    with pytest.raises(StorageError, match="SQLite storage directory .*nowhere does not exist"):
+        check_url(f"sqlite:///{tmp_path}/nowhere/x.db")
+
+
+def test_unreachable_postgres_is_one_line_without_password():
+    with pytest.raises(StorageError) as info:
+        open_storage("postgresql://postgres:topsecret@127.0.0.1:1/none")
+    message = str(info.value)
+    assert "cannot open storage" in message and "\n" not in message
+    assert "topsecret" not in message
+
+
+def test_env_reference_is_expanded_only_when_connecting(monkeypatch, tmp_path):
+    monkeypatch.setenv("TT_DB_DIR", str(tmp_path))
+    with pytest.raises(StorageError, match=r"\$\{TT_MISSING\} but that environment variable"):
+        open_storage("postgresql://u:${TT_MISSING}@127.0.0.1/x")
+
+
+def test_pickled_storage_carries_no_password():
+    storage = open_storage("postgresql://postgres:hunter2@127.0.0.1:5432/test")
+    blob = pickle.dumps(storage)
+    assert b"hunter2" not in blob
