@@ -27,7 +27,7 @@ def open_existing(url: str):
         raise StudyError(f"no study database at {path}; launch a sweep first "
                          "(`tradetune launch CONFIG.yaml`) or pass --storage URL")
     check_url(url)
-    return open_storage(url)
+    return open_storage(url, read_only=True)
 
 
 def _study_id(storage: Any, name: str) -> int:

@@ -92,9 +92,11 @@ class RedactingRDBStorage(optuna.storages.RDBStorage):
         return state
 
 
-def open_storage(url: str, create_dirs: bool = False):
+def open_storage(url: str, create_dirs: bool = False, read_only: bool = False):
     """Open ``url`` as an Optuna ``RDBStorage``; raise ``StorageError`` with one line if it
-    cannot be reached. SQLite waits up to 60 s on a locked database instead of failing."""
+    cannot be reached. SQLite waits up to 60 s on a locked database instead of failing.
+    ``read_only`` skips creating Optuna's tables, so a reader racing a launching driver never
+    writes to the schema."""
     import sqlalchemy.exc
 
     check_url(url, create_dirs)
@@ -105,7 +107,7 @@ def open_storage(url: str, create_dirs: bool = False):
         engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
     try:
         storage = RedactingRDBStorage(real_url, engine_kwargs=engine_kwargs,
-                                      skip_compatibility_check=False)
+                                      skip_table_creation=read_only)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, RuntimeError, ValueError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         reason = reason[0] if reason else type(exc).__name__

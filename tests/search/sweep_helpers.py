@@ -58,10 +58,17 @@ def trials(url: str, study: str) -> list:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        return optuna.load_study(study_name=study, storage=url).get_trials(deepcopy=False)
-    except KeyError:
-        return []
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+        return []  # not launched yet; opening would create the file
+    from search.storage import open_storage
+
+    try:  # read-only: never create tables while a driver is creating them
+        storage = open_storage(url, read_only=True)
+        return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+    except Exception as exc:  # noqa: BLE001 - not created yet (tables or study missing)
+        if "no such table" in str(exc) or isinstance(exc, KeyError):
+            return []
+        raise
 
 
 def states(url: str, study: str) -> dict[str, int]:
