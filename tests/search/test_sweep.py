@@ -201,7 +201,7 @@ def test_sigkill_then_resume_finishes_the_budget(moment, tmp_path):
 
 def test_two_drivers_share_a_postgres_study(tmp_path):
     study = f"two-drivers-{uuid.uuid4().hex[:8]}"
-    config = make_tiny_sweep(**{"study": study, "search.num_samples": 4})
+    config = make_tiny_sweep(**{"study": study, "search.num_samples": 6})
     path = write_config(tmp_path / "sweep.yaml", config)
     try:
         first = start_cli(["launch", str(path), "--storage", PG], tmp_path / "a",
@@ -211,7 +211,8 @@ def test_two_drivers_share_a_postgres_study(tmp_path):
         assert first.wait(timeout=600) == 0, (tmp_path / "a.log").read_text()[-3000:]
         assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
         all_trials = trials(PG, study)
-        assert len([t for t in all_trials if t.state.name == "COMPLETE"]) == 4
+        assert len([t for t in all_trials if t.state.name == "COMPLETE"]) == 6
+        assert len({t.user_attrs["driver"] for t in all_trials}) == 2  # both drivers ran trials
         assert not [t for t in all_trials if t.state.name == "RUNNING"]
         numbers = [t.number for t in all_trials]
         assert len(numbers) == len(set(numbers))
@@ -257,3 +258,39 @@ def test_sweep_on_a_multi_node_cluster(tmp_path):
     assert_consistent(url, "cluster", 3)
     nodes = {t.user_attrs["node_id"] for t in trials(url, "cluster")}
     assert len(nodes) >= 2, nodes
+
+
+def _processes_of(session: str) -> list[str]:
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if session in cmdline:
+            found.append(cmdline[:120])
+    return found
+
+
+def test_ctrl_c_stops_cleanly_and_prints_resume(tmp_path):
+    import re
+
+    results = tmp_path / "results"
+    url = f"sqlite:///{results / 'tradetune.db'}"
+    config = make_tiny_sweep(**{"study": "interrupted", "search.num_samples": 3})
+    path = write_config(tmp_path / "sweep.yaml", config)
+    log = tmp_path / "launch.log"
+    driver = start_cli(["launch", str(path)], results, log=log)
+    poll(lambda: states(url, "interrupted").get("RUNNING"), 300, "a running trial")
+    driver.send_signal(signal.SIGINT)
+    assert driver.wait(timeout=120) == 130
+    output = log.read_text()
+    assert "Continue with: tradetune resume --study interrupted" in output
+    assert not states(url, "interrupted").get("RUNNING")
+    interrupted = [t for t in trials(url, "interrupted") if t.state.name == "FAIL"]
+    assert all(t.user_attrs["fail_reason"] == "sweep interrupted" for t in interrupted)
+    session = re.search(r"(session_\d{4}-\d\d-\d\d_[\d_-]+)", output)
+    assert session, "the run names its Ray session"
+    poll(lambda: not _processes_of(session.group(1)), 30, "the driver's Ray to shut down")
+    done = run_cli(["resume", "--study", "interrupted"], results)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert_consistent(url, "interrupted", 3)
