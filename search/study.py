@@ -26,6 +26,12 @@ ATTR_CREATED = "tradetune_created"
 PACKAGES = ("tradetune", "ray", "optuna", "torch", "tensortrade", "numpy", "pandas")
 
 
+def _where(storage: Any) -> str:
+    """The storage's redacted URL (Optuna may wrap our storage in a cache)."""
+    backend = getattr(storage, "_backend", storage)
+    return getattr(backend, "display_url", None) or "the study storage"
+
+
 def study_names(storage: Any) -> list[str]:
     import optuna
 
@@ -45,7 +51,7 @@ def load_study(storage: Any, name: str, sampler: Any = None):
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         listing = "" if close else (f" (studies there: {', '.join(names[:10])})" if names
                                     else " (that storage has no studies yet)")
-        raise StudyError(f"no study named {name!r} in {storage.display_url}{hint}{listing}") from None
+        raise StudyError(f"no study named {name!r} in {_where(storage)}{hint}{listing}") from None
 
 
 def create_study(storage: Any, config: dict[str, Any], space: Any, data_fingerprint: str,
@@ -57,7 +63,7 @@ def create_study(storage: Any, config: dict[str, Any], space: Any, data_fingerpr
     try:
         study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
     except optuna.exceptions.DuplicatedStudyError:
-        raise StudyError(f"study {name!r} already exists in {storage.display_url}; continue it "
+        raise StudyError(f"study {name!r} already exists in {_where(storage)}; continue it "
                          f"with `tradetune resume --study {name}`, or launch under a new name "
                          "with --study NAME (`tradetune status` lists studies)") from None
     saved = {**config, "storage": redact(config["storage"]) if config.get("storage") else None}

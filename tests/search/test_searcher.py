@@ -1,0 +1,125 @@
+"""The study-owning searcher and study bookkeeping, on a real SQLite Optuna study."""
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+
+from search.errors import StudyError
+from search.searcher import StudySearcher
+from search.storage import open_storage
+from search.study import check_unchanged, create_study, data_fingerprint, load_study
+from search.tuner import fail_orphaned_trials
+from spaces import get_space
+
+SEARCH_METRIC = "best_val_score"
+
+
+@pytest.fixture
+def study(tmp_path, tiny_sweep):
+    config = tiny_sweep(**{"study": "unit"})
+    storage = open_storage(f"sqlite:///{tmp_path / 'unit.db'}")
+    space = get_space("ppo", config["search"]["space_overrides"])
+    return create_study(storage, config, space, data_fingerprint(config["data"]), "test"), space
+
+
+def _searcher(study, space, budget=3):
+    return StudySearcher(space, study, optuna.samplers.TPESampler(seed=1), budget, 42, "drv")
+
+
+def test_suggest_tags_trials_and_derives_seeds(study):
+    study, space = study
+    searcher = _searcher(study, space)
+    config = searcher.suggest("tune-a")
+    trial = study.trials[0]
+    assert trial.user_attrs["tune_trial_id"] == "tune-a"
+    assert trial.user_attrs["driver"] == "drv"
+    assert config["trial_seed"] == trial.user_attrs["seed"]
+    assert space.replay({k: v for k, v in config.items() if k != "trial_seed"})
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, None])
+def test_non_finite_or_missing_final_score_fails_the_trial(study, value):
+    study, space = study
+    searcher = _searcher(study, space)
+    searcher.suggest("t1")
+    searcher.on_trial_complete("t1", {SEARCH_METRIC: value, "stop_reason": "patience"})
+    trial = study.trials[0]
+    assert trial.state.name == "FAIL"
+    assert trial.user_attrs["fail_reason"] == f"final {SEARCH_METRIC} is {value!r}"
+
+
+def test_duplicate_and_unknown_callbacks_are_ignored(study):
+    study, space = study
+    searcher = _searcher(study, space)
+    searcher.suggest("t1")
+    searcher.on_trial_result("t1", {SEARCH_METRIC: 0.5, "evals": 1, "training_iteration": 1})
+    searcher.on_trial_complete("t1", {SEARCH_METRIC: 0.5})
+    searcher.on_trial_complete("t1", {SEARCH_METRIC: 0.9})
+    searcher.on_trial_result("t1", {SEARCH_METRIC: 0.9, "evals": 2, "training_iteration": 2})
+    searcher.on_trial_complete("never-suggested", {SEARCH_METRIC: 1.0})
+    trial = study.trials[0]
+    assert trial.state.name == "COMPLETE" and trial.value == 0.5
+    assert trial.intermediate_values == {1: 0.5}
+
+
+def test_errored_trial_waits_for_its_reason(study):
+    study, space = study
+    searcher = _searcher(study, space)
+    searcher.suggest("t1")
+    searcher.on_trial_complete("t1", None, error=True)
+    searcher.fail("t1", "TrainingDiverged: training diverged: default_policy/total_loss = nan")
+    trial = study.trials[0]
+    assert trial.state.name == "FAIL"
+    assert trial.user_attrs["fail_reason"].startswith("TrainingDiverged")
+
+
+def test_budget_is_study_wide(study):
+    study, space = study
+    first = _searcher(study, space, budget=2)
+    second = _searcher(study, space, budget=2)
+    assert isinstance(first.suggest("a"), dict)
+    assert isinstance(second.suggest("b"), dict)
+    assert first.suggest("c") == "FINISHED" and second.suggest("d") == "FINISHED"
+    assert len(study.trials) == 2
+
+
+def test_orphans_of_a_dead_driver_fail_but_live_ones_stay(study):
+    study, space = study
+    searcher = _searcher(study, space)
+    searcher.suggest("dead")
+    study.set_user_attr("driver:drv", {"host": "elsewhere", "pid": 1, "time": 0.0})
+    assert fail_orphaned_trials(study) == 1
+    trial = study.trials[0]
+    assert trial.state.name == "FAIL"
+    assert trial.user_attrs["fail_reason"] == "driver stopped while the trial was running"
+    import time
+
+    live = _searcher(study, space)
+    live.suggest("alive")
+    study.set_user_attr("driver:drv", {"host": "elsewhere", "pid": 1, "time": time.time()})
+    assert fail_orphaned_trials(study) == 0
+    assert study.trials[1].state.name == "RUNNING"
+
+
+def test_strict_create_and_load(study, tiny_sweep):
+    study, space = study
+    config = tiny_sweep(**{"study": "unit"})
+    with pytest.raises(StudyError, match=r"study 'unit' already exists .*tradetune resume "
+                                         r"--study unit"):
+        create_study(study._storage, config, space, "x", "test")
+    with pytest.raises(StudyError, match=r"no study named 'unti' .*did you mean 'unit'\?"):
+        load_study(study._storage, "unti")
+    assert optuna.get_all_study_names(study._storage) == ["unit"]
+
+
+def test_resume_refuses_changed_data(study, tmp_path):
+    study, space = study
+    with pytest.raises(StudyError, match=r"the data of study 'unit' changed since launch"):
+        check_unchanged(study, space, "0123456789abcdef")
+    csv = tmp_path / "bars.csv"
+    csv.write_text("date,close\n2020-01-01,1\n")
+    before = data_fingerprint({"path": str(csv)})
+    csv.write_text("date,close\n2020-01-01,2\n")
+    assert data_fingerprint({"path": str(csv)}) != before
