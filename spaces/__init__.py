@@ -78,7 +78,9 @@ def get_space(algorithm: str, overrides: dict[str, Any] | None = None,
     searched, fixed = apply_overrides(module.DIMENSIONS, overrides)
     first = getattr(module, "TUTORIAL_PARAMS", None)
     if first is not None:
-        first = {k: v for k, v in first.items() if k in searched}
+        # A tutorial value outside an overridden range is left to the sampler: enqueued as is,
+        # Optuna would run it outside the user's range (or fail on a missing choice).
+        first = {k: v for k, v in first.items() if k in searched and searched[k].contains(v)}
     description = {name: _describe(dim) for name, dim in searched.items()}
     description.update({name: f"fixed {value!r}" for name, value in fixed.items()})
     return SearchSpace(algorithm, sampler(searched, fixed, module.build),

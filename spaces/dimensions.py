@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Union
 
@@ -28,6 +29,9 @@ class Float:
     def suggest(self, trial: Any, name: str) -> float:
         return trial.suggest_float(name, self.low, self.high, log=self.log)
 
+    def contains(self, value: Any) -> bool:
+        return _is_number(value) and self.low <= value <= self.high
+
 
 @dataclass(frozen=True)
 class Int:
@@ -40,6 +44,10 @@ class Int:
     def suggest(self, trial: Any, name: str) -> int:
         return trial.suggest_int(name, self.low, self.high, log=self.log, step=self.step)
 
+    def contains(self, value: Any) -> bool:
+        return (_is_number(value) and float(value).is_integer() and self.low <= value <= self.high
+                and (value - self.low) % self.step == 0)
+
 
 @dataclass(frozen=True)
 class Categorical:
@@ -48,6 +56,13 @@ class Categorical:
 
     def suggest(self, trial: Any, name: str) -> Any:
         return trial.suggest_categorical(name, list(self.choices))
+
+    def contains(self, value: Any) -> bool:
+        return any(type(value) is type(c) and value == c for c in self.choices)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 Dimension = Union[Float, Int, Categorical]
@@ -59,8 +74,8 @@ def check_dimension(name: str, dim: Dimension) -> None:
         if not dim.choices:
             raise SpaceError(f"parameter {name!r}: choices must not be empty")
         return
-    if not (isinstance(dim.low, (int, float)) and isinstance(dim.high, (int, float))):
-        raise SpaceError(f"parameter {name!r}: low and high must be numbers, got "
+    if not all(_is_number(v) and math.isfinite(v) for v in (dim.low, dim.high)):
+        raise SpaceError(f"parameter {name!r}: low and high must be finite numbers, got "
                          f"{dim.low!r} and {dim.high!r}")
     if dim.low > dim.high:
         raise SpaceError(f"parameter {name!r}: low ({dim.low}) is greater than high ({dim.high})")
@@ -74,24 +89,48 @@ def check_dimension(name: str, dim: Dimension) -> None:
 def _override(name: str, dim: Dimension, change: Any) -> Dimension | Any:
     """One override: a plain value fixes the parameter; a mapping changes its range."""
     if not isinstance(change, dict):
-        return change
+        return change if isinstance(dim, Categorical) else _fixed_number(name, dim, change)
     allowed = {"choices"} if isinstance(dim, Categorical) else {"low", "high", "log"}
     unknown = sorted(set(change) - allowed)
     if unknown:
         raise SpaceError(f"parameter {name!r}: unknown override key(s) {unknown}; "
                          f"allowed: {sorted(allowed)} (or a plain value to fix it)")
     if isinstance(dim, Categorical):
-        new = replace(dim, choices=tuple(change["choices"]), source="sweep config")
+        choices = change.get("choices")
+        if not isinstance(choices, (list, tuple)):
+            raise SpaceError(f"parameter {name!r}: choices must be a list, got {choices!r}")
+        new = replace(dim, choices=tuple(choices), source="sweep config")
     else:
-        kind = int if isinstance(dim, Int) else float
         try:
-            values = {k: kind(v) if k != "log" else bool(v) for k, v in change.items()}
+            values = {k: float(v) if k != "log" else bool(v) for k, v in change.items()}
         except (TypeError, ValueError):
             raise SpaceError(f"parameter {name!r}: override values must be numbers, got "
                              f"{change}") from None
+        if isinstance(dim, Int):
+            # int() would silently truncate 2.5 to 2: whole numbers only.
+            if not all(v.is_integer() for k, v in values.items() if k != "log"):
+                raise SpaceError(f"parameter {name!r}: integer range needs whole numbers, "
+                                 f"got {change}")
+            values = {k: int(v) if k != "log" else v for k, v in values.items()}
         new = replace(dim, **values, source="sweep config")
     check_dimension(name, new)
     return new
+
+
+def _fixed_number(name: str, dim: Float | Int, value: Any) -> float | int:
+    """A numeric parameter fixed by the config. YAML reads ``1e-5`` (no dot) as a string."""
+    try:
+        number = value if _is_number(value) else float(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or isinstance(value, bool) or not math.isfinite(number):
+        raise SpaceError(f"parameter {name!r}: a fixed value must be a number, got {value!r}")
+    if isinstance(dim, Int):
+        if not float(number).is_integer():
+            raise SpaceError(f"parameter {name!r}: a fixed value must be a whole number, "
+                             f"got {value!r}")
+        return int(number)
+    return number
 
 
 def apply_overrides(dimensions: dict[str, Dimension],
