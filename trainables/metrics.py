@@ -20,6 +20,7 @@ TRAIN_PNL_PCT = "train_episode_pnl_pct"
 TRAIN_PNL = "train_episode_pnl"
 TRAIN_NET_WORTH = "train_episode_net_worth"
 TRIAL_SEED = "trial_seed"
+NODE_ID = "node_id"
 VAL_PREFIX = "val_"
 BEST_PREFIX = "best_val_"
 

@@ -34,8 +34,11 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 
 def load_module(checkpoint_dir: str | Path):
     """The trained RLModule of a trial checkpoint, for inference only (no env runners)."""
+    import logging
+
     from ray.rllib.core.rl_module import RLModule
 
+    logging.getLogger("ray.rllib").setLevel(logging.ERROR)
     path = Path(checkpoint_dir) / ALGORITHM_DIR / "learner_group" / "learner" / "rl_module"
     return RLModule.from_checkpoint(path / "default_policy")
 
@@ -160,6 +163,7 @@ def _report(result: dict, evaluation: dict, score: float, state: dict, env_steps
         M.ENV_STEPS: env_steps,
         M.STOP_REASON: stop_reason or "",
         M.TRIAL_SEED: seed,
+        M.NODE_ID: _node_id(),
         M.EPISODE_RETURN: _finite_or_none(runners.get("episode_return_mean")),
         M.TRAIN_PNL_PCT: _finite_or_none(runners.get(M.TRAIN_PNL_PCT)),
         M.TRAIN_PNL: _finite_or_none(runners.get(M.TRAIN_PNL)),
@@ -168,6 +172,12 @@ def _report(result: dict, evaluation: dict, score: float, state: dict, env_steps
     report.update({M.VAL_PREFIX + k: v for k, v in evaluation.items()})
     report.update({M.BEST_PREFIX + k: v for k, v in state["best_metrics"].items()})
     return report
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
 
 
 def _finite_or_none(value: Any) -> float | None:
