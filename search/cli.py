@@ -87,6 +87,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("val", "test"), default="test")
     fmt(p)
 
+    p = add("report", "write an HTML report with plots of a study (works while it runs)")
+    p.add_argument("--study", required=True)
+    storage(p)
+    p.add_argument("--out", required=True, metavar="DIR")
+
     p = add("data", "check a market CSV and show rows, dates, interval, splits and features")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--splits", metavar="YAML", help="splits as YAML, e.g. "
@@ -196,6 +201,11 @@ def run(args: argparse.Namespace) -> int:
             result["onnx"] = export_onnx(Path(args.out))
         print(f"exported trial {result['trial']} of {result['study']} to {result['out']}: "
               + ", ".join(result["files"]) + (", policy.onnx" if args.onnx else ""))
+    elif args.command == "report":
+        from search.report import write_report
+
+        index = write_report(url, args.study, Path(args.out))
+        print(f"report of {args.study} written to {index}")
     elif args.command == "evaluate":
         _print(query.evaluate_trial(url, args.study, args.trial, args.split), args.format,
                _table_metrics)
