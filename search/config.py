@@ -22,7 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "data": {"path": None, "synthetic": None, "splits": None, "features": None},
     "env": {"commission": 0.001, "initial_cash": 10_000.0, "reward": "log_return"},
     "search": {"num_samples": 20, "max_concurrent": 1, "scheduler": "none", "seed": 42,
-               "space": None, "space_overrides": {}, "enqueue_tutorial": True},
+               "space": None, "space_overrides": {}, "enqueue_tutorial": True, "enqueue": []},
     "training": {"max_iterations": 20, "max_env_steps": None, "eval_every": 2, "patience": 3,
                  "min_evals": 2, "min_delta": 0.0, "objective": M.DEFAULT_OBJECTIVE,
                  "envs_per_runner": 4, "max_failures": 2},
@@ -30,7 +30,8 @@ DEFAULTS: dict[str, Any] = {
     "storage": None,
 }
 # Sections whose contents are free-form (validated by their own modules).
-_OPEN_SECTIONS = {("data", "synthetic"), ("data", "splits"), ("search", "space_overrides")}
+_OPEN_SECTIONS = {("data", "synthetic"), ("data", "splits"), ("search", "space_overrides"),
+                  ("search", "enqueue")}
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -182,3 +183,38 @@ def validate(config: dict[str, Any]) -> None:
         config["data"]["path"] = str(Path(path).expanduser().resolve())
     if not isinstance(config["search"]["enqueue_tutorial"], bool):
         raise ConfigError("search.enqueue_tutorial must be true or false")
+    _check_enqueue(config)
+
+
+def _check_enqueue(config: dict[str, Any]) -> None:
+    """``search.enqueue``: parameter sets to run first, each a mapping of searched names."""
+    from spaces import SpaceError, get_space
+
+    points = config["search"]["enqueue"]
+    if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
+        raise ConfigError("search.enqueue must be a list of parameter mappings, e.g. "
+                          "[{lr: 0.0001, gamma: 0.99}]")
+    if config["search"]["space"]:
+        return  # a custom space's parameter names are only known when it runs
+    space = get_space(config["algorithm"], config["search"]["space_overrides"])
+    known = set(space.description)
+    for index, point in enumerate(points):
+        unknown = sorted(set(point) - known)
+        if unknown:
+            close = difflib.get_close_matches(str(unknown[0]), sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"search.enqueue[{index}] has unknown parameter "
+                              f"{unknown[0]!r}{hint}")
+        try:
+            space.replay({**_sampled_defaults(space), **point})
+        except (SpaceError, ValueError, TypeError) as exc:
+            raise ConfigError(f"search.enqueue[{index}] is not valid: {exc}") from None
+
+
+def _sampled_defaults(space: Any) -> dict[str, Any]:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    space(trial)
+    return trial.params

@@ -40,6 +40,8 @@ def launch(config: dict[str, Any], storage_url: str | None = None,
                                  command)
     if config["search"]["enqueue_tutorial"] and space.first_params:
         study.enqueue_trial(space.first_params, skip_if_exists=True)
+    for point in config["search"]["enqueue"]:
+        study.enqueue_trial(point, skip_if_exists=True)
     print(f"launched study {config['study']!r} in {redact(url)}: {config['algorithm']} x "
           f"{config['search']['num_samples']} trials, results under {experiment_dir}")
     return _run(config, study, space, experiment_dir, url, address)
@@ -136,7 +138,6 @@ def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, u
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search import ConcurrencyLimiter
 
     from search.progress import Progress
     from search.searcher import StudyBookkeeping, StudySearcher
@@ -172,8 +173,11 @@ def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, u
         trainable,
         tune_config=tune.TuneConfig(
             metric=M.SEARCH_METRIC, mode=M.SEARCH_MODE, num_samples=remaining,
-            search_alg=ConcurrencyLimiter(searcher, max_concurrent=search["max_concurrent"]),
-            scheduler=scheduler, max_concurrent_trials=search["max_concurrent"]),
+            search_alg=searcher, scheduler=scheduler,
+            max_concurrent_trials=search["max_concurrent"],
+            # One worker process per concurrent slot, reused: a new trial does not pay for
+            # importing torch and RLlib again.
+            reuse_actors=True),
         run_config=tune.RunConfig(
             name=run_name, storage_path=str(experiment_dir.resolve()), verbose=0,
             checkpoint_config=tune.CheckpointConfig(
