@@ -268,11 +268,14 @@ class TradingEnv(gym.Env):
             self._trades += 1
         worth = self.net_worth
         if self.settings["reward"] == "log_return":
-            reward = math.log(worth / before_worth)
+            # Floored: TensorTrade's cent rounding can leave exactly 0, and log(0) raises.
+            reward = math.log(max(worth / before_worth, 1e-6))
         else:  # the tutorial's PBR: price change times +1 (long) or -1 (cash, a fake short)
             reward = (self._closes[self._bar] - price_before) * (1.0 if self.position else -1.0)
-        terminated = (self.max_allowed_loss is not None
-                      and worth < self.initial_cash * (1.0 - float(self.max_allowed_loss)))
+        # A wiped-out portfolio cannot trade again: terminal even without a loss limit.
+        floor = (-math.inf if self.max_allowed_loss is None
+                 else self.initial_cash * (1.0 - float(self.max_allowed_loss)))
+        terminated = worth <= 0 or worth < floor
         cap = self.settings["max_episode_steps"]
         truncated = not terminated and (self._bar >= self.end_bar - 1
                                         or (cap is not None and self._steps >= int(cap)))

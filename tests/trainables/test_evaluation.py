@@ -1,0 +1,222 @@
+"""Tests for trainables.evaluation: baselines, metrics by hand, whole-split runs, RLlib policies."""
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from trainables.env import TradingEnv
+from trainables.evaluation import Evaluation, always_long, as_policy, evaluate, never_trade
+
+SYN = {"synthetic": {"n_bars": 1500, "seed": 7}}
+CONFIG = {"data": SYN, "window_size": 5}
+
+
+def split_closes(env_config: dict, split: str) -> np.ndarray:
+    env = TradingEnv({**env_config, "split": split})
+    return env.market.bars["close"].to_numpy()[env.first_bar:env.end_bar]
+
+
+def momentum(obs: np.ndarray) -> np.ndarray:
+    """Long after an up bar: the newest bar's log return is the first feature of the last row."""
+    n_features = (obs.shape[1] - 1) // CONFIG["window_size"]
+    return (obs[:, (CONFIG["window_size"] - 1) * n_features] > 0).astype(np.int64)
+
+
+def sticky_momentum(obs: np.ndarray) -> np.ndarray:
+    """A policy that depends on its own position: enter above +0.2%, leave below -0.2%."""
+    n_features = (obs.shape[1] - 1) // CONFIG["window_size"]
+    last_return = obs[:, (CONFIG["window_size"] - 1) * n_features]
+    return np.where(obs[:, -1] == 1, last_return > -0.002, last_return > 0.002).astype(np.int64)
+
+
+def churn(obs: np.ndarray) -> np.ndarray:
+    """Trade every bar: always switch to the other position."""
+    return (1 - obs[:, -1]).astype(np.int64)
+
+
+def sequential_rollout(act, env_config: dict, split: str) -> tuple[list[int], list[float]]:
+    """One policy call per observation, the slow obvious way."""
+    env = TradingEnv({**env_config, "split": split, "max_allowed_loss": None})
+    obs, info = env.reset(seed=0)
+    actions, equity = [], [info["net_worth"]]
+    done = False
+    while not done:
+        action = int(np.asarray(act(obs[None, :])).reshape(-1)[0])
+        obs, _, terminated, truncated, info = env.step(action)
+        actions.append(action)
+        equity.append(info["net_worth"])
+        done = terminated or truncated
+    return actions, equity
+
+
+# -- baselines -------------------------------------------------------------------------------
+
+def test_never_trade_scores_zero():
+    result = evaluate(never_trade, CONFIG, "val")
+    assert (result.pnl, result.pnl_pct, result.trades, result.time_in_market) == (0.0, 0.0, 0, 0.0)
+    assert result.final_net_worth == 10_000.0
+    assert (result.sharpe, result.max_drawdown) == (0.0, 0.0)
+    assert set(result.equity) == {10_000.0} and not result.positions.any()
+
+
+def test_always_long_tracks_buy_and_hold_minus_one_commission():
+    commission = 0.002
+    config = {**CONFIG, "commission": commission}
+    closes = split_closes(config, "val")
+    result = evaluate(always_long, config, "val")
+
+    assert result.buy_and_hold_pct == pytest.approx((closes[-1] / closes[0] - 1) * 100, abs=1e-12)
+    expected = ((1 - commission) * closes[-1] / closes[0] - 1) * 100
+    # Within TensorTrade's rounding of the fill price to cents and of BTC to 8 decimals.
+    assert result.pnl_pct == pytest.approx(expected, abs=2e-4)
+    assert result.pnl == pytest.approx(expected * 100, abs=0.02)  # on 10,000 of cash
+    np.testing.assert_allclose(result.equity[1:],
+                               10_000 * (1 - commission) * closes[1:] / closes[0], rtol=1e-6)
+    assert result.trades == 1 and result.time_in_market == 1.0
+    assert list(result.positions) == [0] + [1] * (len(closes) - 1)
+
+
+# -- coverage --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_evaluation_covers_the_whole_split(split):
+    env = TradingEnv({**CONFIG, "split": split})
+    start, end = env.market.splits[split]
+    result = evaluate(momentum, CONFIG, split)
+    assert result.split == split
+    assert result.bars == end - start == len(result.equity) == len(result.positions)
+    assert result.dates[0] == str(env.market.bars.index[start])
+    assert result.dates[-1] == str(env.market.bars.index[end - 1])
+    assert len(result.dates) == result.bars
+
+
+def test_evaluation_ignores_the_training_loss_limit_and_random_start():
+    config = {**CONFIG, "commission": 0.01, "max_allowed_loss": 0.3, "random_start": True,
+              "max_episode_steps": 20}
+    start, end = TradingEnv({**config, "split": "val"}).market.splits["val"]
+
+    # Under the training settings this policy is stopped by the loss limit well before the end.
+    env = TradingEnv({**config, "split": "val", "random_start": False, "max_episode_steps": None})
+    obs, _ = env.reset(seed=0)
+    terminated = truncated = False
+    while not (terminated or truncated):
+        obs, _, terminated, truncated, _ = env.step(int(churn(obs[None])[0]))
+    assert terminated and env.bar < end - 50
+
+    result = evaluate(churn, config, "val")
+    assert result.bars == end - start
+    assert result.dates[0] == str(env.market.bars.index[start])
+    assert result.trades == end - start - 1
+    assert result.final_net_worth < 0.7 * 10_000  # well past the loss limit, still running
+
+
+def test_a_policy_that_loses_everything_gets_finite_metrics():
+    config = {"data": {"synthetic": {"n_bars": 4000, "seed": 5},
+                       "splits": {"train": 0.5, "val": 0.4, "test": 0.1}},
+              "window_size": 5, "commission": 0.02}
+    result = evaluate(churn, config, "val")
+    # Nothing left to trade with: the run ends at the bar where the portfolio reached 0.
+    assert result.final_net_worth == 0.0 and result.pnl_pct == -100.0
+    assert result.max_drawdown == 1.0
+    assert result.bars < split_closes(config, "val").size
+    assert all(math.isfinite(v) for v in result.metrics().values())
+
+
+# -- metrics by hand -------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("freq", "periods_per_year"), [("1h", 365.25 * 24), ("4h", 365.25 * 6)])
+def test_sharpe_is_annualised_with_the_bar_interval(freq, periods_per_year):
+    config = {"data": {"synthetic": {**SYN["synthetic"], "freq": freq}}, "window_size": 5}
+    result = evaluate(momentum, config, "val")
+    assert 0 < result.time_in_market < 1 and result.trades > 10
+
+    returns = [result.equity[i + 1] / result.equity[i] - 1 for i in range(result.bars - 1)]
+    mean = sum(returns) / len(returns)
+    std = math.sqrt(sum((r - mean) ** 2 for r in returns) / len(returns))
+    assert result.sharpe == pytest.approx(mean / std * math.sqrt(periods_per_year), rel=1e-9)
+
+
+def test_max_drawdown_is_the_worst_fall_from_a_running_peak():
+    result = evaluate(always_long, CONFIG, "test")
+    peak, worst, last = result.equity[0], 0.0, 0.0
+    for value in result.equity:
+        peak = max(peak, value)
+        last = (peak - value) / peak
+        worst = max(worst, last)
+    assert worst > last + 0.005  # the worst fall is mid-period, not the final one
+    assert result.max_drawdown == pytest.approx(worst, rel=1e-12)
+
+
+def test_metrics_are_the_scalars():
+    result = evaluate(momentum, CONFIG, "val")
+    metrics = result.metrics()
+    assert set(metrics) == {"bars", "final_net_worth", "pnl", "pnl_pct", "sharpe",
+                            "max_drawdown", "trades", "time_in_market", "buy_and_hold_pct"}
+    assert isinstance(result, Evaluation) and metrics["pnl"] == result.pnl
+
+
+# -- policies --------------------------------------------------------------------------------
+
+def test_batched_evaluation_equals_a_sequential_greedy_rollout():
+    result = evaluate(sticky_momentum, CONFIG, "val")
+    actions, equity = sequential_rollout(sticky_momentum, CONFIG, "val")
+    assert 0 < sum(actions) < len(actions)
+    assert list(result.positions[1:]) == actions
+    assert list(result.equity) == equity
+    assert result.trades == sum(a != b for a, b in zip([0, *actions], actions, strict=False))
+
+
+@pytest.mark.parametrize("agent", [object(), "ppo", 42])
+def test_as_policy_rejects_what_it_cannot_run(agent):
+    with pytest.raises(TypeError, match=rf"cannot evaluate {type(agent).__name__}: expected a "
+                                        "function of an observation batch"):
+        as_policy(agent)
+
+
+def test_as_policy_passes_functions_through():
+    assert as_policy(momentum) is momentum
+
+
+TINY_SETTINGS = {
+    "training": {"lr": 1e-4, "train_batch_size_per_learner": 200, "minibatch_size": 100,
+                 "num_epochs": 1},
+    "model": {"fcnet_hiddens": [16], "fcnet_activation": "tanh"},
+    "env": {"window_size": 5, "max_allowed_loss": 0.3},
+}
+TINY_SWEEP = {"algorithm": "ppo", "data": SYN, "env": {}, "training": {"envs_per_runner": 1}}
+
+
+@pytest.mark.slow
+def test_tiny_ppo_trains_next_to_tensortrade_and_evaluates_like_a_sequential_rollout(ray_session):
+    import torch
+
+    import tensortrade  # noqa: F401  (already imported through trainables.env)
+    from trainables.rllib_trainable import algorithm_config, env_config
+
+    algo = algorithm_config("ppo", TINY_SETTINGS, TINY_SWEEP, seed=0).build_algo()
+    try:
+        for _ in range(2):
+            result = algo.train()
+        assert result["training_iteration"] == 2
+        assert result["env_runners"]["num_env_steps_sampled_lifetime"] >= 400
+        assert "tensortrade" in sys.modules and "tensorflow" not in sys.modules
+
+        val_config = env_config(TINY_SWEEP, TINY_SETTINGS, "val")
+        evaluation = evaluate(algo, val_config, "val")
+        module = algo.get_module()
+
+        def one_by_one(obs: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                out = module.forward_inference({"obs": torch.as_tensor(obs)})
+            return out["action_dist_inputs"].argmax(dim=-1).numpy()
+
+        actions, equity = sequential_rollout(one_by_one, val_config, "val")
+        assert 0 < sum(actions) < len(actions)  # both actions occur: the comparison means something
+        assert list(evaluation.positions[1:]) == actions
+        assert list(evaluation.equity) == equity
+        assert evaluate(module, val_config, "val").metrics() == evaluation.metrics()
+    finally:
+        algo.stop()
