@@ -15,6 +15,7 @@ import yaml
 
 from search.errors import ConfigError
 from trainables import metrics as M
+from trainables.rllib_trainable import TRAINING_DEFAULTS
 
 DEFAULTS: dict[str, Any] = {
     "study": None,
@@ -23,9 +24,7 @@ DEFAULTS: dict[str, Any] = {
     "env": {"commission": 0.001, "initial_cash": 10_000.0, "reward": "log_return"},
     "search": {"num_samples": 20, "max_concurrent": 1, "scheduler": "none", "seed": 42,
                "space": None, "space_overrides": {}, "enqueue_tutorial": True, "enqueue": []},
-    "training": {"max_iterations": 20, "max_env_steps": None, "eval_every": 2, "patience": 3,
-                 "min_evals": 2, "min_delta": 0.0, "objective": M.DEFAULT_OBJECTIVE,
-                 "envs_per_runner": 4, "max_failures": 2},
+    "training": dict(TRAINING_DEFAULTS),
     "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0},
     "storage": None,
 }

@@ -27,7 +27,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "min_evals": 2,
     "min_delta": 0.0,
     "objective": M.DEFAULT_OBJECTIVE,
-    "envs_per_runner": 4,
+    "envs_per_runner": 8,
     "max_failures": 2,
 }
 

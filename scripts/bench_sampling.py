@@ -1,0 +1,88 @@
+"""Sampling efficiency against the physical limit, side by side in one run.
+
+(a) the bare TensorTrade env (the tutorial's factory) stepping random actions: the limit;
+(b) one training iteration of the tutorial's PPO config as a trial runs it, split into sampling
+and learning time (RLlib's own timers), for several envs per env runner. Prints sampled steps/s
+as a share of (a). Target: at least 60% of (a) for the trial's default setup.
+
+    ./tt python scripts/bench_sampling.py [--csv PATH] [--envs 1 4 8 16] [--iterations 3]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+
+def iteration_timers(envs: int, csv: Path, iterations: int) -> tuple[float, float, float]:
+    """Median (sampling s, learning s, sampled steps) per train() of the tutorial's PPO."""
+    from spaces import get_space
+    from trainables.rllib_trainable import TRAINING_DEFAULTS, algorithm_config
+
+    space = get_space("ppo")
+    settings = space.replay(space.first_params)
+    sweep = {"algorithm": "ppo", "data": {"path": str(csv)}, "env": {},
+             "training": {**TRAINING_DEFAULTS, "envs_per_runner": envs}}
+    algo = algorithm_config("ppo", settings, sweep, seed=0).build_algo()
+    samples, learns, steps = [], [], []
+    try:
+        algo.train()  # warm-up
+        for _ in range(iterations):
+            result = algo.train()
+            timers = result["timers"]
+            samples.append(timers["env_runner_sampling_timer"])
+            learns.append(timers["learner_update_timer"])
+            steps.append(result["env_runners"]["num_env_steps_sampled"])
+    finally:
+        algo.stop()
+    return statistics.median(samples), statistics.median(learns), statistics.median(steps)
+
+
+def main() -> None:
+    import bench_env
+
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--csv", type=Path, default=bench_env.DEFAULT_CSV)
+    parser.add_argument("--envs", type=int, nargs="+", default=[1, 4, 8, 16])
+    parser.add_argument("--iterations", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20_000, help="bare env steps to time")
+    args = parser.parse_args()
+
+    import logging
+    import warnings
+
+    import ray
+    import torch
+
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(1)  # as in a one-CPU trial (Ray sets OMP_NUM_THREADS=1 there)
+    from trainables.data import prepare_market
+
+    market = prepare_market({"path": str(args.csv)})
+    start, end = market.splits["train"]
+    bare = bench_env.plain_tutorial_env(market.bars["close"].iloc[start:end],
+                                        market.features.iloc[start:end], 0.001)
+    limit, _ = bench_env.time_random_steps(bare, args.steps, seed=0)
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR,
+             log_to_driver=False)
+    from trainables.rllib_trainable import TRAINING_DEFAULTS
+
+    print(f"data: {args.csv.name} train split, tutorial PPO (batch 2000, 7 epochs, [128,128])")
+    print(f"(a) bare TensorTrade env, random actions: {limit:8,.0f} steps/s (the limit)")
+    for envs in args.envs:
+        sampling, learning, steps = iteration_timers(envs, args.csv, args.iterations)
+        rate = steps / sampling
+        mark = "  <- trial default" if envs == TRAINING_DEFAULTS["envs_per_runner"] else ""
+        print(f"(b) {envs:2d} envs/runner: sampling {sampling:5.2f} s + learning {learning:5.2f} s"
+              f" per iteration; sampled {rate:7,.0f} steps/s = {rate / limit:6.1%} of (a){mark}")
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()
