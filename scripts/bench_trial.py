@@ -25,7 +25,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--csv", type=Path, default=COINBASE)
     parser.add_argument("--iterations", type=int, default=3)
-    parser.add_argument("--envs", type=int, default=4, help="envs per env runner")
+    parser.add_argument("--envs", type=int, default=None,
+                        help="envs per env runner (default: the trial's default)")
     parser.add_argument("--eval-every", type=int, default=2)
     args = parser.parse_args()
 
@@ -40,7 +41,9 @@ def main() -> None:
     from spaces import get_space
     from trainables.data import prepare_market
     from trainables.evaluation import evaluate
-    from trainables.rllib_trainable import algorithm_config, env_config
+    from trainables.rllib_trainable import TRAINING_DEFAULTS, algorithm_config, env_config
+
+    args.envs = args.envs or TRAINING_DEFAULTS["envs_per_runner"]
 
     sweep = {"algorithm": "ppo", "data": {"path": str(args.csv)}, "env": {},
              "training": {"envs_per_runner": args.envs}}
