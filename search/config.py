@@ -23,7 +23,8 @@ DEFAULTS: dict[str, Any] = {
     "data": {"path": None, "synthetic": None, "splits": None, "features": None},
     "env": {"commission": 0.001, "initial_cash": 10_000.0, "reward": "log_return"},
     "search": {"num_samples": 20, "max_concurrent": 1, "scheduler": "none", "seed": 42,
-               "space": None, "space_overrides": {}, "enqueue_tutorial": True, "enqueue": []},
+               "space": None, "space_overrides": {}, "enqueue_tutorial": True, "enqueue": [],
+               "sampler": "tpe"},
     "training": dict(TRAINING_DEFAULTS),
     "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0},
     "storage": None,
@@ -167,6 +168,7 @@ def validate(config: dict[str, Any]) -> None:
         raise ConfigError(f"env.commission is a fraction below 1 (0.001 = 0.1%), got "
                           f"{config['env']['commission']!r}")
     _choice(config, "search.scheduler", ["none", "asha"])
+    _choice(config, "search.sampler", ["tpe", "random"])
     _choice(config, "training.objective", list(M.OBJECTIVES))
     _choice(config, "env.reward", list(REWARDS))
     training = config["training"]

@@ -20,7 +20,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from search.searcher_attrs import (ATTR_CHECKPOINT, ATTR_DRIVER, ATTR_FAIL, ATTR_METRICS,
-                                   ATTR_NODE, ATTR_SEED, ATTR_STOP, ATTR_TUNE_ID,
+                                   ATTR_ENV_STEPS, ATTR_NODE, ATTR_SEED, ATTR_STOP, ATTR_TUNE_ID,
                                    HEARTBEAT_PREFIX)
 from trainables import metrics as M
 from trainables.rllib_trainable import trial_seed
@@ -94,6 +94,7 @@ class StudySearcher(OptunaSearch):
             self._set_attr(ot_trial, ATTR_METRICS, best)
             self._set_attr(ot_trial, ATTR_STOP, result.get(M.STOP_REASON) or "scheduler")
             self._set_attr(ot_trial, ATTR_NODE, result.get(M.NODE_ID))
+            self._set_attr(ot_trial, ATTR_ENV_STEPS, result.get(M.ENV_STEPS))
         if error:
             # Tune tells the searcher before the callbacks that carry the error message.
             self._awaiting_reason[trial_id] = ot_trial

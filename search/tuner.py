@@ -145,7 +145,9 @@ def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, u
 
     search, training, resources = config["search"], config["training"], config["resources"]
     driver_id = f"{socket.gethostname()}-{os.getpid()}-{int(time.time())}"
-    sampler = optuna.samplers.TPESampler(seed=_sampler_seed(search["seed"], len(study.trials)))
+    sampler_class = {"tpe": optuna.samplers.TPESampler,
+                     "random": optuna.samplers.RandomSampler}[search.get("sampler", "tpe")]
+    sampler = sampler_class(seed=_sampler_seed(search["seed"], len(study.trials)))
     searcher = StudySearcher(space, study, sampler, search["num_samples"], search["seed"],
                              driver_id)
     bookkeeping = StudyBookkeeping(searcher, driver_id)
