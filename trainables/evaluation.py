@@ -26,6 +26,9 @@ class Evaluation:
     pnl: float
     pnl_pct: float
     sharpe: float
+    sharpe_per_bar: float
+    return_skew: float
+    return_kurtosis: float
     max_drawdown: float
     trades: int
     time_in_market: float
@@ -92,7 +95,10 @@ def _measure(env, split: str, equity: np.ndarray, positions: np.ndarray,
     dates = [str(d) for d in env.market.bars.index[env.first_bar:env.end_bar]]
     returns = np.diff(equity) / equity[:-1]
     std = float(np.std(returns))
-    sharpe = float(np.mean(returns) / std * math.sqrt(env.market.periods_per_year)) if std > 0 else 0.0
+    per_bar = float(np.mean(returns) / std) if std > 0 else 0.0
+    # Skewness and (non-excess) kurtosis of bar returns: the deflated Sharpe ratio needs them.
+    skew = float(np.mean(((returns - returns.mean()) / std) ** 3)) if std > 0 else 0.0
+    kurtosis = float(np.mean(((returns - returns.mean()) / std) ** 4)) if std > 0 else 3.0
     drawdown = 1.0 - equity / np.maximum.accumulate(equity)
     return Evaluation(
         split=split,
@@ -100,7 +106,10 @@ def _measure(env, split: str, equity: np.ndarray, positions: np.ndarray,
         final_net_worth=float(equity[-1]),
         pnl=float(equity[-1] - env.initial_cash),
         pnl_pct=float((equity[-1] / env.initial_cash - 1.0) * 100.0),
-        sharpe=sharpe,
+        sharpe=per_bar * math.sqrt(env.market.periods_per_year),
+        sharpe_per_bar=per_bar,
+        return_skew=skew,
+        return_kurtosis=kurtosis,
         max_drawdown=float(drawdown.max()),
         trades=int(trades),
         time_in_market=float(positions[1:].mean()) if len(positions) > 1 else 0.0,

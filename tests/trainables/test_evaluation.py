@@ -154,8 +154,20 @@ def test_metrics_are_the_scalars():
     result = evaluate(momentum, CONFIG, "val")
     metrics = result.metrics()
     assert set(metrics) == {"bars", "final_net_worth", "pnl", "pnl_pct", "sharpe",
+                            "sharpe_per_bar", "return_skew", "return_kurtosis",
                             "max_drawdown", "trades", "time_in_market", "buy_and_hold_pct"}
     assert isinstance(result, Evaluation) and metrics["pnl"] == result.pnl
+
+
+def test_return_moments_by_hand():
+    result = evaluate(momentum, CONFIG, "val")
+    returns = np.diff(result.equity) / result.equity[:-1]
+    z = (returns - returns.mean()) / returns.std()
+    assert result.sharpe_per_bar == pytest.approx(returns.mean() / returns.std(), rel=1e-9)
+    assert result.return_skew == pytest.approx(float(np.mean(z ** 3)), rel=1e-9)
+    assert result.return_kurtosis == pytest.approx(float(np.mean(z ** 4)), rel=1e-9)
+    assert result.sharpe == pytest.approx(
+        result.sharpe_per_bar * np.sqrt(365.25 * 24), rel=1e-9)
 
 
 # -- policies --------------------------------------------------------------------------------
