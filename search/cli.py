@@ -126,6 +126,8 @@ def _table_best(rows: list[dict]) -> None:
               f"stopped by {row['stop_reason']})")
         print("  params: " + ", ".join(f"{k}={_number(v)}" for k, v in row["params"].items()))
         print(f"  checkpoint: {row['checkpoint'] or 'missing'}")
+    if "overfitting" in rows[0]:
+        print(f"overfitting check: {rows[0]['overfitting']['verdict']}")
 
 
 def _table_status(data: Any) -> None:

@@ -60,6 +60,9 @@ def verdict(sharpe: float, n_returns: int, skew: float, kurtosis: float, n_trial
     dsr = probabilistic_sharpe(sharpe, sr0, n_returns, skew, kurtosis)
     if math.isnan(dsr):
         text = "not enough data to judge the best trial"
+    elif sharpe <= 0:
+        text = (f"no edge: the best validation Sharpe is not positive after {n_trials} trials "
+                f"(DSR {dsr:.2f}); no configuration beat holding cash on validation")
     elif dsr >= 0.95:
         text = (f"the best validation Sharpe holds up after {n_trials} trials (DSR {dsr:.2f}); "
                 "confirm on the test split")

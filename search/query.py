@@ -93,7 +93,36 @@ def best(url: str, name: str, top: int) -> list[dict[str, Any]]:
     storage = open_existing(url)
     study = studies.load_study(storage, name)
     space = _space_of(study)
-    return [trial_summary(t, space) for t in top_trials(storage, study._study_id, top)]
+    rows = [trial_summary(t, space) for t in top_trials(storage, study._study_id, top)]
+    if rows:
+        rows[0]["overfitting"] = overfitting_check(storage, study._study_id, rows[0]["metrics"])
+    return rows
+
+
+def overfitting_check(storage: Any, study_id: int, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Deflated Sharpe ratio of the best trial, given every COMPLETE trial's validation Sharpe."""
+    import json
+
+    from sqlalchemy import text
+
+    from search.overfitting import verdict
+
+    with storage.engine.connect() as connection:
+        blobs = connection.execute(text(
+            "SELECT a.value_json FROM trial_user_attributes a JOIN trials t "
+            "ON t.trial_id = a.trial_id WHERE t.study_id = :sid AND t.state = 'COMPLETE' "
+            "AND a.key = :key"), {"sid": study_id, "key": ATTR_METRICS}).scalars().all()
+    sharpes = [m["sharpe_per_bar"] for m in map(json.loads, blobs) if "sharpe_per_bar" in m]
+    if "sharpe_per_bar" not in metrics or not sharpes:
+        return {"verdict": "no per-bar Sharpe stored for this study; cannot judge overfitting"}
+    mean = sum(sharpes) / len(sharpes)
+    variance = sum((x - mean) ** 2 for x in sharpes) / max(len(sharpes) - 1, 1)
+    result = verdict(metrics["sharpe_per_bar"], int(metrics.get("bars", 0)) - 1,
+                     metrics.get("return_skew", 0.0), metrics.get("return_kurtosis", 3.0),
+                     len(sharpes), variance)
+    return {"deflated_sharpe": result.dsr, "n_trials": result.n_trials,
+            "expected_max_sharpe_per_bar": result.expected_max_sharpe,
+            "sharpe_per_bar": metrics["sharpe_per_bar"], "verdict": result.text}
 
 
 def status(url: str, name: str | None) -> dict[str, Any] | list[dict[str, Any]]:

@@ -42,3 +42,4 @@ def test_verdicts():
     assert "holds up" in verdict(0.3, 720, 0.0, 3.0, 5, 0.0001).text
     assert "selection luck" in verdict(0.01, 720, 0.0, 3.0, 500, 0.01).text
     assert "not enough data" in verdict(0.1, 1, 0.0, 3.0, 5, 0.01).text
+    assert "no edge" in verdict(-0.02, 720, 0.0, 3.0, 5, 0.01).text
