@@ -64,6 +64,9 @@ def test_best_json_is_ready_to_use_and_imports_no_ray(launched):
         assert Path(row["checkpoint"]).is_dir()
         assert row["metrics"]["sharpe"] == row["value"]
         assert row["settings"]["model"]["fcnet_hiddens"] == [16]
+    check = rows[0]["overfitting"]
+    assert check["n_trials"] == 2 and 0.0 <= check["deflated_sharpe"] <= 1.0
+    assert check["sharpe_per_bar"] == rows[0]["metrics"]["sharpe_per_bar"]
 
 
 def test_status_json(launched):
