@@ -1,11 +1,248 @@
-"""`tradetune report`: a self-contained HTML page with the plots that judge a sweep."""
+"""`tradetune report`: a self-contained HTML page with the plots that judge a sweep.
+
+The page (``index.html`` plus PNGs beside it, no scripts, no network) heads with the top trials
+and their metrics, then shows Optuna's optimisation history, parameter importances, a slice
+plot of the most important parameters and the per-evaluation validation scores, and the best
+trial's kept checkpoint traded on the validation and test splits against buy-and-hold. The
+study is read once into an in-memory copy, so every plot of a running study shows the same
+snapshot.
+"""
 from __future__ import annotations
 
+import html
+import time
 from pathlib import Path
+from typing import Any
+
+from search import query
+from search import study as studies
+from search.errors import StudyError, UserError
+from search.searcher_attrs import ATTR_FAIL
+from search.storage import redact
+
+TOP = 10          # rows of the table
+CURVES = 5        # top trials drawn in the per-evaluation plot
+SLICES = 4        # most important parameters in the slice plot
+IMAGES = ("history.png", "importances.png", "slices.png", "evaluations.png", "equity.png")
+# Validation metrics of a trial's kept checkpoint: key, column header, scale.
+METRICS = (("sharpe", "Sharpe", 1), ("pnl_pct", "P&L %", 1), ("buy_and_hold_pct", "B&H %", 1),
+           ("max_drawdown", "max DD %", 100), ("trades", "trades", 1))
+
+
+class ReportError(UserError):
+    """The report cannot be written where asked."""
 
 
 def write_report(url: str, study_name: str, out: Path) -> Path:
-    """Write ``out/index.html`` and its PNG images; return the index path."""
-    from search.errors import UserError
+    """Write ``out/index.html`` and its PNG images; return the index path.
 
-    raise UserError("report is not implemented yet")
+    Args:
+        url: the study storage URL (SQLite or PostgreSQL); never created or written to.
+        study_name: an existing study (running or finished).
+        out: the report folder, created if missing; images of an earlier report are replaced.
+
+    Raises:
+        StudyError: the storage or the study does not exist.
+        ReportError: ``out`` is not a folder.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"--out {out} is a file; give a folder for index.html and its images")
+    storage = query.open_existing(url)
+    study = studies.load_study(storage, study_name)
+    counts = query.state_counts(storage, study._study_id)
+    top = query.top_trials(storage, study._study_id, TOP)
+    snapshot = _snapshot(study)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in IMAGES:
+        (out / name).unlink(missing_ok=True)
+
+    config = study.user_attrs.get(studies.ATTR_CONFIG) or {}
+    objective = (config.get("training") or {}).get("objective", "objective")
+    target = f"validation {objective}"
+    sections = _optuna_sections(snapshot, top, out, target)
+    sections.append(_equity_section(study, top[0] if top else None, out))
+    page = _page(study_name, url, config, counts, top, snapshot, sections, target)
+    index = out / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index
+
+
+def _snapshot(study: Any):
+    """An in-memory copy of the study's trials, read once: all plots agree on a running study."""
+    import optuna
+
+    copy = optuna.create_study(study_name=study.study_name, directions=study.directions)
+    copy.add_trials(study.get_trials(deepcopy=False))
+    return copy
+
+
+def _section(title: str, image: str | None = None, caption: str = "",
+             note: str = "") -> dict[str, str | None]:
+    return {"title": title, "image": image, "caption": caption, "note": note}
+
+
+def _optuna_sections(snapshot: Any, top: list, out: Path, target: str) -> list[dict]:
+    from search import report_plots as plots
+
+    trials = snapshot.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    waiting = (f"no COMPLETE trial yet ({len(trials)} trials in the study); this plot appears "
+               "once a trial completes")
+    sections = []
+    if complete:
+        plots.history(snapshot, out / "history.png", target)
+        sections.append(_section("Optimisation history", "history.png",
+                                 f"The {target} of each completed trial's kept checkpoint, and "
+                                 "the best so far."))
+    else:
+        sections.append(_section("Optimisation history", note=waiting))
+
+    varying = sorted({name for t in complete for name in t.params
+                      if len({repr(c.params.get(name)) for c in complete}) > 1})
+    if len(complete) >= 2 and varying:
+        ranked = plots.importances(snapshot, varying, out / "importances.png", target)
+        plots.slices(snapshot, ranked[:SLICES], out / "slices.png", target)
+        sections.append(_section("Parameter importances", "importances.png",
+                                 f"PED-ANOVA importance (Optuna's default) of each searched "
+                                 f"parameter for the {target}, over {len(complete)} completed "
+                                 "trials."))
+        sections.append(_section("Objective against the most important parameters",
+                                 "slices.png", "Each dot is a completed trial; colour is its "
+                                 "trial number (later trials darker)."))
+    else:
+        why = (f"needs at least 2 completed trials whose parameters differ (the study has "
+               f"{len(complete)} completed)")
+        sections.append(_section("Parameter importances", note=why))
+        sections.append(_section("Objective against the most important parameters", note=why))
+
+    drawn = [t for t in top[:CURVES] + [t for t in trials if t.state.name == "RUNNING"]
+             if t.intermediate_values]
+    if drawn:
+        plots.curves(drawn, out / "evaluations.png", f"best {target} so far")
+        sections.append(_section(
+            "Validation score over evaluations", "evaluations.png",
+            f"The best-so-far {target} each of the top {min(len(top), CURVES)} trials (and any "
+            "running trial, dashed) reported after each evaluation: the values the searcher "
+            "saw."))
+    else:
+        sections.append(_section("Validation score over evaluations",
+                                 note="no trial has reported an evaluation yet"))
+    return sections
+
+
+def _equity_section(study: Any, best: Any | None, out: Path) -> dict[str, str | None]:
+    from search import report_plots as plots
+
+    title = "Best trial against buy-and-hold"
+    if best is None:
+        return _section(title, note="no COMPLETE trial yet")
+    try:
+        checkpoint = query.checkpoint_of(best)
+        config = studies.stored_config(study)
+    except StudyError as exc:
+        return _section(title, note=f"cannot trade the best trial: {exc}")
+    import pandas as pd
+
+    from trainables.data import DataError, prepare_market
+    from trainables.evaluation import evaluate
+    from trainables.rllib_trainable import load_module
+
+    settings = query._space_of(study).replay(best.params)
+    env = {"data": config["data"], **config["env"], **settings["env"]}
+    try:  # the rest of the report is still worth having if the market data moved
+        bars = prepare_market(config["data"]).bars
+    except (DataError, OSError) as exc:
+        return _section(title, note=f"cannot trade the best trial: {exc}")
+    module = load_module(checkpoint)
+    runs = []
+    for split, label in (("val", "validation"), ("test", "test (never seen)")):
+        result = evaluate(module, env, split)
+        closes = bars["close"].reindex(pd.to_datetime(result.dates)).to_numpy()
+        runs.append({"label": label, "evaluation": result, "closes": closes})
+    plots.equity(runs, out / "equity.png", f"Trial {best.number}: kept checkpoint, greedy")
+    return _section(title, "equity.png",
+                    f"Trial {best.number}'s kept checkpoint trading greedily on the validation "
+                    "split (which selected it) and the test split (which nothing saw), against "
+                    "buy-and-hold; ▲ buy, ▼ sell; drawdown from the running peak below.")
+
+
+def _fmt(value: Any) -> str:
+    """Numbers as the page shows them (the tests look for the best value in this form)."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+def _scaled(value: Any, scale: float) -> Any:
+    return value * scale if isinstance(value, (int, float)) and scale != 1 else value
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>'
+
+
+def _page(name: str, url: str, config: dict, counts: dict[str, int], top: list, snapshot: Any,
+          sections: list[dict], target: str) -> str:
+    e = html.escape
+    parts = [f"<h1>Study {e(name)}</h1>",
+             f"<p>{e(redact(url))} &middot; snapshot {e(time.strftime('%Y-%m-%d %H:%M:%S'))}"
+             + (f" &middot; {e(str(config.get('algorithm', '')).upper())}, budget "
+                f"{e(str((config.get('search') or {}).get('num_samples')))} trials"
+                if config else "") + "</p>",
+             "<p>" + (", ".join(f"{e(k)} {v}" for k, v in counts.items() if v)
+                      or "no trials yet") + "</p>"]
+    if counts.get("RUNNING"):
+        parts.append(f'<p class="note">The study is running: this is a snapshot. Rerun '
+                     f'<code>tradetune report</code> to refresh, or watch it live with '
+                     f'<code>optuna-dashboard {e(redact(url))}</code>.</p>')
+    if top:
+        best = top[0]
+        parts.append(f'<p class="best">Best trial: <b>#{best.number}</b>, value '
+                     f'<b>{e(_fmt(best.value))}</b> ({e(target)})</p>')
+        params = sorted({k for t in top for k in t.params})
+        summaries = [query.trial_summary(t) for t in top]
+        rows = [[rank, s["number"], s["value"], *(_scaled(s["metrics"].get(k), scale)
+                                                  for k, _, scale in METRICS),
+                 s["stop_reason"], *(s["params"].get(p) for p in params)]
+                for rank, s in enumerate(summaries, 1)]
+        parts.append(f"<h2>Top {len(top)} trials</h2>")
+        parts.append(_table(["rank", "trial", "value", *(label for _, label, _ in METRICS),
+                             "stopped by", *params], rows))
+    else:
+        parts.append('<p class="note">No COMPLETE trial yet: there is no best trial.</p>')
+    failed = [t for t in snapshot.get_trials(deepcopy=False) if t.state.name == "FAIL"]
+    if failed:
+        parts.append(f"<h2>Failed trials ({len(failed)})</h2>")
+        parts.append(_table(["trial", "reason"], [[t.number, t.user_attrs.get(ATTR_FAIL, "-")]
+                                                  for t in failed[-TOP:]]))
+    for section in sections:
+        parts.append(f"<h2>{e(section['title'])}</h2>")
+        if section["image"]:
+            parts.append(f'<figure><img src="{e(section["image"])}" alt="{e(section["title"])}">'
+                         f"<figcaption>{e(section['caption'])}</figcaption></figure>")
+        else:
+            parts.append(f'<p class="note">{e(section["note"])}</p>')
+    return PAGE.format(title=e(f"TradeTune report: {name}"), body="\n".join(parts))
+
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em auto; max-width: 1300px; padding: 0 1em; }}
+table {{ border-collapse: collapse; font-size: 0.9em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }}
+th {{ background: #f0f0f0; }}
+.scroll {{ overflow-x: auto; }}
+.note {{ color: #555; font-style: italic; }}
+.best {{ font-size: 1.2em; }}
+img {{ max-width: 100%; }}
+figcaption {{ color: #444; }}
+</style></head>
+<body>
+{body}
+</body></html>
+"""

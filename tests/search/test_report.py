@@ -1,0 +1,227 @@
+"""`tradetune report` on real Optuna studies (SQLite and PostgreSQL), and optuna-dashboard
+reading the same storage through its own server code."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import uuid
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from search.cli import main
+from search.report import write_report
+from search.storage import open_storage
+from search.study import create_study, data_fingerprint
+from spaces import get_space
+
+PG = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def make_study(url: str, tiny_sweep, name: str, values: list, running: int = 0):
+    """A tradetune study with one trial per entry of ``values``: a number makes a COMPLETE
+    trial (with three reported evaluations and validation metrics), ``"fail"`` a FAIL trial;
+    then ``running`` RUNNING trials with one evaluation each."""
+    config = tiny_sweep(**{"study": name})
+    space = get_space("ppo", config["search"]["space_overrides"])
+    study = create_study(open_storage(url), config, space, data_fingerprint(config["data"]))
+    study.sampler = optuna.samplers.RandomSampler(seed=0)
+    for value in values:
+        trial = study.ask()
+        space(trial)
+        if value == "fail":
+            trial.set_user_attr("fail_reason", "TrainingDiverged: total_loss = nan")
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            continue
+        for step, fraction in enumerate((0.5, 0.9, 1.0), 1):
+            trial.report(value * fraction, step)
+        trial.set_user_attr("metrics", {"sharpe": value, "pnl_pct": 2.5, "buy_and_hold_pct": 1.0,
+                                        "max_drawdown": 0.08, "trades": 7})
+        trial.set_user_attr("stop_reason", "patience")
+        study.tell(trial, value)
+    for _ in range(running):
+        trial = study.ask()
+        space(trial)
+        trial.report(0.1, 1)
+    return study
+
+
+def images(out: Path) -> list[str]:
+    return sorted(p.name for p in out.glob("*.png"))
+
+
+def check_report(out: Path) -> str:
+    """Every PNG decodes and is not blank; the page references exactly the PNGs written."""
+    from PIL import Image
+
+    page = (out / "index.html").read_text(encoding="utf-8")
+    for name in images(out):
+        with Image.open(out / name) as image:
+            pixels = np.asarray(image.convert("RGB"), dtype=float)
+        assert pixels.shape[0] > 100 and pixels.shape[1] > 100, name
+        assert pixels.var() > 0, f"{name} is blank"
+    assert sorted(re.findall(r'<img src="([^"]+)"', page)) == images(out)
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    return page
+
+
+def best_line(study) -> str:
+    best = study.best_trial
+    return f"Best trial: <b>#{best.number}</b>, value <b>{best.value:.4g}</b>"
+
+
+def test_finished_study_report(tmp_path, tiny_sweep):
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    study = make_study(url, tiny_sweep, "done", [0.3, 1.7, -0.4, "fail", 0.9, 1.2])
+    before = hashlib.sha256((tmp_path / "studies.db").read_bytes()).hexdigest()
+
+    index = write_report(url, "done", tmp_path / "report")
+
+    assert index == tmp_path / "report" / "index.html"
+    assert images(index.parent) == ["evaluations.png", "history.png", "importances.png",
+                                    "slices.png"]
+    page = check_report(index.parent)
+    assert best_line(study) in page and study.best_trial.number == 1
+    table = page[page.index("<table>"):page.index("</table>")]
+    assert table.count("<tr>") == 1 + 5  # header + the COMPLETE trials, best first
+    assert re.findall(r"<tr><td>1</td><td>1</td><td>1.7</td>", table)
+    assert "TrainingDiverged: total_loss = nan" in page  # failed trials say why
+    assert "cannot trade the best trial: trial 1 has no checkpoint recorded" in page
+    after = hashlib.sha256((tmp_path / "studies.db").read_bytes()).hexdigest()
+    assert after == before, "the report wrote to the study storage"
+
+
+def test_rerun_replaces_images_of_an_earlier_report(tmp_path, tiny_sweep):
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    make_study(url, tiny_sweep, "rich", [0.3, 1.7, 0.9])
+    make_study(url, tiny_sweep, "poor", ["fail"])
+    write_report(url, "rich", tmp_path / "report")
+    write_report(url, "poor", tmp_path / "report")
+    assert images(tmp_path / "report") == []
+    check_report(tmp_path / "report")
+
+
+def test_running_study_is_a_snapshot(tmp_path, tiny_sweep):
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    study = make_study(url, tiny_sweep, "live", [0.5, 0.8], running=2)
+    page = check_report(write_report(url, "live", tmp_path / "report").parent)
+    assert "COMPLETE 2, RUNNING 2" in page
+    assert "The study is running: this is a snapshot" in page
+    assert f"optuna-dashboard {url}" in page
+    assert best_line(study) in page
+    assert "evaluations.png" in images(tmp_path / "report")
+
+
+def test_one_trial_study(tmp_path, tiny_sweep):
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    study = make_study(url, tiny_sweep, "single", [1.25])
+    page = check_report(write_report(url, "single", tmp_path / "report").parent)
+    assert images(tmp_path / "report") == ["evaluations.png", "history.png"]
+    assert best_line(study) in page
+    assert "needs at least 2 completed trials whose parameters differ (the study has 1 " \
+           "completed)" in page
+
+
+@pytest.mark.parametrize("values, running, counts", [
+    (["fail", "fail"], 0, "FAIL 2"),
+    ([], 1, "RUNNING 1"),
+    ([], 0, "no trials yet"),
+], ids=["failed-only", "running-only", "empty"])
+def test_study_without_completed_trials(tmp_path, tiny_sweep, values, running, counts):
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    make_study(url, tiny_sweep, "nothing", values, running=running)
+    page = check_report(write_report(url, "nothing", tmp_path / "report").parent)
+    assert "No COMPLETE trial yet: there is no best trial." in page
+    assert "this plot appears once a trial completes" in page
+    assert f"<p>{counts}</p>" in page
+    assert images(tmp_path / "report") == (["evaluations.png"] if running else [])
+    assert ("TrainingDiverged" in page) == bool(values)
+
+
+def test_postgres_report(tmp_path, tiny_sweep):
+    name = f"report-{uuid.uuid4().hex[:8]}"
+    study = make_study(PG, tiny_sweep, name, [0.2, "fail", 0.6, 0.4], running=1)
+    try:
+        page = check_report(write_report(PG, name, tmp_path / "report").parent)
+        assert best_line(study) in page
+        assert images(tmp_path / "report") == ["evaluations.png", "history.png",
+                                               "importances.png", "slices.png"]
+    finally:
+        optuna.delete_study(study_name=name, storage=PG)
+
+
+def test_cli_errors_are_one_line(tmp_path, tiny_sweep, capsys):
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    make_study(url, tiny_sweep, "there", [0.5])
+    (tmp_path / "afile").write_text("")
+    cases = [
+        (["--study", "ther", "--storage", url, "--out", str(tmp_path / "r")],
+         f"no study named 'ther' in {url}; did you mean 'there'?"),
+        (["--study", "there", "--storage", f"sqlite:///{tmp_path / 'none.db'}", "--out",
+          str(tmp_path / "r")], f"no study database at {tmp_path / 'none.db'}"),
+        (["--study", "there", "--storage", url, "--out", str(tmp_path / "afile")],
+         f"--out {tmp_path / 'afile'} is a file"),
+    ]
+    for args, message in cases:
+        assert main(["report", *args]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"tradetune report: error: {message}"), err
+        assert err.count("\n") == 1
+    assert not (tmp_path / "none.db").exists() and not (tmp_path / "r").exists()
+    assert main(["report", "--study", "there", "--storage", url, "--out",
+                 str(tmp_path / "r")]) == 0
+    assert capsys.readouterr().out == f"report of there written to {tmp_path / 'r'}/index.html\n"
+
+
+def wsgi_get(app, path: str) -> dict:
+    """One GET through a WSGI app, in-process."""
+    from wsgiref.util import setup_testing_defaults
+
+    environ = {"PATH_INFO": path, "REQUEST_METHOD": "GET", "QUERY_STRING": "",
+               "wsgi.input": io.BytesIO()}
+    setup_testing_defaults(environ)
+    status = []
+    body = b"".join(app(environ, lambda code, headers, exc_info=None: status.append(code)))
+    assert status[0].startswith("200"), (status, body[:300])
+    return json.loads(body)
+
+
+def test_optuna_dashboard_reads_the_study(tmp_path, tiny_sweep):
+    from optuna_dashboard import wsgi
+
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    study = make_study(url, tiny_sweep, "watched", [0.4, "fail", 1.1], running=1)
+    app = wsgi(open_storage(url, read_only=True))
+
+    listing = wsgi_get(app, "/api/studies")["study_summaries"]
+    assert [s["study_name"] for s in listing] == ["watched"]
+    detail = wsgi_get(app, f"/api/studies/{listing[0]['study_id']}")
+    assert [(t["number"], t["state"]) for t in detail["trials"]] == [
+        (0, "Complete"), (1, "Fail"), (2, "Complete"), (3, "Running")]
+    assert [t["number"] for t in detail["best_trials"]] == [study.best_trial.number]
+    assert detail["trials"][2]["values"] == [1.1]
+    assert {p["name"] for p in detail["trials"][0]["params"]} == set(study.trials[0].params)
+
+
+@pytest.mark.slow
+def test_report_of_a_real_sweep_trades_the_best_checkpoint(tmp_path, ray_session, monkeypatch):
+    from conftest import make_tiny_sweep
+    from sweep_helpers import write_config
+
+    config = make_tiny_sweep(**{"study": "real", "search.num_samples": 2})
+    monkeypatch.setenv("TRADETUNE_RESULTS", str(tmp_path / "results"))
+    monkeypatch.delenv("TRADETUNE_STORAGE", raising=False)
+    assert main(["launch", str(write_config(tmp_path / "sweep.yaml", config))]) == 0
+    url = f"sqlite:///{tmp_path / 'results' / 'tradetune.db'}"
+
+    assert main(["report", "--study", "real", "--out", str(tmp_path / "report")]) == 0
+    out = tmp_path / "report"
+    page = check_report(out)
+    assert "equity.png" in images(out) and "history.png" in images(out)
+    study = optuna.load_study(study_name="real", storage=url)
+    assert best_line(study) in page
+    assert f"Trial {study.best_trial.number}&#x27;s kept checkpoint trading greedily" in page
