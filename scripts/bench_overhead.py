@@ -58,6 +58,11 @@ def plain_loop(config_path: Path) -> None:
     from trainables.metrics import OBJECTIVES
     from trainables.rllib_trainable import algorithm_config, env_config
 
+    import torch
+
+    # A one-CPU Tune trial runs torch with one thread (Ray sets OMP_NUM_THREADS=1); give the plain
+    # loop the same, so the ratio measures the service, not torch's thread contention.
+    torch.set_num_threads(1)
     sweep = yaml.safe_load(config_path.read_text())
     sweep["env"] = {}
     ray.init(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)

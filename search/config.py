@@ -16,12 +16,13 @@ import yaml
 from search.errors import ConfigError
 from trainables import metrics as M
 from trainables.rllib_trainable import TRAINING_DEFAULTS
+from trainables.settings import ENV_DEFAULTS, MARKET_KEYS, REWARDS
 
 DEFAULTS: dict[str, Any] = {
     "study": None,
     "algorithm": "ppo",
     "data": {"path": None, "synthetic": None, "splits": None, "features": None},
-    "env": {"commission": 0.001, "initial_cash": 10_000.0, "reward": "log_return"},
+    "env": {key: ENV_DEFAULTS[key] for key in MARKET_KEYS},
     "search": {"num_samples": 20, "max_concurrent": 1, "scheduler": "none", "seed": 42,
                "space": None, "space_overrides": {}, "enqueue_tutorial": True, "enqueue": [],
                "sampler": "tpe"},
@@ -36,10 +37,15 @@ STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 def check_study_name(name: Any) -> str:
-    """Study names become directory names: letters, digits, '.', '_', '-', up to 100."""
-    if not isinstance(name, str) or not name.strip():
+    """Study names become directory names: letters, digits, '.', '_', '-', up to 100.
+    A whole number is taken as its digits (YAML reads ``study: 2024`` as a number)."""
+    if isinstance(name, int) and not isinstance(name, bool):
+        name = str(name)
+    if name is None or isinstance(name, str) and not name.strip():
         raise ConfigError("study name is empty; give one with --study NAME or 'study:' in "
                           "the config")
+    if not isinstance(name, str):
+        raise ConfigError(f"study name must be text, got {name!r}")
     if not STUDY_NAME.match(name):
         raise ConfigError(f"invalid study name {name[:60]!r}: use up to 100 letters, digits, "
                           "'.', '_' or '-', starting with a letter or digit")
@@ -144,9 +150,8 @@ def _choice(config: dict, dotted: str, allowed: list[str]) -> None:
 def validate(config: dict[str, Any]) -> None:
     """Check every key that can be checked without loading data or starting Ray."""
     from spaces import SpaceError, check_algorithm, get_space
-    from trainables.env import REWARDS
 
-    check_study_name(config["study"])
+    config["study"] = check_study_name(config["study"])
     try:
         config["algorithm"] = check_algorithm(config["algorithm"])
         get_space(config["algorithm"], config["search"]["space_overrides"],

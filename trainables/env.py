@@ -25,6 +25,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from trainables.settings import ENV_DEFAULTS, REWARDS  # noqa: F401 (REWARDS re-exported)
+
 
 def _import_tensortrade() -> None:
     """Import tensortrade without its TensorFlow agents.
@@ -81,18 +83,6 @@ def synthetic_ohlcv(n_bars: int, seed: int, freq: str = "1h", base_price: float 
     frame.index.name = "date"
     return frame
 
-
-REWARDS = ("log_return", "pbr")
-ENV_DEFAULTS: dict[str, Any] = {
-    "split": "train",
-    "window_size": 17,
-    "commission": 0.001,
-    "initial_cash": 10_000.0,
-    "reward": "log_return",
-    "max_allowed_loss": 0.32,
-    "random_start": False,
-    "max_episode_steps": None,
-}
 
 
 class _PrivateLedger(Ledger):
