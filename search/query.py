@@ -227,3 +227,24 @@ def evaluate_trial(url: str, name: str, number: int | None, split: str) -> dict[
     return {"study": name, "trial": trial.number, "split": split,
             "validation_value": trial.value, **result.metrics(),
             "beats_buy_and_hold": result.pnl_pct > result.buy_and_hold_pct}
+
+
+def compare_top(url: str, name: str, top: int) -> dict[str, Any]:
+    """Validation versus test, side by side, for the ``top`` best trials, plus the deflated
+    Sharpe ratio of the best: how much of the validation ranking survives unseen data."""
+    storage = open_existing(url)
+    study = studies.load_study(storage, name)
+    trials = top_trials(storage, study._study_id, top)
+    if not trials:
+        raise StudyError(f"study {name!r} has no COMPLETE trial yet")
+    rows = []
+    for trial in trials:
+        test = evaluate_trial(url, name, trial.number, "test")
+        val = trial.user_attrs.get(ATTR_METRICS, {})
+        rows.append({"trial": trial.number, "value": trial.value,
+                     "val_sharpe": val.get("sharpe"), "test_sharpe": test["sharpe"],
+                     "val_pnl_pct": val.get("pnl_pct"), "test_pnl_pct": test["pnl_pct"],
+                     "test_buy_and_hold_pct": test["buy_and_hold_pct"],
+                     "beats_buy_and_hold": test["beats_buy_and_hold"]})
+    check = overfitting_check(storage, study._study_id, trials[0].user_attrs.get(ATTR_METRICS, {}))
+    return {"study": name, "trials": rows, "overfitting": check}
