@@ -16,3 +16,7 @@ class StorageError(UserError):
 
 class StudyError(UserError):
     """A study is missing, exists already, or does not match the config."""
+
+
+class StorageUnavailable(StorageError):
+    """The study storage stopped answering (and retries ran out); finished trials are safe."""

@@ -7,6 +7,7 @@ from typing import Any
 
 from ray.tune.callback import Callback
 
+from search.searcher import unless_storage_lost
 from trainables import metrics as M
 
 
@@ -49,13 +50,17 @@ class Progress(Callback):
                 f"{running}, failed {failed}, best {M.SEARCH_METRIC} {best}, remaining {eta}")
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
+        self._count_previous()
+        if time.time() - self._last >= self._every_s:
+            self._print(trials)
+
+    @unless_storage_lost()
+    def _count_previous(self) -> None:
         if self._done_at_start is None:
             from optuna.trial import TrialState
 
             self._done_at_start = len(self._study.get_trials(
                 deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-        if time.time() - self._last >= self._every_s:
-            self._print(trials)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info) -> None:

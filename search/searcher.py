@@ -8,6 +8,7 @@ Resuming never unpickles it: a resume starts a fresh searcher on the same study.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -18,7 +19,9 @@ from typing import Any, Callable
 from ray.tune.callback import Callback
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
+from ray.tune.stopper import Stopper
 
+from search.errors import StorageUnavailable
 from search.searcher_attrs import (ATTR_CHECKPOINT, ATTR_DRIVER, ATTR_FAIL, ATTR_METRICS,
                                    ATTR_ENV_STEPS, ATTR_NODE, ATTR_SEED, ATTR_STOP, ATTR_TUNE_ID,
                                    HEARTBEAT_PREFIX)
@@ -28,6 +31,40 @@ from trainables.rllib_trainable import trial_seed
 log = logging.getLogger(__name__)
 
 COUNTED_STATES = ("COMPLETE", "PRUNED", "RUNNING")
+
+
+def unless_storage_lost(fallback: Any = None) -> Callable:
+    """For Tune callbacks that write to the study: once the storage has given up retrying
+    (``StorageUnavailable``), do nothing and return ``fallback``; ``StopWhenStorageLost`` then
+    ends the sweep and the driver prints one line saying how to resume. Raised inside Tune,
+    the error would instead fail trials or end the run with Tune's traceback."""
+    def decorate(method: Callable) -> Callable:
+        @functools.wraps(method)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except StorageUnavailable:
+                return fallback
+        return guarded
+    return decorate
+
+
+def storage_backend(study: Any) -> Any:
+    """The study's own storage object (Optuna may wrap it in a cache)."""
+    return getattr(study._storage, "_backend", study._storage)
+
+
+class StopWhenStorageLost(Stopper):
+    """Stops every trial once the study's storage is marked unavailable."""
+
+    def __init__(self, study: Any):
+        self._storage = storage_backend(study)
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return bool(getattr(self._storage, "unavailable", None))
 
 
 def driver_identity() -> dict[str, Any]:
@@ -61,6 +98,7 @@ class StudySearcher(OptunaSearch):
         used = len(self._ot_study.get_trials(deepcopy=False, states=states))
         return self._num_samples - used
 
+    @unless_storage_lost(Searcher.FINISHED)
     def suggest(self, trial_id: str) -> dict | str | None:
         if trial_id not in self._ot_trials and self.budget_left() <= 0:
             return Searcher.FINISHED
@@ -72,6 +110,7 @@ class StudySearcher(OptunaSearch):
         ot_trial.set_user_attr(ATTR_SEED, seed)
         return {**config, M.TRIAL_SEED: seed}
 
+    @unless_storage_lost()
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         ot_trial = self._ot_trials.get(trial_id)
         value = result.get(self.metric)
@@ -79,6 +118,7 @@ class StudySearcher(OptunaSearch):
             return
         ot_trial.report(float(value), int(result.get(M.EVALS) or result["training_iteration"]))
 
+    @unless_storage_lost()
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
         from optuna.trial import TrialState
@@ -104,6 +144,7 @@ class StudySearcher(OptunaSearch):
         else:
             self._ot_study.tell(ot_trial, float(value), skip_if_finished=True)
 
+    @unless_storage_lost()
     def fail(self, trial_id: str, reason: str) -> None:
         """Finish an errored trial as FAIL with its reason."""
         from optuna.trial import TrialState
@@ -117,6 +158,7 @@ class StudySearcher(OptunaSearch):
         for trial_id in list(self._awaiting_reason):
             self.fail(trial_id, "trial failed")
 
+    @unless_storage_lost()
     def record(self, trial_id: str, key: str, value: Any) -> None:
         """Attach a user attribute to the Optuna trial of a Tune trial (if still running)."""
         ot_trial = self._ot_trials.get(trial_id)
@@ -127,6 +169,8 @@ class StudySearcher(OptunaSearch):
     def _set_attr(ot_trial: Any, key: str, value: Any) -> None:
         try:
             ot_trial.set_user_attr(key, value)
+        except StorageUnavailable:
+            raise
         except Exception as exc:  # a finished trial cannot change; keep the sweep going
             log.warning("could not record %s on trial %s: %s", key, ot_trial.number, exc)
 
@@ -150,6 +194,7 @@ class StudyBookkeeping(Callback):
         self._every_s = every_s
         self._last_beat = 0.0
 
+    @unless_storage_lost()
     def beat(self) -> None:
         self._searcher.study.set_user_attr(HEARTBEAT_PREFIX + self._driver_id, driver_identity())
         self._last_beat = time.time()

@@ -6,20 +6,30 @@ the results directory. A password can stay out of every file: use ``PGPASSWORD``
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
+import sys
+import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import optuna
 
-from search.errors import StorageError
+from search.errors import StorageError, StorageUnavailable
 
 RESULTS_ENV = "TRADETUNE_RESULTS"
 STORAGE_ENV = "TRADETUNE_STORAGE"
+# How long a sweep's driver retries a storage that stopped answering before it stops the sweep
+# (finished trials are safe in the study; `resume` continues). Readers do not wait.
+RETRY_ENV = "TRADETUNE_STORAGE_RETRY_S"
+DEFAULT_RETRY_S = 300.0
 DEFAULT_DB = "tradetune.db"
 SUPPORTED = ("sqlite", "postgresql", "postgres", "mysql")
-_PASSWORD = re.compile(r"(?P<head>://[^:/@]+:)(?P<password>[^@]*)(?P<tail>@)")
+# user:password@ after a scheme; neither part spans whitespace or quotes, so a message that
+# quotes a URL and mentions another later is not mangled.
+_PASSWORD = re.compile(r"(?P<head>://[^:/@\s'\"]+:)(?P<password>[^@\s'\"]*)(?P<tail>@)")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -37,8 +47,13 @@ def resolve_url(cli_url: str | None = None, config_url: str | None = None) -> st
 
 
 def redact(url: str) -> str:
-    """The URL with any literal password replaced by ``***``: safe to print and store."""
-    return _PASSWORD.sub(lambda m: f"{m['head']}***{m['tail']}", str(url))
+    """The URL with any literal password replaced by ``***``: safe to print and store.
+    A ``${VAR}`` reference is kept: it names the secret without holding it."""
+    def hide(match: re.Match) -> str:
+        if _ENV_REF.fullmatch(match["password"]):
+            return match.group(0)
+        return f"{match['head']}***{match['tail']}"
+    return _PASSWORD.sub(hide, str(url))
 
 
 def _expand(url: str) -> str:
@@ -66,53 +81,205 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def check_url(url: str, create_dirs: bool = False) -> None:
-    """Reject unsupported schemes and SQLite files in missing directories, before connecting."""
+    """Reject unsupported schemes and SQLite files in missing directories, before connecting;
+    creates nothing."""
     scheme = _scheme(url)
     if scheme not in SUPPORTED:
         raise StorageError(f"unsupported storage URL {redact(url)!r}: use sqlite:///PATH or "
                            "postgresql://USER@HOST:PORT/DB")
     path = sqlite_path(url)
-    if path is not None:
-        if create_dirs and path.parent == results_dir():
-            path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.parent.is_dir():
-            raise StorageError(f"SQLite storage directory {path.parent} does not exist")
+    # The results directory is ours to create (``open_storage(create_dirs=True)``); any other
+    # missing directory is a typo the user should see.
+    creatable = create_dirs and path is not None and path.parent == results_dir()
+    if path is not None and not path.parent.is_dir() and not creatable:
+        raise StorageError(f"SQLite storage directory {path.parent} does not exist")
+
+
+def retry_seconds() -> float:
+    """The driver's storage retry window: ``TRADETUNE_STORAGE_RETRY_S`` or 300 s."""
+    raw = os.environ.get(RETRY_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_RETRY_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise StorageError(f"{RETRY_ENV} must be a number of seconds >= 0, got {raw!r}")
+    return value
+
+
+def _transient(exc: BaseException) -> bool:
+    """A lost or refused connection (or a locked SQLite file): worth retrying. Optuna wraps
+    SQLAlchemy errors in ``StorageInternalError``, so look down the cause chain."""
+    import sqlalchemy.exc as sa
+
+    for _ in range(5):
+        if isinstance(exc, (sa.OperationalError, sa.InterfaceError, sa.TimeoutError)):
+            return True
+        if isinstance(exc, sa.DBAPIError) and exc.connection_invalidated:
+            return True
+        if exc.__cause__ is None:
+            return False
+        exc = exc.__cause__
+    return False
+
+
+def _reason(exc: BaseException) -> str:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return redact(lines[0][:200] if lines else type(exc).__name__)
 
 
 class RedactingRDBStorage(optuna.storages.RDBStorage):
-    """An RDBStorage that drops its URL's password when pickled (Tune pickles its searcher,
-    and with it this storage, into the experiment directory)."""
+    """Optuna's RDBStorage with two duties for long sweeps:
+
+    - pickled (Tune pickles its searcher, and with it this storage, into the experiment
+      directory), it carries the redacted URL only, never a password;
+    - a storage call that loses its connection is retried with backoff for ``retry_s``
+      seconds (a database restart or fail-over); after that the storage is marked
+      ``unavailable`` and every call raises ``StorageUnavailable`` at once, so the sweep can
+      stop cleanly. Writes are single-row upserts, safe to repeat, except finishing a trial
+      (see ``_retry``) and, rarely, creating one whose commit landed but whose answer was lost.
+    """
 
     display_url = ""
+    retry_s = 0.0
+    unavailable: str | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state["url"] = self.display_url
         state["engine_kwargs"] = {}
+        state.pop("_calls", None)
         return state
 
+    def _call(self, method: Callable, args: tuple, kwargs: dict) -> Any:
+        calls = self.__dict__.setdefault("_calls", threading.local())
+        if getattr(calls, "depth", 0):  # an inner call of a retried call: no nested retries
+            return method(self, *args, **kwargs)
+        calls.depth = 1
+        try:
+            return self._retry(method, args, kwargs)
+        finally:
+            calls.depth = 0
 
-def open_storage(url: str, create_dirs: bool = False, read_only: bool = False):
+    def _retry(self, method: Callable, args: tuple, kwargs: dict) -> Any:
+        first_failure, delay = None, 0.5
+        while True:
+            if self.unavailable:
+                raise StorageUnavailable(self.unavailable)
+            try:
+                result = method(self, *args, **kwargs)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                if first_failure is not None and method.__name__ == "set_trial_state_values":
+                    return True  # the attempt that lost its connection had committed
+                raise
+            except Exception as exc:
+                if not _transient(exc):
+                    raise
+                now = time.monotonic()
+                if first_failure is None:
+                    first_failure = now
+                    if self.retry_s > 0:
+                        _note(f"study storage {self.display_url} is unreachable "
+                              f"({_reason(exc)}); retrying for up to {self.retry_s:g} s")
+                if now - first_failure >= self.retry_s:
+                    waited = f" for {self.retry_s:g} s" if self.retry_s > 0 else ""
+                    self.unavailable = (f"study storage {self.display_url} unavailable"
+                                        f"{waited} ({_reason(exc)})")
+                    raise StorageUnavailable(self.unavailable) from None
+                time.sleep(min(delay, self.retry_s - (now - first_failure)))
+                delay = min(delay * 2, 10.0)
+                continue
+            if first_failure is not None:
+                _note(f"study storage {self.display_url} is reachable again after "
+                      f"{time.monotonic() - first_failure:.0f} s")
+            return result
+
+
+def _note(line: str) -> None:
+    print(f"tradetune: {line}", file=sys.stderr, flush=True)
+
+
+def _retried(name: str) -> Callable:
+    method = getattr(optuna.storages.RDBStorage, name)
+
+    @functools.wraps(method)
+    def call(self: RedactingRDBStorage, *args: Any, **kwargs: Any) -> Any:
+        return self._call(method, args, kwargs)
+    return call
+
+
+# Every storage operation Optuna (and its cache wrapper) calls on an RDBStorage.
+for _name in ("create_new_study", "delete_study", "set_study_user_attr",
+              "set_study_system_attr", "get_study_id_from_name", "get_study_name_from_id",
+              "get_study_directions", "get_study_user_attrs", "get_study_system_attrs",
+              "get_all_studies", "create_new_trial", "_create_new_trial", "set_trial_param",
+              "_set_trial_param", "get_trial_param", "set_trial_state_values",
+              "set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr",
+              "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials",
+              "_get_trials", "get_best_trial", "_get_best_trial_id", "record_heartbeat",
+              "_get_stale_trial_ids"):
+    setattr(RedactingRDBStorage, _name, _retried(_name))
+
+
+class _SchemaNotReady(RuntimeError):
+    """Optuna's tables are missing or still being created by a launching driver."""
+
+
+def _check_schema_ready(real_url: str, engine_kwargs: dict) -> None:
+    """Readers must not write: Optuna's RDBStorage stamps a schema it finds incomplete, and a
+    reader doing so while a driver creates the schema makes one of them fail. So a reader opens
+    only a schema whose last creation step (the alembic stamp) is done."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(real_url, **engine_kwargs)
+    try:
+        with engine.connect() as connection:
+            if not sqlalchemy.inspect(connection).has_table("alembic_version"):
+                raise _SchemaNotReady()
+            stamped = connection.execute(sqlalchemy.text(
+                "SELECT COUNT(*) FROM alembic_version")).scalar()
+        if not stamped:
+            raise _SchemaNotReady()
+    finally:
+        engine.dispose()
+
+
+def open_storage(url: str, create_dirs: bool = False, read_only: bool = False,
+                 retry_s: float = 0.0):
     """Open ``url`` as an Optuna ``RDBStorage``; raise ``StorageError`` with one line if it
     cannot be reached. SQLite waits up to 60 s on a locked database instead of failing.
     ``read_only`` skips creating Optuna's tables, so a reader racing a launching driver never
-    writes to the schema."""
+    writes to the schema. ``retry_s``: how long later calls retry a lost connection."""
     import sqlalchemy.exc
 
     check_url(url, create_dirs)
     real_url = _expand(url)
+    path = sqlite_path(url)
+    if create_dirs and path is not None and path.parent == results_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
     if _scheme(url) == "sqlite":
         engine_kwargs = {"connect_args": {"timeout": 60}}
     else:
         engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
     try:
+        if read_only:
+            _check_schema_ready(real_url, engine_kwargs)
         storage = RedactingRDBStorage(real_url, engine_kwargs=engine_kwargs,
                                       skip_table_creation=read_only)
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, RuntimeError, ValueError) as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        reason = reason[0] if reason else type(exc).__name__
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError,
+            ImportError, RuntimeError, ValueError) as exc:
+        reason = _reason(exc)
         if _scheme(real_url) != "sqlite":
             reason = reason.replace(real_url, redact(url))
+        if isinstance(exc, _SchemaNotReady):
+            raise StorageError(f"storage {redact(url)} holds no studies yet; launch a sweep "
+                               "first (`tradetune launch CONFIG.yaml`) or check --storage "
+                               "URL") from None
         raise StorageError(f"cannot open storage {redact(url)}: {redact(reason)}") from None
     storage.display_url = redact(url)
+    storage.retry_s = retry_s
     return storage

@@ -10,18 +10,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from search.errors import StudyError, UserError
-from search.storage import open_storage, redact, resolve_url, results_dir
+from search.errors import StorageUnavailable, StudyError, UserError
+from search.storage import (check_url, open_storage, redact, resolve_url, results_dir,
+                            retry_seconds)
 from search import study as studies
 from trainables import metrics as M
 
 STALE_DRIVER_S = 60.0
+MIN_FREE_MB = 100  # checkpoints of one small sweep take a few MB each (num_to_keep=1)
 
 
 def launch(config: dict[str, Any], storage_url: str | None = None,
@@ -34,10 +38,12 @@ def launch(config: dict[str, Any], storage_url: str | None = None,
     prepare_market(config["data"])
     space = get_space(config["algorithm"], config["search"]["space_overrides"],
                       config["search"]["space"])
-    experiment_dir = _experiment_dir(config["study"])
-    storage = open_storage(url, create_dirs=True)
+    check_url(url, create_dirs=True)
+    experiment_dir = _check_results_dir(config["study"])
+    storage = open_storage(url, create_dirs=True, retry_s=retry_seconds())
     study = studies.create_study(storage, config, space, studies.data_fingerprint(config["data"]),
                                  command)
+    _experiment_dir(experiment_dir)
     if config["search"]["enqueue_tutorial"] and space.first_params:
         study.enqueue_trial(space.first_params, skip_if_exists=True)
     for point in config["search"]["enqueue"]:
@@ -53,7 +59,7 @@ def resume(study_name: str, storage_url: str | None = None, address: str | None 
     from trainables.data import prepare_market
 
     url = resolve_url(storage_url)
-    storage = open_storage(url)
+    storage = open_storage(url, retry_s=retry_seconds())
     study = studies.load_study(storage, study_name)
     config = studies.stored_config(study)
     if config.get("storage"):
@@ -62,6 +68,7 @@ def resume(study_name: str, storage_url: str | None = None, address: str | None 
     space = get_space(config["algorithm"], config["search"]["space_overrides"],
                       config["search"]["space"])
     studies.check_unchanged(study, space, studies.data_fingerprint(config["data"]))
+    experiment_dir = _experiment_dir(_check_results_dir(study_name))  # before any change
     orphans = fail_orphaned_trials(study)
     counts = state_counts(study)
     done = counts["COMPLETE"] + counts["PRUNED"]
@@ -72,7 +79,7 @@ def resume(study_name: str, storage_url: str | None = None, address: str | None 
         return 0
     print(f"resuming study {study_name!r}: {done} of {budget} trials done, "
           f"{orphans} orphaned trial(s) marked FAIL, {counts['RUNNING']} running elsewhere")
-    return _run(config, study, space, _experiment_dir(study_name), url, address)
+    return _run(config, study, space, experiment_dir, url, address)
 
 
 def state_counts(study: Any) -> dict[str, int]:
@@ -114,13 +121,35 @@ def _driver_alive(beat: dict[str, Any]) -> bool:
     return time.time() - float(beat.get("time", 0)) < STALE_DRIVER_S
 
 
-def _experiment_dir(study_name: str) -> Path:
+def _check_results_dir(study_name: str) -> Path:
+    """Fail with one line, before anything is created, if the study's experiment directory
+    cannot be written or its disk is (nearly) full; return the directory (not created)."""
     path = results_dir() / study_name
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    fix = "set TRADETUNE_RESULTS to a writable directory with free space"
+    if not existing.is_dir():
+        raise UserError(f"results directory {path} cannot be created: {existing} is not a "
+                        f"directory; {fix}")
+    try:  # a probe file that leaves no trace, in the deepest directory that exists
+        with tempfile.TemporaryFile(dir=existing, prefix=".tradetune-probe-") as probe:
+            probe.write(b"x" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+        free_mb = shutil.disk_usage(existing).free / 2**20
+    except OSError as exc:
+        raise UserError(f"results directory {path} is not writable "
+                        f"({exc.strerror or exc}); {fix}") from None
+    if free_mb < MIN_FREE_MB:
+        raise UserError(f"results directory {path} has only {free_mb:.1f} MB free; a sweep "
+                        f"needs at least {MIN_FREE_MB} MB for checkpoints and logs; {fix}")
+    return path
+
+
+def _experiment_dir(path: Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_bytes(b"x" * 1024)
-        probe.unlink()
     except OSError as exc:
         raise UserError(f"results directory {path} is not writable ({exc.strerror}); set "
                         "TRADETUNE_RESULTS to a writable directory") from None
@@ -140,7 +169,8 @@ def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, u
     from ray.tune.schedulers import ASHAScheduler
 
     from search.progress import Progress
-    from search.searcher import StudyBookkeeping, StudySearcher
+    from search.searcher import (StopWhenStorageLost, StudyBookkeeping, StudySearcher,
+                                 storage_backend)
     from trainables.rllib_trainable import train_trial
 
     search, training, resources = config["search"], config["training"], config["resources"]
@@ -167,8 +197,9 @@ def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, u
     if started_ray:
         ray.init(address=address or os.environ.get("RAY_ADDRESS"), logging_level=logging.ERROR,
                  log_to_driver=False, include_dashboard=False, configure_logging=False)
+    # Trials never touch the study: they get the sweep config without its storage URL.
     trainable = tune.with_resources(
-        tune.with_parameters(train_trial, sweep=config),
+        tune.with_parameters(train_trial, sweep={**config, "storage": None}),
         {"cpu": resources["cpus_per_trial"], "gpu": resources["gpus_per_trial"]})
     run_name = f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     tuner = tune.Tuner(
@@ -186,6 +217,7 @@ def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, u
                 num_to_keep=1, checkpoint_score_attribute=M.BEST_VAL_SCORE,
                 checkpoint_score_order="max"),
             failure_config=tune.FailureConfig(max_failures=training["max_failures"]),
+            stop=StopWhenStorageLost(study),
             callbacks=[bookkeeping, Progress(study, search["num_samples"])]),
     )
     interrupted = False
@@ -197,9 +229,15 @@ def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, u
         searcher.fail_all_awaiting()
         if started_ray:
             ray.shutdown()
+    storage_flag = "" if url == resolve_url() else f" --storage '{redact(url)}'"
+    lost = getattr(storage_backend(study), "unavailable", None)
+    if lost:
+        raise StorageUnavailable(
+            f"{lost}; the sweep stopped (finished trials are kept in the study). When the "
+            f"database is back, continue with: tradetune resume --study {study.study_name}"
+            f"{storage_flag}")
     counts = state_counts(study)
     interrupted = interrupted or _finish_interrupted(study, driver_id)
-    storage_flag = "" if url == resolve_url() else f" --storage '{redact(url)}'"
     if interrupted:
         print(f"sweep interrupted; trials in flight were marked FAIL and will be re-run. "
               f"Continue with: tradetune resume --study {study.study_name}{storage_flag}")

@@ -66,7 +66,8 @@ def trials(url: str, study: str) -> list:
         storage = open_storage(url, read_only=True)
         return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
     except Exception as exc:  # noqa: BLE001 - not created yet (tables or study missing)
-        if "no such table" in str(exc) or isinstance(exc, KeyError):
+        if ("no such table" in str(exc) or "holds no studies yet" in str(exc)
+                or isinstance(exc, KeyError)):
             return []
         raise
 
