@@ -18,6 +18,9 @@ EPILOG = """environment:
   TRADETUNE_STORAGE   study storage URL (default sqlite:///$TRADETUNE_RESULTS/tradetune.db),
                       e.g. postgresql://user@host:5432/db; passwords via PGPASSWORD,
                       ~/.pgpass or ${VAR} inside the URL
+  TRADETUNE_STORAGE_RETRY_S
+                      how long a sweep retries a study storage that stopped answering
+                      before it stops cleanly (default 300; then `resume` continues)
   RAY_ADDRESS         run trials on an existing Ray cluster (same as --address)
 """
 
@@ -214,10 +217,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_command(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """An unknown subcommand is a usage error that names the closest command."""
+    import difflib
+
+    word = next((a for a in argv if not a.startswith("-")), None)
+    commands = next(a.choices for a in parser._actions
+                    if isinstance(a, argparse._SubParsersAction))
+    if word is not None and word not in commands:
+        close = difflib.get_close_matches(word, list(commands), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        parser.error(f"unknown command {word!r}{hint} (commands: {', '.join(commands)})")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tradetune`` console script."""
     parser = _parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    _check_command(parser, argv)
     args = parser.parse_args(argv)
     args.command_line = "tradetune " + " ".join(argv)
     from search.errors import UserError
