@@ -88,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     storage(p)
     p.add_argument("--trial", type=int, metavar="N", help="trial number (default: the best)")
     p.add_argument("--split", choices=("val", "test"), default="test")
+    p.add_argument("--top", type=int, metavar="K",
+                   help="instead: validation vs test side by side for the K best trials, with "
+                        "the overfitting check")
     fmt(p)
 
     p = add("report", "write an HTML report with plots of a study (works while it runs)")
@@ -146,6 +149,16 @@ def _table_status(data: Any) -> None:
 def _table_metrics(data: dict) -> None:
     for key, value in data.items():
         print(f"{key:>20}: {_number(value)}")
+
+
+def _table_compare(data: dict) -> None:
+    print(f"{'trial':>5} {'value':>8} {'val Sharpe':>10} {'test Sharpe':>11} {'val P&L%':>9} "
+          f"{'test P&L%':>9} {'test B&H%':>9}")
+    for row in data["trials"]:
+        print(f"{row['trial']:>5} {_number(row['value']):>8} {_number(row['val_sharpe']):>10} "
+              f"{_number(row['test_sharpe']):>11} {_number(row['val_pnl_pct']):>9} "
+              f"{_number(row['test_pnl_pct']):>9} {_number(row['test_buy_and_hold_pct']):>9}")
+    print(f"overfitting check: {data['overfitting']['verdict']}")
 
 
 def _table_data(info: dict) -> None:
@@ -211,6 +224,12 @@ def run(args: argparse.Namespace) -> int:
 
         index = write_report(url, args.study, Path(args.out))
         print(f"report of {args.study} written to {index}")
+    elif args.command == "evaluate" and args.top is not None:
+        if args.top < 1:
+            raise argparse.ArgumentTypeError(f"--top must be at least 1, got {args.top}")
+        if args.trial is not None:
+            raise argparse.ArgumentTypeError("give either --trial or --top, not both")
+        _print(query.compare_top(url, args.study, args.top), args.format, _table_compare)
     elif args.command == "evaluate":
         _print(query.evaluate_trial(url, args.study, args.trial, args.split), args.format,
                _table_metrics)

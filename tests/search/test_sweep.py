@@ -297,3 +297,16 @@ def test_ctrl_c_stops_cleanly_and_prints_resume(tmp_path):
     done = run_cli(["resume", "--study", "interrupted"], results)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert_consistent(url, "interrupted", 3)
+
+
+def test_evaluate_top_compares_validation_and_test(launched):
+    result = json_out(run_cli(["evaluate", "--study", "e2e", "--top", "2", "-f", "json"],
+                              launched["results"]))
+    rows = result["trials"]
+    assert [r["trial"] for r in rows] == [t["number"] for t in json_out(run_cli(
+        ["best", "--study", "e2e", "--top", "2", "-f", "json"], launched["results"]))]
+    single = json_out(run_cli(["evaluate", "--study", "e2e", "--trial", str(rows[0]["trial"]),
+                               "-f", "json"], launched["results"]))
+    assert rows[0]["test_sharpe"] == single["sharpe"]
+    assert rows[0]["val_sharpe"] == rows[0]["value"]
+    assert "verdict" in result["overfitting"]
