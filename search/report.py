@@ -119,12 +119,12 @@ def _optuna_sections(snapshot: Any, top: list, out: Path, target: str) -> list[d
     drawn = [t for t in top[:CURVES] + [t for t in trials if t.state.name == "RUNNING"]
              if t.intermediate_values]
     if drawn:
-        plots.curves(drawn, out / "evaluations.png", f"best {target} so far")
+        plots.curves(drawn, out / "evaluations.png", target)
         sections.append(_section(
             "Validation score over evaluations", "evaluations.png",
-            f"The best-so-far {target} each of the top {min(len(top), CURVES)} trials (and any "
-            "running trial, dashed) reported after each evaluation: the values the searcher "
-            "saw."))
+            f"The {target} each of the top {min(len(top), CURVES)} trials (and any running "
+            "trial, dashed) scored at each evaluation; a trial's value is the best of its "
+            "curve, the evaluation whose checkpoint it keeps."))
     else:
         sections.append(_section("Validation score over evaluations",
                                  note="no trial has reported an evaluation yet"))

@@ -112,8 +112,10 @@ class StudySearcher(OptunaSearch):
 
     @unless_storage_lost()
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        # Intermediate values are each evaluation's own validation score (not the best so far),
+        # so Optuna's plots and the dashboard show how validation moved during training.
         ot_trial = self._ot_trials.get(trial_id)
-        value = result.get(self.metric)
+        value = result.get(M.VAL_SCORE)
         if ot_trial is None or trial_id in self._completed_trials or not _finite(value):
             return
         ot_trial.report(float(value), int(result.get(M.EVALS) or result["training_iteration"]))

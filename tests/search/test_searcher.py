@@ -54,14 +54,18 @@ def test_duplicate_and_unknown_callbacks_are_ignored(study):
     study, space = study
     searcher = _searcher(study, space)
     searcher.suggest("t1")
-    searcher.on_trial_result("t1", {SEARCH_METRIC: 0.5, "evals": 1, "training_iteration": 1})
+    searcher.on_trial_result("t1", {SEARCH_METRIC: 0.5, "val_score": 0.5, "evals": 1,
+                                    "training_iteration": 1})
+    searcher.on_trial_result("t1", {SEARCH_METRIC: 0.5, "val_score": 0.2, "evals": 2,
+                                    "training_iteration": 2})
     searcher.on_trial_complete("t1", {SEARCH_METRIC: 0.5})
     searcher.on_trial_complete("t1", {SEARCH_METRIC: 0.9})
-    searcher.on_trial_result("t1", {SEARCH_METRIC: 0.9, "evals": 2, "training_iteration": 2})
+    searcher.on_trial_result("t1", {SEARCH_METRIC: 0.9, "val_score": 0.9, "evals": 3,
+                                    "training_iteration": 3})
     searcher.on_trial_complete("never-suggested", {SEARCH_METRIC: 1.0})
     trial = study.trials[0]
     assert trial.state.name == "COMPLETE" and trial.value == 0.5
-    assert trial.intermediate_values == {1: 0.5}
+    assert trial.intermediate_values == {1: 0.5, 2: 0.2}  # each evaluation's own score
 
 
 def test_errored_trial_waits_for_its_reason(study):
