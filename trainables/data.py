@@ -12,6 +12,10 @@ Conventions:
 - Splits are half-open row ranges ``[start, end)`` into the warm-up-free bars, in time order
   train < val < test, never shuffled: a shuffled split would let the agent see the future.
 - Features use only the current and past bars (no centred windows, no backfill).
+- Walk-forward folds (``data.walk_forward``) cut the bars before the test split into K + 1
+  blocks; fold i validates on block i + 1 and trains on the blocks before it (expanding) or on
+  block i alone (rolling). No fold reaches the test split, and no fold's training or validation
+  uses a bar after its validation period.
 """
 from __future__ import annotations
 
@@ -37,7 +41,9 @@ SPLIT_NAMES = ("train", "val", "test")
 DATE_NAMES = ("date", "datetime", "timestamp", "time", "unix")
 DEFAULT_SPLITS: dict[str, float] = {"train": 0.7, "val": 0.15, "test": 0.15}
 SYNTHETIC_DEFAULTS: dict[str, Any] = {"n_bars": 6000, "seed": 42, "freq": "1h"}
-DATA_KEYS = ("path", "synthetic", "splits", "features")
+DATA_KEYS = ("path", "synthetic", "splits", "features", "walk_forward")
+WALK_FORWARD_KEYS = ("folds", "mode")
+WALK_FORWARD_MODES = ("expanding", "rolling")
 
 # Formats pandas cannot infer on its own, seen in real exchange exports.
 _DATE_FORMATS = (
@@ -505,6 +511,60 @@ def _did_you_mean(word: str, choices: tuple[str, ...] | list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+# -- walk-forward folds ----------------------------------------------------------------------
+
+def walk_forward_settings(value: Any) -> tuple[int, str] | None:
+    """``data.walk_forward`` checked: None (one train/val split) or ``(folds, mode)``.
+
+    Raises:
+        DataError: not a mapping, an unknown key, fewer than 2 folds, or an unknown mode.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise DataError(f"data.walk_forward must be null or a mapping such as "
+                        f"{{folds: 3, mode: expanding}}, got {value!r}")
+    for key in value:
+        if key not in WALK_FORWARD_KEYS:
+            raise DataError(f"unknown key data.walk_forward.{key}"
+                            f"{_did_you_mean(key, WALK_FORWARD_KEYS)}; known keys: "
+                            f"{list(WALK_FORWARD_KEYS)}")
+    folds = value.get("folds")
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise DataError(f"data.walk_forward.folds must be a whole number >= 2, got {folds!r}")
+    mode = value.get("mode") or "expanding"
+    if mode not in WALK_FORWARD_MODES:
+        raise DataError(f"data.walk_forward.mode is {mode!r}"
+                        f"{_did_you_mean(mode, WALK_FORWARD_MODES)} (allowed: "
+                        f"{', '.join(WALK_FORWARD_MODES)})")
+    return folds, mode
+
+
+def fold_names(fold: int) -> tuple[str, str]:
+    """The split names of fold ``fold``: ``("fold{i}_train", "fold{i}_val")``."""
+    return f"fold{fold}_train", f"fold{fold}_val"
+
+
+def walk_forward_positions(start: int, end: int, folds: int, mode: str
+                           ) -> dict[str, tuple[int, int]]:
+    """Walk-forward fold row ranges ``[start, end)`` over the rows ``[start, end)``.
+
+    The rows are cut into ``folds + 1`` contiguous blocks of (nearly) equal size; fold i
+    validates on block i + 1 and trains on blocks 0..i (``expanding``) or on block i
+    (``rolling``), as scikit-learn's ``TimeSeriesSplit`` does.
+
+    Returns:
+        ``{"fold0_train": ..., "fold0_val": ..., "fold1_train": ...}`` in fold order.
+    """
+    bounds = [start + round(i * (end - start) / (folds + 1)) for i in range(folds + 2)]
+    positions = {}
+    for i in range(folds):
+        train, val = fold_names(i)
+        positions[train] = (bounds[0] if mode == "expanding" else bounds[i], bounds[i + 1])
+        positions[val] = (bounds[i + 1], bounds[i + 2])
+    return positions
+
+
 # -- the prepared market ---------------------------------------------------------------------
 
 @dataclass(frozen=True, eq=False)
@@ -514,7 +574,9 @@ class MarketData:
     Attributes:
         bars: validated bars with the feature warm-up rows dropped, aligned with ``features``.
         features: float32 observation features, no NaN.
-        splits: ``"train"/"val"/"test"`` -> ``[start, end)`` row positions into bars/features.
+        splits: ``"train"/"val"/"test"`` -> ``[start, end)`` row positions into bars/features;
+            with ``data.walk_forward`` also ``"fold{i}_train"/"fold{i}_val"`` for each fold,
+            and ``"train"/"val"`` are then the last fold's.
         interval: median time between bars.
         source: the file path, or ``synthetic(seed=..., n_bars=...)``.
     """
@@ -526,7 +588,7 @@ class MarketData:
     source: str
 
     def split_frame(self, name: str) -> pd.DataFrame:
-        """The bars of one split ("train", "val" or "test")."""
+        """The bars of one split ("train", "val", "test" or a fold's, e.g. "fold0_val")."""
         if name not in self.splits:
             raise DataError(f"unknown split {name!r}; choose one of {list(self.splits)}")
         start, end = self.splits[name]
@@ -553,7 +615,9 @@ def prepare_market(data: Mapping[str, Any] | None, min_split_bars: int = 64) -> 
         data: keys ``path`` (CSV; absent or None for the synthetic default), ``synthetic``
             (``n_bars``, ``seed``, ``freq``; defaults 6000, 42, "1h"), ``splits`` (see
             :func:`split_positions`) and ``features`` (None for the default set, or a list
-            of column names of the CSV).
+            of column names of the CSV), ``walk_forward`` (None, or ``{folds: K, mode:
+            expanding|rolling}``: adds K fold splits over the bars before the test split, see
+            :func:`walk_forward_positions`).
         min_split_bars: fewest bars each split must have (window size plus evaluation).
 
     Returns:
@@ -570,6 +634,9 @@ def prepare_market(data: Mapping[str, Any] | None, min_split_bars: int = 64) -> 
         if key not in DATA_KEYS:
             raise DataError(f"unknown key data.{key}{_did_you_mean(key, DATA_KEYS)}; "
                             f"known keys: {list(DATA_KEYS)}")
+    walk_forward = walk_forward_settings(data.get("walk_forward"))
+    if walk_forward is not None:  # one cache entry however the same folds are spelt
+        data = {**data, "walk_forward": dict(zip(WALK_FORWARD_KEYS, walk_forward, strict=True))}
     try:
         canonical = json.dumps({k: v for k, v in data.items() if v is not None}, sort_keys=True,
                                default=_plain)
@@ -640,7 +707,22 @@ def _prepare_cached(canonical: str, file_key: tuple | None, min_split_bars: int)
                         f"float32 values on every bar")
 
     splits = split_positions(bars.index, data.get("splits"))
-    for name, (lo, hi) in splits.items():
+    walk_forward = walk_forward_settings(data.get("walk_forward"))
+    if walk_forward is not None:
+        folds = walk_forward_positions(splits["train"][0], splits["test"][0], *walk_forward)
+        for name, (lo, hi) in folds.items():
+            if hi - lo < min_split_bars:
+                raise DataError(f"walk-forward split {name!r} has {hi - lo} bars; at least "
+                                f"{min_split_bars} are needed (window size + evaluation) — give "
+                                f"more data or fewer data.walk_forward.folds")
+        # "train"/"val" become the last fold's: the trial keeps that fold's checkpoint, so
+        # whatever scores it on "val" (evaluate --split val, the report) sees the period that
+        # selected it, never bars it trained on.
+        last_train, last_val = fold_names(walk_forward[0] - 1)
+        splits = {"train": folds[last_train], "val": folds[last_val], "test": splits["test"],
+                  **folds}
+    for name in SPLIT_NAMES:
+        lo, hi = splits[name]
         if hi - lo < min_split_bars:
             raise DataError(f"split {name!r} has {hi - lo} bars; at least {min_split_bars} are "
                             f"needed (window size + evaluation) — give more data or change "

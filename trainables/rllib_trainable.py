@@ -5,6 +5,8 @@ evaluate the greedy policy on the whole validation split every ``eval_every`` it
 checkpoint only when the validation objective improves, stop when it has not improved for
 ``patience`` evaluations. Everything the trial writes goes under its own trial directory.
 One Tune report per evaluation, each carrying the best-so-far score the searcher optimises.
+With walk-forward folds or repeated seeds, that loop is one run of several, and the trial is
+scored on their aggregate (``trainables/runs.py``).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from trainables import metrics as M
+from trainables.runs import Run, RunResult, TrialRuns, plan_runs
 
 STATE_FILE = "trial_state.json"
 ALGORITHM_DIR = "algorithm"
@@ -27,8 +30,12 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "min_evals": 2,
     "min_delta": 0.0,
     "objective": M.DEFAULT_OBJECTIVE,
+    "objectives": None,
     "envs_per_runner": 8,
     "max_failures": 2,
+    "seeds": 1,
+    "aggregate": M.DEFAULT_AGGREGATE,
+    "aggregate_k": 1.0,
 }
 
 
@@ -60,8 +67,9 @@ def env_config(sweep: dict[str, Any], settings: dict[str, Any], split: str) -> d
 
 
 def algorithm_config(algorithm: str, settings: dict[str, Any], sweep: dict[str, Any],
-                     seed: int | None = None):
-    """The full RLlib AlgorithmConfig for one trial (new API stack, torch)."""
+                     seed: int | None = None, split: str = "train"):
+    """The full RLlib AlgorithmConfig for one trial (new API stack, torch), training on
+    ``split``."""
     from ray.rllib.algorithms.dqn import DQNConfig
     from ray.rllib.algorithms.ppo import PPOConfig
 
@@ -70,7 +78,7 @@ def algorithm_config(algorithm: str, settings: dict[str, Any], sweep: dict[str, 
 
     training = {**TRAINING_DEFAULTS, **(sweep.get("training") or {})}
     config_class = {"ppo": PPOConfig, "dqn": DQNConfig}[algorithm]
-    train_env = {**env_config(sweep, settings, "train"), "random_start": True}
+    train_env = {**env_config(sweep, settings, split), "random_start": True}
     return (
         config_class()
         .environment(TradingEnv, env_config=train_env)
@@ -85,30 +93,56 @@ def algorithm_config(algorithm: str, settings: dict[str, Any], sweep: dict[str, 
 
 
 def train_trial(config: dict[str, Any], sweep: dict[str, Any]) -> None:
-    """Ray Tune function trainable. ``config`` holds the sampled parameters (plus ``seed``)."""
+    """Ray Tune function trainable. ``config`` holds the sampled parameters (plus ``seed``).
+
+    One run on the train/val split unless ``data.walk_forward`` or ``training.seeds`` ask for
+    more; then the runs train one after the other and the trial reports their aggregate. A
+    trial restarted from a checkpoint after a crash goes on with the run it was in.
+    """
     import ray.tune as tune
 
     from spaces import get_space
-    from trainables.evaluation import evaluate
+    from trainables.data import walk_forward_settings
 
     training = {**TRAINING_DEFAULTS, **(sweep.get("training") or {})}
-    objective = M.OBJECTIVES[training["objective"]]
     search = sweep.get("search") or {}
     space = get_space(sweep["algorithm"], search.get("space_overrides"), search.get("space"))
-    params = {k: v for k, v in config.items() if k != M.TRIAL_SEED}
-    settings = space.replay(params)
-    seed = config.get(M.TRIAL_SEED)
-    algo = algorithm_config(sweep["algorithm"], settings, sweep, seed).build_algo()
-    val_env = env_config(sweep, settings, "val")
+    settings = space.replay({k: v for k, v in config.items() if k != M.TRIAL_SEED})
+    walk_forward = walk_forward_settings((sweep.get("data") or {}).get("walk_forward"))
+    plan = plan_runs(walk_forward and walk_forward[0], int(training["seeds"]))
+
+    checkpoint = tune.get_checkpoint()
+    state = None
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state = json.loads((Path(directory) / STATE_FILE).read_text())
+    trial = TrialRuns(plan, training["aggregate"], training["aggregate_k"], state)
+    for run in trial.remaining():
+        trial.finish(_train_run(run, trial, config.get(M.TRIAL_SEED), sweep, settings,
+                                training, checkpoint))
+
+
+def _train_run(run: Run, trial: TrialRuns, trial_seed: int | None, sweep: dict[str, Any],
+               settings: dict[str, Any], training: dict[str, Any], checkpoint) -> RunResult:
+    """One run: train on its split, validate every ``eval_every`` iterations, checkpoint on
+    improvement (and at the end of a run that is not the last), stop on patience or budget."""
+    import ray.tune as tune
+
+    from trainables.evaluation import evaluate
+
+    objective = M.OBJECTIVES[training["objective"]]
+    seed = run.seed(trial_seed)
+    algo = algorithm_config(sweep["algorithm"], settings, sweep, seed,
+                            run.train_split).build_algo()
+    val_env = env_config(sweep, settings, run.val_split)
 
     state = {"iteration": 0, "evals": 0, "stale_evals": 0, "best": -math.inf, "best_metrics": {},
              "scores": []}
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
+    resumed = trial.resume_state(run)
+    if resumed is not None:
         with checkpoint.as_directory() as directory:
             algo.restore_from_path(str(Path(directory) / ALGORITHM_DIR))
-            state = json.loads((Path(directory) / STATE_FILE).read_text())
-        state["restored_from_iteration"] = state["iteration"]
+        state = {**resumed, "restored_from_iteration": resumed["iteration"]}
 
     try:
         while state["iteration"] < training["max_iterations"]:
@@ -121,7 +155,7 @@ def train_trial(config: dict[str, Any], sweep: dict[str, Any]) -> None:
             last = state["iteration"] >= training["max_iterations"] or budget_spent
             if state["iteration"] % training["eval_every"] and not last:
                 continue
-            evaluation = evaluate(algo, val_env, "val").metrics()
+            evaluation = evaluate(algo, val_env, run.val_split).metrics()
             score = float(objective(evaluation))
             if not math.isfinite(score):
                 raise TrainingDiverged(f"validation {training['objective']} is {score}")
@@ -138,29 +172,43 @@ def train_trial(config: dict[str, Any], sweep: dict[str, Any]) -> None:
             elif (state["stale_evals"] >= training["patience"]
                   and state["evals"] >= training["min_evals"]):
                 stop_reason = "patience"
-            report = _report(result, evaluation, score, state, env_steps, seed, stop_reason)
-            if improved:
+
+            report = _report(result, evaluation, score, state, trial_seed,
+                             stop_reason if trial.is_last(run) else None)
+            report.update(trial.totals(state["iteration"], state["evals"], env_steps))
+            report.update(trial.scores(run, state["best"]))
+            done = None
+            if stop_reason:
+                done = RunResult(run.index, state["best"], state["best_metrics"],
+                                 state["iteration"], state["evals"], env_steps, stop_reason)
+            if trial.several:
+                report.update({M.RUN: run.index, M.RUNS: len(trial.runs), M.FOLD: run.fold,
+                               M.SEED_INDEX: run.seed_index, M.RUN_SEED: seed,
+                               M.RUN_STOP_REASON: stop_reason or ""})
+            # A run that is not the last checkpoints its end too, so a restart goes on with the
+            # next run; only the last run's best checkpoint is kept (see trainables/runs.py).
+            if improved or (done and not trial.is_last(run)):
                 with tempfile.TemporaryDirectory() as tmp:
                     algo.save_to_path(str(Path(tmp) / ALGORITHM_DIR))
-                    (Path(tmp) / STATE_FILE).write_text(json.dumps(state))
+                    saved = trial.checkpoint_state(run, state, done)
+                    (Path(tmp) / STATE_FILE).write_text(json.dumps(saved))
                     tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
             else:
                 tune.report(report)
-            if stop_reason:
-                break
+            if done:
+                return done
     finally:
         algo.stop()
+    # Only reached by a run restored from a checkpoint of its very last iteration.
+    return RunResult(run.index, state["best"], state["best_metrics"], state["iteration"],
+                     state["evals"], 0, "max_iterations")
 
 
-def _report(result: dict, evaluation: dict, score: float, state: dict, env_steps: int,
-            seed: int | None, stop_reason: str | None) -> dict[str, Any]:
+def _report(result: dict, evaluation: dict, score: float, state: dict, seed: int | None,
+            stop_reason: str | None) -> dict[str, Any]:
     runners = result.get("env_runners", {})
     report = {
         M.VAL_SCORE: score,
-        M.BEST_VAL_SCORE: state["best"],
-        M.EVALS: state["evals"],
-        M.ITERATIONS: state["iteration"],
-        M.ENV_STEPS: env_steps,
         M.STOP_REASON: stop_reason or "",
         M.TRIAL_SEED: seed,
         M.NODE_ID: _node_id(),

@@ -18,6 +18,8 @@ from trainables.data import (
     prepare_market,
     split_positions,
     synthetic_bars,
+    walk_forward_positions,
+    walk_forward_settings,
 )
 
 COINBASE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "Coinbase_BTCUSD_1h.csv"
@@ -368,3 +370,92 @@ def test_split_frame_and_describe(tmp_path):
 def test_bad_data_section(data, message):
     with pytest.raises(DataError, match=message):
         prepare_market(data)
+
+
+# -- walk-forward folds ----------------------------------------------------------------------
+
+def fold_splits(splits: dict[str, tuple[int, int]]) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """``[(train, val), ...]`` of every fold, in fold order."""
+    count = sum(name.endswith("_val") for name in splits)
+    return [(splits[f"fold{i}_train"], splits[f"fold{i}_val"]) for i in range(count)]
+
+
+@pytest.mark.parametrize("mode", ["expanding", "rolling"])
+def test_walk_forward_positions_are_contiguous_and_chronological(mode):
+    folds = walk_forward_positions(100, 1000, 4, mode)
+    assert list(folds) == [f"fold{i}_{part}" for i in range(4) for part in ("train", "val")]
+    pairs = fold_splits(folds)
+    blocks = [pairs[0][0]] + [val for _, val in pairs]  # K + 1 blocks cover [100, 1000)
+    assert blocks[0][0] == 100 and blocks[-1][1] == 1000
+    assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
+    assert max(e - s for s, e in blocks) - min(e - s for s, e in blocks) <= 1
+    for i, (train, val) in enumerate(pairs):
+        assert train[1] == val[0], "a fold validates on the block right after its training"
+        assert train[0] == (100 if mode == "expanding" else blocks[i][0])
+        assert train[1] - train[0] == (blocks[i][1] - 100 if mode == "expanding"
+                                       else blocks[i][1] - blocks[i][0])
+
+
+@pytest.mark.parametrize("splits", [
+    None,
+    {"train_bars": 600, "val_bars": 150, "test_bars": 150},
+    {"train_start": "2021-01-05", "val_start": "2021-02-01", "test_start": "2021-02-10"},
+])
+@pytest.mark.parametrize("mode", ["expanding", "rolling"])
+def test_walk_forward_folds_never_reach_the_test_split(tmp_path, splits, mode):
+    path = write_bars(tmp_path, random_walk(1200))
+    plain = prepare_market({"path": str(path), "splits": splits})
+    market = prepare_market({"path": str(path), "splits": splits,
+                             "walk_forward": {"folds": 3, "mode": mode}})
+    assert market.splits["test"] == plain.splits["test"], "the test split is unchanged"
+    start, test_start = plain.splits["train"][0], plain.splits["test"][0]
+    pairs = fold_splits(market.splits)
+    assert len(pairs) == 3
+    assert pairs[0][0][0] == start, "folds start where the configured training starts"
+    assert pairs[-1][1][1] == test_start, "the last fold validates up to the test split"
+    for (train, val), (_, next_val) in zip(pairs, pairs[1:] + [((0, 0), (test_start, 0))]):
+        assert start <= train[0] < train[1] == val[0] < val[1] == next_val[0] <= test_start
+        assert val[1] - val[0] >= 64 and train[1] - train[0] >= 64
+    # "train"/"val" are the last fold's: the fold whose checkpoint a trial keeps.
+    assert (market.splits["train"], market.splits["val"]) == pairs[-1]
+    info = describe(market)
+    assert list(info["splits"]) == ["train", "val", "test"] + [
+        f"fold{i}_{part}" for i in range(3) for part in ("train", "val")]
+    first_val = market.split_frame("fold0_val")
+    assert info["splits"]["fold0_val"]["first"] == first_val.index[0].isoformat()
+
+
+def test_walk_forward_is_part_of_the_cache_key(tmp_path):
+    path = str(write_bars(tmp_path, random_walk(1000)))
+    plain = prepare_market({"path": path})
+    folded = prepare_market({"path": path, "walk_forward": {"folds": 2}})
+    assert folded is not plain and "fold0_val" not in plain.splits
+    assert prepare_market({"walk_forward": {"mode": "expanding", "folds": 2}, "path": path}) \
+        is folded
+    assert prepare_market({"path": path, "walk_forward": {"folds": 2, "mode": "rolling"}}) \
+        is not folded
+
+
+def test_walk_forward_fold_too_small_names_the_fold(tmp_path):
+    path = str(write_bars(tmp_path, random_walk(FEATURE_WARMUP + 600)))
+    prepare_market({"path": path, "walk_forward": {"folds": 3}})
+    with pytest.raises(DataError, match=r"walk-forward split 'fold0_train' has 57 bars; at least "
+                                        r"64 are needed .*fewer data\.walk_forward\.folds"):
+        prepare_market({"path": path, "walk_forward": {"folds": 8}})
+
+
+@pytest.mark.parametrize("walk_forward, message", [
+    (3, r"data\.walk_forward must be null or a mapping such as \{folds: 3, mode: expanding\}"),
+    ({"fold": 3}, r"unknown key data\.walk_forward\.fold \(did you mean 'folds'\?\)"),
+    ({"folds": 1}, r"data\.walk_forward\.folds must be a whole number >= 2, got 1"),
+    ({"folds": True}, r"data\.walk_forward\.folds must be a whole number >= 2, got True"),
+    ({"mode": "rolling"}, r"data\.walk_forward\.folds must be a whole number >= 2, got None"),
+    ({"folds": 3, "mode": "rolled"},
+     r"data\.walk_forward\.mode is 'rolled' \(did you mean 'rolling'\?\) \(allowed: expanding, "
+     r"rolling\)"),
+])
+def test_bad_walk_forward(walk_forward, message):
+    with pytest.raises(DataError, match=message):
+        walk_forward_settings(walk_forward)
+    with pytest.raises(DataError, match=message):
+        prepare_market({"walk_forward": walk_forward})
