@@ -77,7 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     p = add("export", "write a trial's RLlib config, sweep config and checkpoint to a folder")
     p.add_argument("--study", required=True)
     storage(p)
-    p.add_argument("--trial", type=int, metavar="N", help="trial number (default: the best)")
+    p.add_argument("--trial", type=int, metavar="N",
+                   help="trial number (default: the best; in a multi-objective study, the "
+                        "Pareto trial with the highest first objective)")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--onnx", action="store_true",
                    help="also write the greedy policy network as policy.onnx")
@@ -86,7 +88,9 @@ def _parser() -> argparse.ArgumentParser:
                         "buy-and-hold")
     p.add_argument("--study", required=True)
     storage(p)
-    p.add_argument("--trial", type=int, metavar="N", help="trial number (default: the best)")
+    p.add_argument("--trial", type=int, metavar="N",
+                   help="trial number (default: the best; in a multi-objective study, the "
+                        "Pareto trial with the highest first objective)")
     p.add_argument("--split", choices=("val", "test"), default="test")
     p.add_argument("--top", type=int, metavar="K",
                    help="instead: validation vs test side by side for the K best trials, with "
@@ -119,10 +123,17 @@ def _number(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+def _numbers(values: list | None) -> str:
+    return "[" + ", ".join(_number(v) for v in values or []) + "]"
+
+
 def _table_best(rows: list[dict]) -> None:
     if not rows:
         print("no COMPLETE trials yet")
         return
+    if rows[0].get("pareto"):
+        print(f"Pareto front ({len(rows)} shown, highest {next(iter(rows[0]['objectives']))} "
+              "first): no trial below is beaten on every objective by another trial")
     for row in rows:
         m = row["metrics"]
         print(f"trial {row['number']}: value {_number(row['value'])}  (val sharpe "
@@ -130,7 +141,14 @@ def _table_best(rows: list[dict]) -> None:
               f"{_number(m.get('buy_and_hold_pct'))}%, max drawdown "
               f"{_number(m.get('max_drawdown'))}, trades {_number(m.get('trades'))}; "
               f"stopped by {row['stop_reason']})")
+        if row.get("objectives"):
+            print("  objectives: " + ", ".join(f"{name} {_number(value)}"
+                                               for name, value in row["objectives"].items()))
         print("  params: " + ", ".join(f"{k}={_number(v)}" for k, v in row["params"].items()))
+        if m.get("run_scores"):
+            print(f"  runs: per fold {_numbers(m.get('fold_scores'))}, per seed "
+                  f"{_numbers(m.get('seed_scores'))}, spread (std) {_number(m.get('score_std'))}"
+                  f"; kept checkpoint scored {_number(m.get('checkpoint_score'))}")
         print(f"  checkpoint: {row['checkpoint'] or 'missing'}")
     if "overfitting" in rows[0]:
         print(f"overfitting check: {rows[0]['overfitting']['verdict']}")

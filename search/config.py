@@ -21,7 +21,8 @@ from trainables.settings import ENV_DEFAULTS, MARKET_KEYS, REWARDS
 DEFAULTS: dict[str, Any] = {
     "study": None,
     "algorithm": "ppo",
-    "data": {"path": None, "synthetic": None, "splits": None, "features": None},
+    "data": {"path": None, "synthetic": None, "splits": None, "features": None,
+             "walk_forward": None},
     "env": {key: ENV_DEFAULTS[key] for key in MARKET_KEYS},
     "search": {"num_samples": 20, "max_concurrent": 1, "scheduler": "none", "seed": 42,
                "space": None, "space_overrides": {}, "enqueue_tutorial": True, "enqueue": [],
@@ -31,8 +32,8 @@ DEFAULTS: dict[str, Any] = {
     "storage": None,
 }
 # Sections whose contents are free-form (validated by their own modules).
-_OPEN_SECTIONS = {("data", "synthetic"), ("data", "splits"), ("search", "space_overrides"),
-                  ("search", "enqueue")}
+_OPEN_SECTIONS = {("data", "synthetic"), ("data", "splits"), ("data", "walk_forward"),
+                  ("search", "space_overrides"), ("search", "enqueue")}
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -159,12 +160,14 @@ def validate(config: dict[str, Any]) -> None:
     except SpaceError as exc:
         raise ConfigError(str(exc)) from None
     for dotted in ("search.num_samples", "search.max_concurrent", "training.max_iterations",
-                   "training.eval_every", "training.patience", "training.envs_per_runner"):
+                   "training.eval_every", "training.patience", "training.envs_per_runner",
+                   "training.seeds"):
         _number(config, dotted, int, 1)
     for dotted in ("training.min_evals", "training.max_failures", "search.seed"):
         _number(config, dotted, int, 0)
     _number(config, "training.max_env_steps", int, 1, optional=True)
     _number(config, "training.min_delta", float, 0)
+    _number(config, "training.aggregate_k", float, 0)
     _number(config, "env.commission", float, 0)
     _number(config, "env.initial_cash", float, 0, strict_low=True)
     _number(config, "resources.cpus_per_trial", float, 0, strict_low=True)
@@ -175,12 +178,15 @@ def validate(config: dict[str, Any]) -> None:
     _choice(config, "search.scheduler", ["none", "asha"])
     _choice(config, "search.sampler", ["tpe", "random"])
     _choice(config, "training.objective", list(M.OBJECTIVES))
+    _choice(config, "training.aggregate", list(M.AGGREGATES))
     _choice(config, "env.reward", list(REWARDS))
     training = config["training"]
     if training["eval_every"] > training["max_iterations"]:
         raise ConfigError(f"training.eval_every ({training['eval_every']}) is larger than "
                           f"training.max_iterations ({training['max_iterations']}): the trial "
                           "would never be validated")
+    _check_runs(config)
+    _check_objectives(config)
     path = config["data"]["path"]
     if path is not None:
         if not isinstance(path, str) or not path.strip():
@@ -190,6 +196,52 @@ def validate(config: dict[str, Any]) -> None:
     if not isinstance(config["search"]["enqueue_tutorial"], bool):
         raise ConfigError("search.enqueue_tutorial must be true or false")
     _check_enqueue(config)
+
+
+def _check_runs(config: dict[str, Any]) -> None:
+    """``data.walk_forward`` and ``training.seeds``: the runs each trial makes."""
+    from trainables.data import DataError, walk_forward_settings
+
+    try:
+        walk_forward = walk_forward_settings(config["data"]["walk_forward"])
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
+    several = walk_forward is not None or config["training"]["seeds"] > 1
+    if several and config["search"]["scheduler"] == "asha":
+        raise ConfigError("search.scheduler 'asha' cannot be used with data.walk_forward or "
+                          "training.seeds > 1: ASHA would judge trials on their first run alone "
+                          "(allowed: scheduler none, or a single run per trial)")
+
+
+def _check_objectives(config: dict[str, Any]) -> None:
+    """``training.objectives``: a multi-objective study. Its first objective replaces
+    ``training.objective`` (it picks the kept checkpoint), so it must be a maximised score."""
+    training = config["training"]
+    objectives = training.get("objectives")
+    if objectives is None:
+        return
+    if not isinstance(objectives, list) or len(objectives) < 2:
+        raise ConfigError("training.objectives must be null or a list of at least 2 objectives "
+                          f"such as [sharpe, max_drawdown], got {objectives!r}")
+    allowed = [*M.OBJECTIVES, *M.MINIMISED]
+    for name in objectives:
+        if name not in allowed:
+            close = difflib.get_close_matches(str(name), allowed, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"training.objectives has unknown objective {name!r}{hint} "
+                              f"(allowed: {', '.join(allowed)})")
+    if len(set(objectives)) < len(objectives):
+        raise ConfigError(f"training.objectives lists an objective twice: {objectives}")
+    if objectives[0] not in M.OBJECTIVES:
+        raise ConfigError(f"the first of training.objectives picks each trial's kept checkpoint "
+                          f"and must be a maximised score ({', '.join(M.OBJECTIVES)}), got "
+                          f"{objectives[0]!r}; put it later in the list")
+    several = (config["data"].get("walk_forward") is not None or training["seeds"] > 1)
+    if several or config["search"]["scheduler"] == "asha":
+        raise ConfigError("training.objectives (a multi-objective study) takes one run per "
+                          "trial: it cannot be combined with data.walk_forward, training.seeds "
+                          "> 1 or search.scheduler 'asha'")
+    training["objective"] = objectives[0]
 
 
 def _check_enqueue(config: dict[str, Any]) -> None:

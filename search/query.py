@@ -60,19 +60,29 @@ def top_trials(storage: Any, study_id: int, k: int) -> list[Any]:
     return [storage.get_trial(trial_id) for trial_id in ids]
 
 
-def trial_summary(trial: Any, space: Any | None = None) -> dict[str, Any]:
-    """What users need about one trial, JSON-ready."""
+def first_value(trial: Any) -> float | None:
+    """A trial's value, or its first objective's in a multi-objective study (the one that
+    ranks trials when a single best is needed)."""
+    return trial.values[0] if trial.values else None
+
+
+def trial_summary(trial: Any, space: Any | None = None,
+                  objectives: list[str] | None = None) -> dict[str, Any]:
+    """What users need about one trial, JSON-ready; with ``objectives`` (a multi-objective
+    study) also each objective's value by name."""
     checkpoint = trial.user_attrs.get(ATTR_CHECKPOINT)
     summary = {
         "number": trial.number,
         "state": trial.state.name,
-        "value": trial.value,
+        "value": first_value(trial),
         "params": trial.params,
         "metrics": trial.user_attrs.get(ATTR_METRICS, {}),
         "checkpoint": checkpoint if checkpoint and Path(checkpoint).exists() else None,
         "stop_reason": trial.user_attrs.get(ATTR_STOP),
         "seed": trial.user_attrs.get(ATTR_SEED),
     }
+    if objectives and len(objectives) > 1 and trial.values:
+        summary["objectives"] = dict(zip(objectives, trial.values, strict=True))
     if trial.user_attrs.get(ATTR_FAIL):
         summary["fail_reason"] = trial.user_attrs[ATTR_FAIL]
     if space is not None and trial.state.name == "COMPLETE":
@@ -89,11 +99,20 @@ def _space_of(study: Any):
 
 
 def best(url: str, name: str, top: int) -> list[dict[str, Any]]:
-    """The ``top`` best COMPLETE trials, best first, with ready-to-use settings."""
+    """The ``top`` best COMPLETE trials, best first, with ready-to-use settings.
+
+    A multi-objective study has no single ranking: its rows are the Pareto front (trials no
+    other trial beats on every objective), highest first objective first, at most ``top``.
+    """
     storage = open_existing(url)
     study = studies.load_study(storage, name)
     space = _space_of(study)
-    rows = [trial_summary(t, space) for t in top_trials(storage, study._study_id, top)]
+    objectives = studies.objective_names(studies.stored_config(study))
+    if len(study.directions) > 1:
+        front = sorted(study.best_trials, key=lambda t: (-t.values[0], t.number))[:top]
+        rows = [{**trial_summary(t, space, objectives), "pareto": True} for t in front]
+    else:
+        rows = [trial_summary(t, space) for t in top_trials(storage, study._study_id, top)]
     if rows:
         rows[0]["overfitting"] = overfitting_check(storage, study._study_id, rows[0]["metrics"])
     return rows
@@ -143,7 +162,7 @@ def _status_of(storage: Any, name: str) -> dict[str, Any]:
     counts = state_counts(storage, study_id)
     top = top_trials(storage, study_id, 1)
     return {"study": name, "counts": counts,
-            "best_value": top[0].value if top else None,
+            "best_value": first_value(top[0]) if top else None,
             "best_trial": top[0].number if top else None}
 
 
@@ -207,7 +226,7 @@ def export(url: str, name: str, number: int | None, out: Path) -> dict[str, Any]
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(source, target)
-    return {"study": name, "trial": trial.number, "value": trial.value, "out": str(out),
+    return {"study": name, "trial": trial.number, "value": first_value(trial), "out": str(out),
             "files": sorted(p.name for p in out.iterdir())}
 
 
@@ -225,7 +244,7 @@ def evaluate_trial(url: str, name: str, number: int | None, split: str) -> dict[
     env = {"data": config["data"], **config["env"], **settings["env"]}
     result = evaluate(module, env, split)
     return {"study": name, "trial": trial.number, "split": split,
-            "validation_value": trial.value, **result.metrics(),
+            "validation_value": first_value(trial), **result.metrics(),
             "beats_buy_and_hold": result.pnl_pct > result.buy_and_hold_pct}
 
 
@@ -241,7 +260,7 @@ def compare_top(url: str, name: str, top: int) -> dict[str, Any]:
     for trial in trials:
         test = evaluate_trial(url, name, trial.number, "test")
         val = trial.user_attrs.get(ATTR_METRICS, {})
-        rows.append({"trial": trial.number, "value": trial.value,
+        rows.append({"trial": trial.number, "value": first_value(trial),
                      "val_sharpe": val.get("sharpe"), "test_sharpe": test["sharpe"],
                      "val_pnl_pct": val.get("pnl_pct"), "test_pnl_pct": test["pnl_pct"],
                      "test_buy_and_hold_pct": test["buy_and_hold_pct"],

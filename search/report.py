@@ -21,9 +21,11 @@ from search.searcher_attrs import ATTR_FAIL
 from search.storage import redact
 
 TOP = 10          # rows of the table
+COMPARED = 5      # top trials traded on the test split in the overfitting check
 CURVES = 5        # top trials drawn in the per-evaluation plot
 SLICES = 4        # most important parameters in the slice plot
-IMAGES = ("history.png", "importances.png", "slices.png", "evaluations.png", "equity.png")
+IMAGES = ("pareto.png", "history.png", "importances.png", "slices.png", "evaluations.png",
+          "equity.png")
 # Validation metrics of a trial's kept checkpoint: key, column header, scale.
 METRICS = (("sharpe", "Sharpe", 1), ("pnl_pct", "P&L %", 1), ("buy_and_hold_pct", "B&H %", 1),
            ("max_drawdown", "max DD %", 100), ("trades", "trades", 1))
@@ -58,11 +60,12 @@ def write_report(url: str, study_name: str, out: Path) -> Path:
         (out / name).unlink(missing_ok=True)
 
     config = study.user_attrs.get(studies.ATTR_CONFIG) or {}
-    objective = (config.get("training") or {}).get("objective", "objective")
-    target = f"validation {objective}"
-    sections = _optuna_sections(snapshot, top, out, target)
+    objectives = studies.objective_names(config)
+    target = f"validation {objectives[0]}"
+    sections = _optuna_sections(snapshot, top, out, target, objectives)
     sections.append(_equity_section(study, top[0] if top else None, out))
-    page = _page(study_name, url, config, counts, top, snapshot, sections, target)
+    check = _overfitting_check(url, study_name) if top else None
+    page = _page(study_name, url, config, counts, top, snapshot, sections, target, check)
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")
     return index
@@ -82,16 +85,27 @@ def _section(title: str, image: str | None = None, caption: str = "",
     return {"title": title, "image": image, "caption": caption, "note": note}
 
 
-def _optuna_sections(snapshot: Any, top: list, out: Path, target: str) -> list[dict]:
+def _optuna_sections(snapshot: Any, top: list, out: Path, target: str,
+                     objectives: list[str]) -> list[dict]:
     from search import report_plots as plots
 
     trials = snapshot.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     waiting = (f"no COMPLETE trial yet ({len(trials)} trials in the study); this plot appears "
                "once a trial completes")
+    multi = len(snapshot.directions) > 1
+    first = (lambda t: t.values[0]) if multi else None  # plots of the first objective
     sections = []
+    if multi and complete:
+        plots.pareto(snapshot, out / "pareto.png", [f"validation {n}" for n in objectives])
+        sections.append(_section("Pareto front", "pareto.png",
+                                 f"Every completed trial on {objectives[0]} and {objectives[1]}; "
+                                 "the front holds the trials no other trial beats on every "
+                                 "objective."))
+    elif multi:
+        sections.append(_section("Pareto front", note=waiting))
     if complete:
-        plots.history(snapshot, out / "history.png", target)
+        plots.history(snapshot, out / "history.png", target, first)
         sections.append(_section("Optimisation history", "history.png",
                                  f"The {target} of each completed trial's kept checkpoint, and "
                                  "the best so far."))
@@ -101,8 +115,8 @@ def _optuna_sections(snapshot: Any, top: list, out: Path, target: str) -> list[d
     varying = sorted({name for t in complete for name in t.params
                       if len({repr(c.params.get(name)) for c in complete}) > 1})
     if len(complete) >= 2 and varying:
-        ranked = plots.importances(snapshot, varying, out / "importances.png", target)
-        plots.slices(snapshot, ranked[:SLICES], out / "slices.png", target)
+        ranked = plots.importances(snapshot, varying, out / "importances.png", target, first)
+        plots.slices(snapshot, ranked[:SLICES], out / "slices.png", target, first)
         sections.append(_section("Parameter importances", "importances.png",
                                  f"PED-ANOVA importance (Optuna's default) of each searched "
                                  f"parameter for the {target}, over {len(complete)} completed "
@@ -126,8 +140,9 @@ def _optuna_sections(snapshot: Any, top: list, out: Path, target: str) -> list[d
             "trial, dashed) scored at each evaluation; a trial's value is the best of its "
             "curve, the evaluation whose checkpoint it keeps."))
     else:
-        sections.append(_section("Validation score over evaluations",
-                                 note="no trial has reported an evaluation yet"))
+        sections.append(_section("Validation score over evaluations", note=(
+            "Optuna keeps no per-evaluation values in a multi-objective study" if multi
+            else "no trial has reported an evaluation yet")))
     return sections
 
 
@@ -167,6 +182,38 @@ def _equity_section(study: Any, best: Any | None, out: Path) -> dict[str, str | 
                     "buy-and-hold; ▲ buy, ▼ sell; drawdown from the running peak below.")
 
 
+def _overfitting_check(url: str, study_name: str) -> dict[str, Any]:
+    """``evaluate --top``'s comparison for the report; a note instead when it cannot be made."""
+    from trainables.data import DataError
+
+    try:
+        return query.compare_top(url, study_name, COMPARED)
+    except (StudyError, DataError, OSError) as exc:
+        return {"note": f"cannot trade the top trials on the test split: {exc}"}
+
+
+def _overfitting_html(check: dict[str, Any]) -> list[str]:
+    e = html.escape
+    parts = ["<h2>Overfitting check: validation against test</h2>"]
+    if "note" in check:
+        return parts + [f'<p class="note">{e(check["note"])}</p>']
+    rows = [[r["trial"], r["value"], r["val_sharpe"], r["test_sharpe"], r["val_pnl_pct"],
+             r["test_pnl_pct"], r["test_buy_and_hold_pct"], "yes" if r["beats_buy_and_hold"]
+             else "no"] for r in check["trials"]]
+    parts.append(_table(["trial", "value", "val Sharpe", "test Sharpe", "val P&L %",
+                         "test P&L %", "test B&H %", "beats B&H"], rows))
+    verdict = check["overfitting"]
+    dsr = verdict.get("deflated_sharpe")
+    parts.append(f'<p class="best">{e(verdict["verdict"])}</p>')
+    if dsr is not None:
+        parts.append(f"<p>Deflated Sharpe ratio of the best trial: <b>{e(_fmt(dsr))}</b> "
+                     f"(the probability its validation Sharpe beats the best of "
+                     f"{verdict['n_trials']} trials of pure luck; Bailey and L&oacute;pez de "
+                     "Prado). The test split was seen by no trial: a validation ranking that "
+                     "does not survive it was luck.</p>")
+    return parts
+
+
 def _fmt(value: Any) -> str:
     """Numbers as the page shows them (the tests look for the best value in this form)."""
     if isinstance(value, float):
@@ -186,7 +233,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 
 
 def _page(name: str, url: str, config: dict, counts: dict[str, int], top: list, snapshot: Any,
-          sections: list[dict], target: str) -> str:
+          sections: list[dict], target: str, check: dict[str, Any] | None = None) -> str:
     e = html.escape
     parts = [f"<h1>Study {e(name)}</h1>",
              f"<p>{e(redact(url))} &middot; snapshot {e(time.strftime('%Y-%m-%d %H:%M:%S'))}"
@@ -202,7 +249,7 @@ def _page(name: str, url: str, config: dict, counts: dict[str, int], top: list, 
     if top:
         best = top[0]
         parts.append(f'<p class="best">Best trial: <b>#{best.number}</b>, value '
-                     f'<b>{e(_fmt(best.value))}</b> ({e(target)})</p>')
+                     f'<b>{e(_fmt(query.first_value(best)))}</b> ({e(target)})</p>')
         params = sorted({k for t in top for k in t.params})
         summaries = [query.trial_summary(t) for t in top]
         rows = [[rank, s["number"], s["value"], *(_scaled(s["metrics"].get(k), scale)
@@ -226,6 +273,8 @@ def _page(name: str, url: str, config: dict, counts: dict[str, int], top: list, 
                          f"<figcaption>{e(section['caption'])}</figcaption></figure>")
         else:
             parts.append(f'<p class="note">{e(section["note"])}</p>')
+    if check is not None:
+        parts.extend(_overfitting_html(check))
     return PAGE.format(title=e(f"TradeTune report: {name}"), body="\n".join(parts))
 
 

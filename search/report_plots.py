@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import matplotlib
 
@@ -19,6 +19,8 @@ from matplotlib.ticker import NullFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 
 DPI = 100
+# Which value of a trial to plot: None for a single-objective study (Optuna's default).
+Target = Callable[[Any], float] | None
 STYLE = "ggplot"  # Optuna's matplotlib plots use it; the report's own charts match them
 
 
@@ -47,15 +49,17 @@ def _optuna_plot(name: str, *args: Any, **kwargs: Any) -> Any:
         return getattr(optuna_plots, name)(*args, **kwargs)
 
 
-def history(study: Any, path: Path, target_name: str) -> Path:
+def history(study: Any, path: Path, target_name: str, target: Target = None) -> Path:
     """Objective of every completed trial and the best so far (Optuna)."""
     with plt.style.context(STYLE):
-        axes = _optuna_plot("plot_optimization_history", study, target_name=target_name)
+        axes = _optuna_plot("plot_optimization_history", study, target=target,
+                            target_name=target_name)
         axes.xaxis.get_major_locator().set_params(integer=True)  # trial numbers
         return _save(axes, path, "Optimisation history", (9, 4.5))
 
 
-def importances(study: Any, params: Sequence[str], path: Path, target_name: str) -> list[str]:
+def importances(study: Any, params: Sequence[str], path: Path, target_name: str,
+                target: Target = None) -> list[str]:
     """Plot the importance of each varying parameter by Optuna's default evaluator (PED-ANOVA:
     deterministic, and needs no scikit-learn, unlike fANOVA); return them, most important
     first."""
@@ -63,25 +67,36 @@ def importances(study: Any, params: Sequence[str], path: Path, target_name: str)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ranked = list(optuna.importance.get_param_importances(study, params=list(params)))
+        ranked = list(optuna.importance.get_param_importances(study, params=list(params),
+                                                              target=target))
     with plt.style.context(STYLE):
         axes = _optuna_plot("plot_param_importances", study, params=list(params),
-                            target_name=target_name)
+                            target=target, target_name=target_name)
         _save(axes, path, f"Hyperparameter importances for {target_name}",
               (9, 1.5 + 0.4 * len(params)))
     return ranked
 
 
-def slices(study: Any, params: Sequence[str], path: Path, target_name: str) -> Path:
+def slices(study: Any, params: Sequence[str], path: Path, target_name: str,
+           target: Target = None) -> Path:
     """The objective of every completed trial against each of ``params`` (Optuna)."""
     with plt.style.context(STYLE):
-        axes = _optuna_plot("plot_slice", study, params=list(params), target_name=target_name)
+        axes = _optuna_plot("plot_slice", study, params=list(params), target=target,
+                            target_name=target_name)
         for panel in np.ravel(axes):
             if panel.get_xscale() == "log":  # minor tick labels of a narrow log axis overlap
                 panel.xaxis.set_minor_formatter(NullFormatter())
         # tight_layout would push Optuna's colour bar over the last panel
         return _save(axes, path, "Objective against the most important parameters",
                      (3.2 * len(params) + 1.5, 4), tight=False)
+
+
+def pareto(study: Any, path: Path, names: Sequence[str]) -> Path:
+    """Every completed trial on the first two objectives, the Pareto front highlighted."""
+    with plt.style.context(STYLE):
+        axes = _optuna_plot("plot_pareto_front", study, target_names=list(names)[:2],
+                            targets=lambda t: tuple(t.values[:2]))
+        return _save(axes, path, "Pareto front", (7, 5))
 
 
 def curves(trials: Sequence[Any], path: Path, ylabel: str) -> Path:
@@ -94,7 +109,8 @@ def curves(trials: Sequence[Any], path: Path, ylabel: str) -> Path:
         figure, axes = plt.subplots()
         for trial in trials:
             steps = sorted(trial.intermediate_values)
-            state = f"{trial.value:.4g}" if trial.value is not None else trial.state.name.lower()
+            state = (f"{trial.values[0]:.4g}" if trial.values
+                     else trial.state.name.lower())
             axes.plot(steps, [trial.intermediate_values[s] for s in steps], marker="o", ms=3,
                       ls="--" if trial.state.name == "RUNNING" else "-",
                       label=f"trial {trial.number} ({state})")

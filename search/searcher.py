@@ -75,11 +75,19 @@ class StudySearcher(OptunaSearch):
     """OptunaSearch on an existing study, with a study-wide budget of ``num_samples`` trials."""
 
     def __init__(self, space: Callable[[Any], dict], study: Any, sampler: Any, num_samples: int,
-                 sweep_seed: int, driver_id: str):
+                 sweep_seed: int, driver_id: str, objectives: list[str] | None = None):
         def define_by_run(trial: Any) -> None:
             space(trial)
 
-        super().__init__(space=define_by_run, metric=M.SEARCH_METRIC, mode=M.SEARCH_MODE,
+        # A multi-objective study's later objectives are measured on the kept checkpoint.
+        self._secondary = list(objectives or [])[1:]
+        metric: str | list[str] = M.SEARCH_METRIC
+        mode: str | list[str] = M.SEARCH_MODE
+        if self._secondary:
+            metric = [M.SEARCH_METRIC, *(M.BEST_PREFIX + name for name in self._secondary)]
+            mode = [M.SEARCH_MODE, *("min" if M.objective_direction(name) == "minimize" else "max"
+                                     for name in self._secondary)]
+        super().__init__(space=define_by_run, metric=metric, mode=mode,
                          storage=study._storage, study_name=study.study_name, sampler=sampler)
         self._num_samples = num_samples
         self._sweep_seed = sweep_seed
@@ -116,7 +124,8 @@ class StudySearcher(OptunaSearch):
         # so Optuna's plots and the dashboard show how validation moved during training.
         ot_trial = self._ot_trials.get(trial_id)
         value = result.get(M.VAL_SCORE)
-        if ot_trial is None or trial_id in self._completed_trials or not _finite(value):
+        if (ot_trial is None or trial_id in self._completed_trials or not _finite(value)
+                or self._secondary):  # Optuna keeps no intermediate values for several objectives
             return
         ot_trial.report(float(value), int(result.get(M.EVALS) or result["training_iteration"]))
 
@@ -129,10 +138,12 @@ class StudySearcher(OptunaSearch):
         if ot_trial is None or trial_id in self._completed_trials:
             return
         self._completed_trials.add(trial_id)
-        value = (result or {}).get(self.metric)
+        value = (result or {}).get(M.SEARCH_METRIC)
         if result:
             best = {k[len(M.BEST_PREFIX):]: v for k, v in result.items()
                     if k.startswith(M.BEST_PREFIX)}
+            if self._secondary:
+                value = [value, *(_objective_or_none(name, best) for name in self._secondary)]
             self._set_attr(ot_trial, ATTR_METRICS, best)
             self._set_attr(ot_trial, ATTR_STOP, result.get(M.STOP_REASON) or "scheduler")
             self._set_attr(ot_trial, ATTR_NODE, result.get(M.NODE_ID))
@@ -140,11 +151,12 @@ class StudySearcher(OptunaSearch):
         if error:
             # Tune tells the searcher before the callbacks that carry the error message.
             self._awaiting_reason[trial_id] = ot_trial
-        elif not _finite(value):
+        elif not all(map(_finite, value if isinstance(value, list) else [value])):
             self._set_attr(ot_trial, ATTR_FAIL, f"final {self.metric} is {value!r}")
             self._ot_study.tell(ot_trial, state=TrialState.FAIL, skip_if_finished=True)
         else:
-            self._ot_study.tell(ot_trial, float(value), skip_if_finished=True)
+            values = [float(v) for v in value] if isinstance(value, list) else float(value)
+            self._ot_study.tell(ot_trial, values, skip_if_finished=True)
 
     @unless_storage_lost()
     def fail(self, trial_id: str, reason: str) -> None:
@@ -227,6 +239,13 @@ def error_line(trial: Any) -> str:
             message = ""
     lines = [line for line in str(message).strip().splitlines() if line.strip()]
     return lines[-1][:500] if lines else "trial failed"
+
+
+def _objective_or_none(name: str, metrics: dict[str, Any]) -> float | None:
+    try:
+        return M.objective_value(name, metrics)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _finite(value: Any) -> bool:

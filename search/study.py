@@ -59,9 +59,12 @@ def create_study(storage: Any, config: dict[str, Any], space: Any, data_fingerpr
     """Create the study for a new sweep and record its provenance; refuse an existing name."""
     import optuna
 
+    from trainables import metrics as M
+
     name = config["study"]
+    directions = [M.objective_direction(n) for n in objective_names(config)]
     try:
-        study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+        study = optuna.create_study(study_name=name, storage=storage, directions=directions)
     except optuna.exceptions.DuplicatedStudyError:
         raise StudyError(f"study {name!r} already exists in {_where(storage)}; continue it "
                          f"with `tradetune resume --study {name}`, or launch under a new name "
@@ -76,6 +79,13 @@ def create_study(storage: Any, config: dict[str, Any], space: Any, data_fingerpr
     study.set_user_attr(ATTR_COMMAND, redact(command or " ".join(sys.argv)))
     study.set_user_attr(ATTR_CREATED, time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     return study
+
+
+def objective_names(config: dict[str, Any]) -> list[str]:
+    """The study's objectives in Optuna's order: ``training.objectives``, or the one
+    ``training.objective``."""
+    training = config.get("training") or {}
+    return list(training.get("objectives") or [training.get("objective", "sharpe")])
 
 
 def stored_config(study: Any) -> dict[str, Any]:

@@ -179,7 +179,7 @@ def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, u
                      "random": optuna.samplers.RandomSampler}[search.get("sampler", "tpe")]
     sampler = sampler_class(seed=_sampler_seed(search["seed"], len(study.trials)))
     searcher = StudySearcher(space, study, sampler, search["num_samples"], search["seed"],
-                             driver_id)
+                             driver_id, objectives=studies.objective_names(config))
     bookkeeping = StudyBookkeeping(searcher, driver_id)
     bookkeeping.beat()
     remaining = max(searcher.budget_left(), 0)

@@ -56,6 +56,24 @@ def test_relative_data_path_is_pinned(tmp_path, monkeypatch):
      r"unknown search parameter 'learning_rate'"),
     (["study=s", "env=3"], r"config key 'env' must be a mapping"),
     (["study=s", "nonsense"], r"--set 'nonsense' must look like KEY=VALUE"),
+    (["study=s", "training.seeds=0"], r"training.seeds must be >= 1, got 0"),
+    (["study=s", "training.aggregate=median"], r"training.aggregate is 'median'.*mean_minus_std"),
+    (["study=s", "training.seeds=2", "search.scheduler=asha"],
+     r"search.scheduler 'asha' cannot be used with data.walk_forward or training.seeds > 1"),
+    (["study=s", "data.walk_forward={folds: 1}"], r"data.walk_forward.folds must be a whole "
+                                                  r"number >= 2, got 1"),
+    (["study=s", "training.objectives=sharpe"], r"training.objectives must be null or a list of "
+                                                r"at least 2 objectives"),
+    (["study=s", "training.objectives=[sharpe]"], r"at least 2 objectives"),
+    (["study=s", "training.objectives=[sharpe, drawdown]"],
+     r"unknown objective 'drawdown'; did you mean 'max_drawdown'\?"),
+    (["study=s", "training.objectives=[sharpe, sharpe]"], r"lists an objective twice"),
+    (["study=s", "training.objectives=[max_drawdown, sharpe]"],
+     r"first of training.objectives .* must be a maximised score .* got 'max_drawdown'"),
+    (["study=s", "training.objectives=[sharpe, max_drawdown]", "training.seeds=3"],
+     r"takes one run per trial: it cannot be combined with data.walk_forward"),
+    (["study=s", "training.objectives=[sharpe, max_drawdown]", "search.scheduler=asha"],
+     r"takes one run per trial"),
     ([], r"study name is empty"),
     (["study=   "], r"study name is empty"),
     (["study=a/b"], r"invalid study name 'a/b'"),
@@ -65,6 +83,12 @@ def test_bad_values_are_one_line_errors(sets, message):
     with pytest.raises(ConfigError, match=message) as info:
         load_config(None, sets)
     assert "\n" not in str(info.value)
+
+
+def test_objectives_replace_the_single_objective():
+    config = load_config(None, ["study=s", "training.objectives=[pnl_pct, max_drawdown]"])
+    assert config["training"]["objective"] == "pnl_pct"
+    assert load_config(None, ["study=s"])["training"]["objectives"] is None
 
 
 def test_bad_files(tmp_path):

@@ -208,7 +208,8 @@ def test_optuna_dashboard_reads_the_study(tmp_path, tiny_sweep):
 
 
 @pytest.mark.slow
-def test_report_of_a_real_sweep_trades_the_best_checkpoint(tmp_path, ray_session, monkeypatch):
+def test_report_of_a_real_sweep_trades_the_best_checkpoint(tmp_path, ray_session, monkeypatch,
+                                                            capsys):
     from conftest import make_tiny_sweep
     from sweep_helpers import write_config
 
@@ -225,3 +226,10 @@ def test_report_of_a_real_sweep_trades_the_best_checkpoint(tmp_path, ray_session
     study = optuna.load_study(study_name="real", storage=url)
     assert best_line(study) in page
     assert f"Trial {study.best_trial.number}&#x27;s kept checkpoint trading greedily" in page
+    assert "Overfitting check: validation against test" in page
+    capsys.readouterr()
+    assert main(["evaluate", "--study", "real", "--top", "2", "-f", "json"]) == 0
+    compared = json.loads(capsys.readouterr().out)
+    assert f"<td>{compared['trials'][0]['trial']}</td>" in page
+    assert f"<td>{compared['trials'][0]['test_sharpe']:.4g}</td>" in page
+    assert compared["overfitting"]["verdict"].split(" (DSR")[0] in page.replace("&#x27;", "'")

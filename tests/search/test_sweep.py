@@ -310,3 +310,83 @@ def test_evaluate_top_compares_validation_and_test(launched):
     assert rows[0]["test_sharpe"] == single["sharpe"]
     assert rows[0]["val_sharpe"] == rows[0]["value"]
     assert "verdict" in result["overfitting"]
+
+
+def test_walk_forward_and_seeds_through_the_service(tmp_path, ray_session):
+    """A study of 2 folds x 2 seeds: the value is the aggregate, `best` shows the runs, and
+    `evaluate --split val` rescoring the kept checkpoint gives that checkpoint's own score."""
+    results = tmp_path / "results"
+    config = make_tiny_sweep(**{"study": "folds", "search.num_samples": 1,
+                                "data.walk_forward": "{folds: 2, mode: rolling}",
+                                "training.seeds": 2, "training.max_iterations": 2,
+                                "training.aggregate": "mean_minus_std"})
+    path = write_config(tmp_path / "sweep.yaml", config)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRADETUNE_RESULTS", str(results))
+        patch.delenv("TRADETUNE_STORAGE", raising=False)
+        assert main(["launch", str(path)]) == 0
+    url = f"sqlite:///{results / 'tradetune.db'}"
+    assert_consistent(url, "folds", 1)
+
+    (row,) = json_out(run_cli(["best", "--study", "folds", "-f", "json"], results))
+    m = row["metrics"]
+    assert len(m["run_scores"]) == 2 and all(len(seeds) == 2 for seeds in m["run_scores"])
+    folds = [float(np.mean(seeds)) for seeds in m["run_scores"]]
+    assert m["fold_scores"] == pytest.approx(folds)
+    assert row["value"] == pytest.approx(np.mean(folds) - np.std(folds))
+    assert m["checkpoint_score"] == m["run_scores"][-1][0], "seed 0 of the last fold is kept"
+
+    text = run_cli(["best", "--study", "folds"], results)
+    assert text.returncode == 0 and "runs: per fold [" in text.stdout, text.stdout
+    val = json_out(run_cli(["evaluate", "--study", "folds", "--split", "val", "-f", "json"],
+                           results))
+    assert val["sharpe"] == pytest.approx(m["checkpoint_score"], rel=1e-6)
+
+
+def test_multi_objective_study_through_the_service(tmp_path, ray_session):
+    """Sharpe up, drawdown down: an Optuna multi-objective study; `best` lists the Pareto front,
+    `evaluate`/`export` default to its highest-Sharpe trial, and the report draws the front."""
+    import optuna
+
+    results = tmp_path / "results"
+    config = make_tiny_sweep(**{"study": "pareto", "search.num_samples": 3,
+                                "training.max_iterations": 2,
+                                "training.objectives": "[sharpe, max_drawdown]"})
+    path = write_config(tmp_path / "sweep.yaml", config)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRADETUNE_RESULTS", str(results))
+        patch.delenv("TRADETUNE_STORAGE", raising=False)
+        assert main(["launch", str(path)]) == 0
+    url = f"sqlite:///{results / 'tradetune.db'}"
+    study = optuna.load_study(study_name="pareto", storage=url)
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 3
+    for trial in complete:  # both values are the kept checkpoint's validation figures
+        assert trial.values == [trial.user_attrs["metrics"]["sharpe"],
+                                trial.user_attrs["metrics"]["max_drawdown"]]
+
+    rows = json_out(run_cli(["best", "--study", "pareto", "-f", "json"], results))
+    front = sorted(study.best_trials, key=lambda t: (-t.values[0], t.number))
+    assert [r["number"] for r in rows] == [t.number for t in front]
+    assert all(r["pareto"] and list(r["objectives"]) == ["sharpe", "max_drawdown"]
+               for r in rows)
+    text = run_cli(["best", "--study", "pareto"], results)
+    assert text.returncode == 0 and text.stdout.startswith("Pareto front"), text.stderr
+    status = json_out(run_cli(["status", "--study", "pareto", "-f", "json"], results))
+    assert status["best_value"] == max(t.values[0] for t in complete)
+
+    chosen = max(complete, key=lambda t: (t.values[0], -t.number))
+    test = json_out(run_cli(["evaluate", "--study", "pareto", "-f", "json"], results))
+    assert test["trial"] == chosen.number and test["split"] == "test"
+    val = json_out(run_cli(["evaluate", "--study", "pareto", "--split", "val", "-f", "json"],
+                           results))
+    assert val["max_drawdown"] == pytest.approx(chosen.values[1], rel=1e-6)
+    exported = run_cli(["export", "--study", "pareto", "--out", str(tmp_path / "x")], results)
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads((tmp_path / "x" / "trial.json").read_text())["number"] == chosen.number
+
+    assert main(["report", "--study", "pareto", "--storage", url, "--out",
+                 str(tmp_path / "report")]) == 0
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert '<img src="pareto.png"' in page and '<img src="history.png"' in page
