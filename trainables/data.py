@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trainables.settings import fold_names
+
 PRICE_COLUMNS = ("open", "high", "low", "close")
 BAR_COLUMNS = (*PRICE_COLUMNS, "volume")
 SPLIT_NAMES = ("train", "val", "test")
@@ -538,11 +540,6 @@ def walk_forward_settings(value: Any) -> tuple[int, str] | None:
                         f"{_did_you_mean(mode, WALK_FORWARD_MODES)} (allowed: "
                         f"{', '.join(WALK_FORWARD_MODES)})")
     return folds, mode
-
-
-def fold_names(fold: int) -> tuple[str, str]:
-    """The split names of fold ``fold``: ``("fold{i}_train", "fold{i}_val")``."""
-    return f"fold{fold}_train", f"fold{fold}_val"
 
 
 def walk_forward_positions(start: int, end: int, folds: int, mode: str

@@ -46,6 +46,8 @@ def load_module(checkpoint_dir: str | Path):
     from ray.rllib.core.rl_module import RLModule
 
     logging.getLogger("ray.rllib").setLevel(logging.ERROR)
+    # RLlib's own RLModule constructor warns about its own deprecated config object.
+    logging.getLogger("ray._common.deprecation").setLevel(logging.ERROR)
     path = Path(checkpoint_dir) / ALGORITHM_DIR / "learner_group" / "learner" / "rl_module"
     return RLModule.from_checkpoint(path / "default_policy")
 

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from trainables import metrics as M
-from trainables.data import fold_names
+from trainables.settings import fold_names
 
 
 @dataclass(frozen=True)

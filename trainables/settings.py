@@ -21,3 +21,9 @@ ENV_DEFAULTS: dict[str, Any] = {
     "max_episode_steps": None,
 }
 MARKET_KEYS = ("commission", "initial_cash", "reward")
+
+
+def fold_names(fold: int) -> tuple[str, str]:
+    """The split names of walk-forward fold ``fold``: ``("fold{i}_train", "fold{i}_val")``
+    (here, not in trainables.data, so the trainable's run plan imports no pandas)."""
+    return f"fold{fold}_train", f"fold{fold}_val"

@@ -52,7 +52,7 @@ def test_launch_runs_the_budget(launched):
 def test_best_json_is_ready_to_use_and_imports_no_ray(launched):
     code = ("import sys, json; from search.cli import main; rc = main(['best', '--study', 'e2e',"
             " '--top', '5', '--format', 'json']);"
-            "assert 'ray' not in sys.modules and 'torch' not in sys.modules, 'heavy import';"
+            "assert not {'ray', 'torch', 'pandas'} & set(sys.modules), 'heavy import';"
             "sys.exit(rc)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**os.environ, "TRADETUNE_RESULTS": str(launched["results"])})
@@ -343,22 +343,28 @@ def test_walk_forward_and_seeds_through_the_service(tmp_path, ray_session):
     assert val["sharpe"] == pytest.approx(m["checkpoint_score"], rel=1e-6)
 
 
-def test_multi_objective_study_through_the_service(tmp_path, ray_session):
+def test_multi_objective_study_through_the_service(tmp_path):
     """Sharpe up, drawdown down: an Optuna multi-objective study; `best` lists the Pareto front,
     `evaluate`/`export` default to its highest-Sharpe trial, and the report draws the front."""
     import optuna
 
     results = tmp_path / "results"
+    url = f"sqlite:///{results / 'tradetune.db'}"
     config = make_tiny_sweep(**{"study": "pareto", "search.num_samples": 3,
                                 "training.max_iterations": 2,
                                 "training.objectives": "[sharpe, max_drawdown]"})
     path = write_config(tmp_path / "sweep.yaml", config)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TRADETUNE_RESULTS", str(results))
-        patch.delenv("TRADETUNE_STORAGE", raising=False)
-        assert main(["launch", str(path)]) == 0
-    url = f"sqlite:///{results / 'tradetune.db'}"
+    # Killed after its first trial, then resumed: resume works on a multi-objective study too.
+    driver = start_cli(["launch", str(path)], results, log=tmp_path / "launch.log")
+    try:
+        poll(lambda: states(url, "pareto").get("COMPLETE"), 300, "a COMPLETE trial")
+    finally:
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+    done = run_cli(["resume", "--study", "pareto"], results)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     study = optuna.load_study(study_name="pareto", storage=url)
+    assert not [t for t in study.trials if t.state.name in ("RUNNING", "WAITING")]
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(complete) == 3
