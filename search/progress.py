@@ -26,8 +26,10 @@ class Progress(Callback):
     """Prints done/running/failed, best value, elapsed and estimated remaining time, whenever a
     trial finishes and at most every ``every_s`` seconds otherwise."""
 
-    def __init__(self, study: Any, budget: int, every_s: float = 30.0):
+    def __init__(self, study: Any, budget: int, every_s: float = 30.0,
+                 score_name: str = M.SEARCH_METRIC):
         self._study = study
+        self._score_name = score_name
         self._budget = budget
         self._every_s = every_s
         self._start = time.time()
@@ -47,7 +49,7 @@ class Progress(Callback):
         eta = f"~{_clock(elapsed / done * left)}" if done else "?"
         best = f"{self._best:.4f}" if self._best is not None else "-"
         return (f"[{_clock(elapsed)}] trials done {previous + done}/{self._budget}, running "
-                f"{running}, failed {failed}, best {M.SEARCH_METRIC} {best}, remaining {eta}")
+                f"{running}, failed {failed}, best {self._score_name} {best}, remaining {eta}")
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
         self._count_previous()

@@ -201,6 +201,8 @@ def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, u
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, sweep={**config, "storage": None}),
         {"cpu": resources["cpus_per_trial"], "gpu": resources["gpus_per_trial"]})
+    progress = Progress(study, search["num_samples"],
+                        score_name=f"validation {training['objective']}")
     run_name = f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     tuner = tune.Tuner(
         trainable,
@@ -218,7 +220,7 @@ def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, u
                 checkpoint_score_order="max"),
             failure_config=tune.FailureConfig(max_failures=training["max_failures"]),
             stop=StopWhenStorageLost(study),
-            callbacks=[bookkeeping, Progress(study, search["num_samples"])]),
+            callbacks=[bookkeeping, progress]),
     )
     interrupted = False
     try:
@@ -252,6 +254,7 @@ def _quiet_tune() -> None:
     """Tune's per-failure tracebacks and snapshot warnings drown the progress line; failures
     are printed as one line by ``Progress`` and their reason is stored on the study's trial."""
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # its start-up box ignores verbose=0
     for name in ("ray.tune", "ray.train", "ray.rllib"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
