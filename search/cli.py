@@ -106,6 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--splits", metavar="YAML", help="splits as YAML, e.g. "
                    "'{train: 0.7, val: 0.15, test: 0.15}' (default 0.7/0.15/0.15)")
+    p.add_argument("--walk-forward", metavar="YAML", help="also show walk-forward folds, e.g. "
+                   "'{folds: 3, mode: expanding}' (as data.walk_forward in a sweep config)")
     fmt(p)
     return parser
 
@@ -182,8 +184,14 @@ def _table_compare(data: dict) -> None:
 def _table_data(info: dict) -> None:
     print(f"source:   {info['source']}")
     print(f"rows:     {info['rows']} ({info['first']} .. {info['last']}, every {info['interval']})")
+    width = max(len(name) for name in ("train", *info["splits"]))
     for name, split in info["splits"].items():
-        print(f"{name:>5}:    {split['rows']} rows, {split['first']} .. {split['last']}")
+        label = f"{name}:"
+        if name.startswith("fold") and name.endswith("_train"):
+            label = f"{name}:".replace("_train:", " train:")
+        elif name.startswith("fold"):
+            label = f"{name}:".replace("_val:", " val:")
+        print(f"{label:>{width + 1}}    {split['rows']} rows, {split['first']} .. {split['last']}")
     print(f"features: {', '.join(info['features'])}")
 
 
@@ -199,7 +207,9 @@ def run(args: argparse.Namespace) -> int:
         from trainables.data import describe, prepare_market
 
         splits = _parse_value(args.splits) if args.splits else None
-        info = describe(prepare_market({"path": args.file, "splits": splits}))
+        folds = _parse_value(args.walk_forward) if args.walk_forward else None
+        info = describe(prepare_market({"path": args.file, "splits": splits,
+                                        "walk_forward": folds}))
         _print(info, args.format, _table_data)
         return 0
     if args.command == "launch":

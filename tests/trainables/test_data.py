@@ -1,6 +1,7 @@
 """Tests for trainables.data: loading real and malformed CSVs, features, splits, caching."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -459,3 +460,20 @@ def test_bad_walk_forward(walk_forward, message):
         walk_forward_settings(walk_forward)
     with pytest.raises(DataError, match=message):
         prepare_market({"walk_forward": walk_forward})
+
+
+def test_data_command_shows_the_folds(tmp_path, capsys):
+    from search.cli import main
+
+    path = str(write_bars(tmp_path, random_walk(1200)))
+    assert main(["data", path, "--walk-forward", "{folds: 3, mode: rolling}", "-f", "json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    market = prepare_market({"path": path, "walk_forward": {"folds": 3, "mode": "rolling"}})
+    assert info == json.loads(json.dumps(describe(market), default=str))
+    assert main(["data", path, "--walk-forward", "{folds: 3}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0].strip() for line in lines if line.strip().startswith("fold")] == [
+        f"fold{i} {part}" for i in range(3) for part in ("train", "val")]
+    assert main(["data", path, "--walk-forward", "{folds: 1}"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "tradetune data: error: data.walk_forward.folds must be a whole number >= 2, got 1")
