@@ -508,6 +508,14 @@ def _date_bounds(splits: Mapping[str, Any], index: pd.DatetimeIndex) -> list[int
             int(index.searchsorted(stamps["test_start"])), end]
 
 
+def _check_keys(section: str, mapping: Mapping, known: tuple[str, ...]) -> None:
+    """Refuse a key of a config section that is not one of ``known``, naming the closest."""
+    for key in mapping:
+        if key not in known:
+            raise DataError(f"unknown key {section}.{key}{_did_you_mean(key, known)}; "
+                            f"known keys: {list(known)}")
+
+
 def _did_you_mean(word: str, choices: tuple[str, ...] | list[str]) -> str:
     close = difflib.get_close_matches(str(word), list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
@@ -526,11 +534,7 @@ def walk_forward_settings(value: Any) -> tuple[int, str] | None:
     if not isinstance(value, Mapping):
         raise DataError(f"data.walk_forward must be null or a mapping such as "
                         f"{{folds: 3, mode: expanding}}, got {value!r}")
-    for key in value:
-        if key not in WALK_FORWARD_KEYS:
-            raise DataError(f"unknown key data.walk_forward.{key}"
-                            f"{_did_you_mean(key, WALK_FORWARD_KEYS)}; known keys: "
-                            f"{list(WALK_FORWARD_KEYS)}")
+    _check_keys("data.walk_forward", value, WALK_FORWARD_KEYS)
     folds = value.get("folds")
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise DataError(f"data.walk_forward.folds must be a whole number >= 2, got {folds!r}")
@@ -627,10 +631,7 @@ def prepare_market(data: Mapping[str, Any] | None, min_split_bars: int = 64) -> 
     if not isinstance(data, Mapping):
         raise DataError(f"the data section must be a mapping with keys {list(DATA_KEYS)}, "
                         f"got {data!r}")
-    for key in data:
-        if key not in DATA_KEYS:
-            raise DataError(f"unknown key data.{key}{_did_you_mean(key, DATA_KEYS)}; "
-                            f"known keys: {list(DATA_KEYS)}")
+    _check_keys("data", data, DATA_KEYS)
     walk_forward = walk_forward_settings(data.get("walk_forward"))
     if walk_forward is not None:  # one cache entry however the same folds are spelt
         data = {**data, "walk_forward": dict(zip(WALK_FORWARD_KEYS, walk_forward, strict=True))}
@@ -675,11 +676,7 @@ def _prepare_cached(canonical: str, file_key: tuple | None, min_split_bars: int)
         if not isinstance(synthetic, dict):
             raise DataError(f"data.synthetic must be a mapping with keys "
                             f"{list(SYNTHETIC_DEFAULTS)}, got {synthetic!r}")
-        for key in synthetic:
-            if key not in SYNTHETIC_DEFAULTS:
-                raise DataError(f"unknown key data.synthetic.{key}"
-                                f"{_did_you_mean(key, list(SYNTHETIC_DEFAULTS))}; known keys: "
-                                f"{list(SYNTHETIC_DEFAULTS)}")
+        _check_keys("data.synthetic", synthetic, tuple(SYNTHETIC_DEFAULTS))
         settings = {**SYNTHETIC_DEFAULTS, **synthetic}
         bars = synthetic_bars(settings["n_bars"], settings["seed"], settings["freq"])
         source = f"synthetic(seed={settings['seed']}, n_bars={settings['n_bars']}"

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import statistics
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +16,8 @@ import pandas as pd
 import pytest
 
 from test_data import random_walk, write_bars
-from test_trainable import checkpoints, fixed_params, rescore, rows, run_one, tuner
+from test_trainable import (checkpoints, fixed_params, killing_worker, rescore, rows, run_one,
+                            tuner)
 from trainables import metrics as M
 from trainables.data import prepare_market, synthetic_bars
 from trainables.evaluation import evaluate
@@ -273,29 +271,10 @@ def test_a_killed_trial_goes_on_with_its_remaining_runs(ray_session, results_dir
                           "training.seeds": 2})
     params = fixed_params(sweep)
     run = tuner(sweep, params, results_dir, "killed-runs", max_failures=1)
-    killed: dict = {}
-    done = threading.Event()
-
-    def kill_after_the_first_run() -> None:
-        while not done.wait(0.02):
-            for path in results_dir.glob("killed-runs/*/result.json"):
-                for line in path.read_text().splitlines():
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue
-                    if row.get(M.RUN_STOP_REASON) and row.get("checkpoint_dir_name"):
-                        killed.update(row)
-                        os.kill(row["pid"], signal.SIGKILL)
-                        return
-
-    watcher = threading.Thread(target=kill_after_the_first_run, daemon=True)
-    watcher.start()
-    try:
+    with killing_worker(results_dir, "killed-runs",
+                        lambda row: row.get(M.RUN_STOP_REASON) and row.get("checkpoint_dir_name")
+                        ) as killed:
         grid = run.fit()
-    finally:
-        done.set()
-        watcher.join(timeout=10)
     assert killed and killed[M.RUN] == 0
     (result,) = grid
     assert result.error is None, "the restarted trial should have finished"

@@ -5,6 +5,7 @@ remote env runners) and uses the session's single Ray runtime.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -12,6 +13,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import optuna
 import pytest
@@ -259,41 +261,53 @@ def test_diverging_training_fails_the_trial_with_the_reason(ray_session, results
     assert checkpoints(result) == []
 
 
-@pytest.mark.slow
-def test_killed_trial_resumes_from_its_checkpoint(ray_session, results_dir, tiny_sweep):
-    sweep = tiny_sweep(**{"training.max_iterations": 6, "training.patience": 100})
-    params = fixed_params(sweep)
-    run = tuner(sweep, params, results_dir, "killed", max_failures=1)
+@contextlib.contextmanager
+def killing_worker(results_dir: Path, experiment: str,
+                   condition: Callable[[dict], Any]) -> Iterator[dict]:
+    """While the block runs, SIGKILL the trial worker of the first result row that meets
+    ``condition``; yields that row (empty if none came), plus whether its checkpoint directory
+    was on disk at that moment (``checkpoint_on_disk``)."""
     killed: dict = {}
     done = threading.Event()
 
-    def kill_after_first_checkpoint() -> None:
-        # The driver writes a result row (with its pid) once the worker has persisted the
-        # checkpoint that goes with it: kill the worker right then.
+    def watch() -> None:
         while not done.wait(0.02):
-            for path in results_dir.glob("killed/*/result.json"):
+            for path in results_dir.glob(f"{experiment}/*/result.json"):
                 for line in path.read_text().splitlines():
                     try:
                         row = json.loads(line)
                     except json.JSONDecodeError:  # a line still being written
                         continue
-                    if row.get("checkpoint_dir_name"):
-                        saved = path.parent / row["checkpoint_dir_name"]
-                        killed.update(row, on_disk=saved.is_dir())
+                    if condition(row):
+                        saved = row.get("checkpoint_dir_name")
+                        killed.update(row, checkpoint_on_disk=bool(saved)
+                                      and (path.parent / saved).is_dir())
                         os.kill(row["pid"], signal.SIGKILL)
                         return
 
-    watcher = threading.Thread(target=kill_after_first_checkpoint, daemon=True)
+    watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    started = time.monotonic()
     try:
-        grid = run.fit()
+        yield killed
     finally:
         done.set()
         watcher.join(timeout=10)
+
+
+@pytest.mark.slow
+def test_killed_trial_resumes_from_its_checkpoint(ray_session, results_dir, tiny_sweep):
+    sweep = tiny_sweep(**{"training.max_iterations": 6, "training.patience": 100})
+    params = fixed_params(sweep)
+    run = tuner(sweep, params, results_dir, "killed", max_failures=1)
+    # The driver writes a result row (with its pid) once the worker has persisted the
+    # checkpoint that goes with it: kill the worker right then.
+    started = time.monotonic()
+    with killing_worker(results_dir, "killed", lambda row: row.get("checkpoint_dir_name")) \
+            as killed:
+        grid = run.fit()
     elapsed = time.monotonic() - started
     assert killed, f"the trial ended before its first checkpoint ({elapsed:.0f}s)"
-    assert killed["on_disk"]
+    assert killed["checkpoint_on_disk"]
     (result,) = grid
     assert result.error is None, "the restarted trial should have finished"
     reported = rows(result)
