@@ -197,6 +197,7 @@ def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, u
     if started_ray:
         ray.init(address=address or os.environ.get("RAY_ADDRESS"), logging_level=logging.ERROR,
                  log_to_driver=False, include_dashboard=False, configure_logging=False)
+        _print_ray_logs()
     # Trials never touch the study: they get the sweep config without its storage URL.
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, sweep={**config, "storage": None}),
@@ -248,6 +249,17 @@ def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, u
           f"{counts['PRUNED']} pruned. See: tradetune best --study {study.study_name}"
           f"{storage_flag}")
     return 0
+
+
+def _print_ray_logs() -> None:
+    """Say where Ray keeps this run's logs: a trial's worker output is only there."""
+    import ray
+
+    try:  # Ray has no public API for the session directory
+        session = ray._private.worker._global_node.get_session_dir_path()
+    except AttributeError:
+        return
+    print(f"Ray worker logs: {session}/logs", flush=True)
 
 
 def _quiet_tune() -> None:
