@@ -109,25 +109,36 @@ def retry_seconds() -> float:
     return value
 
 
+def _origin(exc: BaseException) -> BaseException | None:
+    """The exception ``exc`` was raised from or while handling."""
+    return exc.__cause__ or exc.__context__
+
+
 def _transient(exc: BaseException) -> bool:
     """A lost or refused connection (or a locked SQLite file): worth retrying. Optuna wraps
-    SQLAlchemy errors in ``StorageInternalError``, so look down the cause chain."""
+    SQLAlchemy errors in ``StorageInternalError``, and some of its queries catch a lost
+    connection and fail on the next statement of the same session ("Can't reconnect until
+    invalid transaction is rolled back"), so look down the chain of causes and contexts."""
     import sqlalchemy.exc as sa
 
-    for _ in range(5):
+    for _ in range(6):
         if isinstance(exc, (sa.OperationalError, sa.InterfaceError, sa.TimeoutError)):
             return True
         if isinstance(exc, sa.DBAPIError) and exc.connection_invalidated:
             return True
-        if exc.__cause__ is None:
+        origin = _origin(exc)
+        if origin is None:
             return False
-        exc = exc.__cause__
+        exc = origin
     return False
 
 
 def _reason(exc: BaseException) -> str:
-    while exc.__cause__ is not None:
-        exc = exc.__cause__
+    for _ in range(6):
+        origin = _origin(exc)
+        if origin is None:
+            break
+        exc = origin
     lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return redact(lines[0][:200] if lines else type(exc).__name__)
 

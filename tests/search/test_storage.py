@@ -48,3 +48,34 @@ def test_pickled_storage_carries_no_password():
     storage = open_storage("postgresql://postgres:hunter2@127.0.0.1:5432/test")
     blob = pickle.dumps(storage)
     assert b"hunter2" not in blob
+
+
+def test_a_connection_lost_inside_an_optuna_query_is_retried():
+    """Optuna's trial query catches a lost connection and runs a fallback query on the same
+    session, which fails with "Can't reconnect until invalid transaction is rolled back"; the
+    error Optuna raises must still count as a lost connection (seen when a database restarted
+    mid-sweep). Real PostgreSQL: the session's own backend is terminated."""
+    import optuna
+    import sqlalchemy
+    from sqlalchemy import orm
+
+    from search.storage import _transient
+
+    engine = sqlalchemy.create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    sessions = orm.scoped_session(orm.sessionmaker(bind=engine))
+    try:
+        with pytest.raises(optuna.exceptions.StorageInternalError) as info:
+            with optuna.storages._rdb.storage._create_scoped_session(sessions) as session:
+                pid = session.execute(sqlalchemy.text("SELECT pg_backend_pid()")).scalar()
+                with engine.connect() as other:
+                    other.execute(sqlalchemy.text(f"SELECT pg_terminate_backend({pid})"))
+                try:
+                    session.execute(sqlalchemy.text("SELECT 1"))
+                except sqlalchemy.exc.OperationalError:  # what Optuna's _get_trials does
+                    session.execute(sqlalchemy.text("SELECT 2"))
+        assert isinstance(info.value.__cause__, sqlalchemy.exc.PendingRollbackError)
+        assert _transient(info.value)
+        assert not _transient(optuna.exceptions.StorageInternalError("bad data"))
+    finally:
+        sessions.remove()
+        engine.dispose()
