@@ -186,11 +186,7 @@ def _table_data(info: dict) -> None:
     print(f"rows:     {info['rows']} ({info['first']} .. {info['last']}, every {info['interval']})")
     width = max(len(name) for name in ("train", *info["splits"]))
     for name, split in info["splits"].items():
-        label = f"{name}:"
-        if name.startswith("fold") and name.endswith("_train"):
-            label = f"{name}:".replace("_train:", " train:")
-        elif name.startswith("fold"):
-            label = f"{name}:".replace("_val:", " val:")
+        label = name.replace("_", " ") + ":"  # fold0_train -> "fold0 train:"
         print(f"{label:>{width + 1}}    {split['rows']} rows, {split['first']} .. {split['last']}")
     print(f"features: {', '.join(info['features'])}")
 

@@ -185,8 +185,7 @@ def validate(config: dict[str, Any]) -> None:
         raise ConfigError(f"training.eval_every ({training['eval_every']}) is larger than "
                           f"training.max_iterations ({training['max_iterations']}): the trial "
                           "would never be validated")
-    _check_runs(config)
-    _check_objectives(config)
+    _check_objectives(config, several_runs=_check_runs(config))
     path = config["data"]["path"]
     if path is not None:
         if not isinstance(path, str) or not path.strip():
@@ -198,8 +197,9 @@ def validate(config: dict[str, Any]) -> None:
     _check_enqueue(config)
 
 
-def _check_runs(config: dict[str, Any]) -> None:
-    """``data.walk_forward`` and ``training.seeds``: the runs each trial makes."""
+def _check_runs(config: dict[str, Any]) -> bool:
+    """``data.walk_forward`` and ``training.seeds``: the runs each trial makes; True when a
+    trial makes more than one."""
     from trainables.data import DataError, walk_forward_settings
 
     try:
@@ -211,9 +211,10 @@ def _check_runs(config: dict[str, Any]) -> None:
         raise ConfigError("search.scheduler 'asha' cannot be used with data.walk_forward or "
                           "training.seeds > 1: ASHA would judge trials on their first run alone "
                           "(allowed: scheduler none, or a single run per trial)")
+    return several
 
 
-def _check_objectives(config: dict[str, Any]) -> None:
+def _check_objectives(config: dict[str, Any], several_runs: bool) -> None:
     """``training.objectives``: a multi-objective study. Its first objective replaces
     ``training.objective`` (it picks the kept checkpoint), so it must be a maximised score."""
     training = config["training"]
@@ -236,8 +237,7 @@ def _check_objectives(config: dict[str, Any]) -> None:
         raise ConfigError(f"the first of training.objectives picks each trial's kept checkpoint "
                           f"and must be a maximised score ({', '.join(M.OBJECTIVES)}), got "
                           f"{objectives[0]!r}; put it later in the list")
-    several = (config["data"].get("walk_forward") is not None or training["seeds"] > 1)
-    if several or config["search"]["scheduler"] == "asha":
+    if several_runs or config["search"]["scheduler"] == "asha":
         raise ConfigError("training.objectives (a multi-objective study) takes one run per "
                           "trial: it cannot be combined with data.walk_forward, training.seeds "
                           "> 1 or search.scheduler 'asha'")

@@ -234,16 +234,20 @@ def export(url: str, name: str, number: int | None, out: Path) -> dict[str, Any]
 def evaluate_trial(url: str, name: str, number: int | None, split: str) -> dict[str, Any]:
     """Restore a trial's kept checkpoint and score it on ``split`` against buy-and-hold."""
     study, trial = get_trial(url, name, number)
-    source = checkpoint_of(trial)
-    config = studies.stored_config(study)
-    settings = _space_of(study).replay(trial.params)
+    return _score_checkpoint(study, _space_of(study), trial, split)
+
+
+def _score_checkpoint(study: Any, space: Any, trial: Any, split: str) -> dict[str, Any]:
     from trainables.evaluation import evaluate
     from trainables.rllib_trainable import load_module
 
+    source = checkpoint_of(trial)
+    config = studies.stored_config(study)
+    settings = space.replay(trial.params)
     module = load_module(source)
     env = {"data": config["data"], **config["env"], **settings["env"]}
     result = evaluate(module, env, split)
-    return {"study": name, "trial": trial.number, "split": split,
+    return {"study": study.study_name, "trial": trial.number, "split": split,
             "validation_value": first_value(trial), **result.metrics(),
             "beats_buy_and_hold": result.pnl_pct > result.buy_and_hold_pct}
 
@@ -253,12 +257,13 @@ def compare_top(url: str, name: str, top: int) -> dict[str, Any]:
     Sharpe ratio of the best: how much of the validation ranking survives unseen data."""
     storage = open_existing(url)
     study = studies.load_study(storage, name)
+    space = _space_of(study)
     trials = top_trials(storage, study._study_id, top)
     if not trials:
         raise StudyError(f"study {name!r} has no COMPLETE trial yet")
     rows = []
     for trial in trials:
-        test = evaluate_trial(url, name, trial.number, "test")
+        test = _score_checkpoint(study, space, trial, "test")
         val = trial.user_attrs.get(ATTR_METRICS, {})
         rows.append({"trial": trial.number, "value": first_value(trial),
                      "val_sharpe": val.get("sharpe"), "test_sharpe": test["sharpe"],
