@@ -161,9 +161,18 @@ def _sampler_seed(sweep_seed: int, n_trials: int) -> int:
     return int(hashlib.sha256(f"{sweep_seed}/{n_trials}".encode()).hexdigest()[:8], 16)
 
 
+def _make_sampler(search: dict[str, Any], seed: int) -> Any:
+    import optuna
+
+    from search.config import startup_trials
+
+    if search.get("sampler", "tpe") == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials(search))
+
+
 def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, url: str,
          address: str | None) -> int:
-    import optuna
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -175,9 +184,7 @@ def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, u
 
     search, training, resources = config["search"], config["training"], config["resources"]
     driver_id = f"{socket.gethostname()}-{os.getpid()}-{int(time.time())}"
-    sampler_class = {"tpe": optuna.samplers.TPESampler,
-                     "random": optuna.samplers.RandomSampler}[search.get("sampler", "tpe")]
-    sampler = sampler_class(seed=_sampler_seed(search["seed"], len(study.trials)))
+    sampler = _make_sampler(search, _sampler_seed(search["seed"], len(study.trials)))
     searcher = StudySearcher(space, study, sampler, search["num_samples"], search["seed"],
                              driver_id, objectives=studies.objective_names(config))
     bookkeeping = StudyBookkeeping(searcher, driver_id)

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from search.config import DEFAULTS, check_study_name, load_config
+from search.config import DEFAULTS, check_study_name, load_config, startup_trials
 from search.errors import ConfigError
+from search.tuner import _make_sampler
 
 
 def test_defaults_plus_study_validate():
@@ -57,6 +58,7 @@ def test_relative_data_path_is_pinned(tmp_path, monkeypatch):
     (["study=s", "env=3"], r"config key 'env' must be a mapping"),
     (["study=s", "nonsense"], r"--set 'nonsense' must look like KEY=VALUE"),
     (["study=s", "training.seeds=0"], r"training.seeds must be >= 1, got 0"),
+    (["study=s", "search.startup_trials=0"], r"search.startup_trials must be >= 1, got 0"),
     (["study=s", "training.aggregate=median"], r"training.aggregate is 'median'.*mean_minus_std"),
     (["study=s", "training.seeds=2", "search.scheduler=asha"],
      r"search.scheduler 'asha' cannot be used with data.walk_forward or training.seeds > 1"),
@@ -89,6 +91,34 @@ def test_objectives_replace_the_single_objective():
     config = load_config(None, ["study=s", "training.objectives=[pnl_pct, max_drawdown]"])
     assert config["training"]["objective"] == "pnl_pct"
     assert load_config(None, ["study=s"])["training"]["objectives"] is None
+
+
+@pytest.mark.parametrize("num_samples, chosen, expected", [
+    (8, None, 2), (20, None, 6), (200, None, 10), (2, None, 1), (20, 15, 15)])
+def test_startup_trials_default_to_a_third_of_the_budget(num_samples, chosen, expected):
+    sets = ["study=s", f"search.num_samples={num_samples}"]
+    if chosen is not None:
+        sets.append(f"search.startup_trials={chosen}")
+    assert startup_trials(load_config(None, sets)["search"]) == expected
+
+
+def test_tpe_models_the_study_after_its_startup_trials():
+    """The first `startup_trials` draws are the random sampler's; the next one is TPE's own.
+    With Optuna's fixed 10 start-up trials, trial 4 would still be a random draw."""
+    import optuna
+
+    def draws(sampler: optuna.samplers.BaseSampler) -> list[float]:
+        study = optuna.create_study(sampler=sampler, direction="maximize")
+        study.optimize(lambda t: -(t.suggest_float("x", 0, 1) - 0.3) ** 2, n_trials=4)
+        return [t.params["x"] for t in study.trials]
+
+    search = load_config(None, ["study=s", "search.num_samples=9"])["search"]  # 3 start-up
+    tpe = draws(_make_sampler(search, seed=5))
+    random = draws(optuna.samplers.RandomSampler(seed=5))
+    assert tpe[:3] == random[:3]
+    assert tpe[3] != random[3]
+    search["sampler"] = "random"
+    assert draws(_make_sampler(search, seed=5)) == random
 
 
 def test_bad_files(tmp_path):
