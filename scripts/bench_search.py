@@ -9,7 +9,7 @@ the three used; the script prints each method's best validation score at 25/50/1
 share of B that (c) needs to reach (a)'s final best (target: at most half), and the test-split
 score of each method's best trial (a validation win that does not carry to test is no win).
 
-    ./tt python scripts/bench_search.py [--trials 8] [--seeds 0 1 2] [--data synthetic coinbase]
+    ./tt python scripts/bench_search.py [--trials 30] [--seeds 0 1 2] [--data synthetic coinbase]
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
@@ -40,11 +41,11 @@ def data_section(name: str) -> dict:
 
 
 def sweep(name: str, data: str, seed: int, args, sampler: str, scheduler: str,
-          patience: int) -> dict:
+          patience: int, concurrent: int = 1) -> dict:
     return {"study": name, "algorithm": "ppo", "data": data_section(data),
             "search": {"num_samples": args.trials, "seed": seed, "sampler": sampler,
                        "scheduler": scheduler, "space_overrides": OVERRIDES,
-                       "enqueue_tutorial": False},
+                       "enqueue_tutorial": False, "max_concurrent": concurrent},
             "training": {"max_iterations": args.iterations, "eval_every": 2,
                          "patience": patience, "min_evals": 2, "max_failures": 0}}
 
@@ -185,10 +186,12 @@ def fmt(value: float | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trials", type=int, default=8, help="trials per method and seed")
+    parser.add_argument("--trials", type=int, default=30,
+                        help="trials per method and seed (TPE's start-up: a third, at most 10)")
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--data", nargs="+", default=["synthetic", "coinbase"])
+    parser.add_argument("--out", type=Path, help="also write every trial and figure as JSON")
     parser.add_argument("--tutorial-loop", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.tutorial_loop:
@@ -197,33 +200,48 @@ def main() -> None:
     import warnings
 
     warnings.filterwarnings("ignore")
+    rows: list[dict] = []
     for data in args.data:
         if data == "coinbase" and not COINBASE.is_file():
             print(f"skipping coinbase: {COINBASE} not found")
             continue
         for seed in args.seeds:
             work = Path(tempfile.mkdtemp(prefix=f"bench-search-{data}-{seed}-"))
+            # Random search is embarrassingly parallel: (a) runs 2 trials at a time to save
+            # wall time; its budget is counted in env steps, which concurrency does not change.
             configs = {
-                "a": sweep(f"random-{seed}", data, seed, args, "random", "none", 10_000),
+                "a": sweep(f"random-{seed}", data, seed, args, "random", "none", 10_000, 2),
                 "b": sweep(f"tutorial-{seed}", data, seed, args, "tpe", "none", 10_000),
                 "c": sweep(f"tradetune-{seed}", data, seed, args, "tpe", "asha", 3),
             }
-            runs = {"a": run_service(configs["a"], work),
-                    "b": run_tutorial_loop(configs["b"], work),
-                    "c": run_service(configs["c"], work)}
+            runs = {}
+            for key, runner in (("a", run_service), ("b", run_tutorial_loop),
+                                ("c", run_service)):
+                started = time.monotonic()
+                runs[key] = runner(configs[key], work)
+                print(f"[{data} seed {seed}] ({key}) {len(runs[key])} trials, "
+                      f"{sum(t['steps'] for t in runs[key]):,} env steps, "
+                      f"{time.monotonic() - started:.0f} s", flush=True)
             budget = min(sum(t["steps"] for t in trials) for trials in runs.values())
+            row = {"data": data, "seed": seed, "budget": budget}
             print(f"\n{data}, sweep seed {seed}: equal budget {budget:,.0f} env steps")
             print("method                         25%     50%    100%   test Sharpe of best")
             names = {"a": "(a) random, no early stop", "b": "(b) tutorial TPE+median",
                      "c": "(c) tradetune default"}
             for key, trials in runs.items():
                 scores = [best_within(trials, budget * f) for f in (0.25, 0.5, 1.0)]
-                print(f"{names[key]:28s} {' '.join(fmt(s) for s in scores)}  "
-                      f"{fmt(test_score(trials, configs[key], budget))}")
+                test = test_score(trials, configs[key], budget)
+                row[key] = {"scores": scores, "test": test, "trials": trials}
+                print(f"{names[key]:28s} {' '.join(fmt(s) for s in scores)}  {fmt(test)}")
             target = best_within(runs["a"], budget)
             share = share_to_reach(runs["c"], target, budget)
+            row["share"] = share
             print(f"(c) reaches (a)'s final best {fmt(target).strip()} at "
-                  f"{'never within B' if share is None else f'{share:.0%} of B'} (target <= 50%)")
+                  f"{'never within B' if share is None else f'{share:.0%} of B'} (target <= 50%)",
+                  flush=True)
+            rows.append(row)
+            if args.out:
+                args.out.write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":
