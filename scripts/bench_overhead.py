@@ -1,11 +1,12 @@
 """Service overhead: the same configurations trained (a) in the tutorial's plain RLlib loop and
-(b) through `tradetune launch` with one trial at a time. Prints both wall times and b/a.
+(b) through `tradetune launch` with one trial at a time. Prints both wall times and b/a
+for each of a few alternating pairs, and the median ratio.
 
 Both sides run as whole processes (interpreter, Ray start-up, data loading included), train the
 same N configurations for the same iterations, validate every ``eval_every`` iterations on the
 whole validation split and save a checkpoint when validation improves. Target: b/a <= 1.10.
 
-    ./tt python scripts/bench_overhead.py [--configs 4] [--iterations 6] [--csv PATH]
+    ./tt python scripts/bench_overhead.py [--configs 4] [--iterations 6] [--repeats 3] [--csv PATH]
 """
 from __future__ import annotations
 
@@ -101,6 +102,8 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=2)
     parser.add_argument("--envs", type=int, default=4, help="envs per env runner, both sides")
     parser.add_argument("--csv", type=Path, default=COINBASE if COINBASE.is_file() else None)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="alternating (a)/(b) pairs; run-to-run noise here is +-5 s")
     parser.add_argument("--plain", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain:
@@ -112,16 +115,25 @@ def main() -> None:
     env = {**os.environ, "TRADETUNE_RESULTS": str(work / "results"),
            "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
     env.pop("TRADETUNE_STORAGE", None)
-    plain = timed([sys.executable, __file__, "--plain", str(config_path)], env)
-    service = timed([sys.executable, "-m", "search.cli", "launch", str(config_path)], env)
     data = args.csv.name if args.csv else "synthetic"
     print(f"{args.configs} configs x {args.iterations} iterations (tutorial PPO, {data}, "
-          f"validation every {args.eval_every}, {args.envs} envs per runner)")
-    print(f"(a) plain RLlib loop:        {plain:7.1f} s")
-    print(f"(b) tradetune launch:        {service:7.1f} s")
-    print(f"overhead ratio b/a:          {service / plain:7.3f}  (target <= 1.10)")
-    print(json.dumps({"plain_s": round(plain, 1), "tradetune_s": round(service, 1),
-                      "ratio": round(service / plain, 3)}))
+          f"validation every {args.eval_every}, {args.envs} envs per runner), "
+          f"{args.repeats} alternating pair(s)")
+    pairs = []
+    for repeat in range(args.repeats):
+        plain = timed([sys.executable, __file__, "--plain", str(config_path)], env)
+        study = f"bench-overhead-{repeat}"
+        service = timed([sys.executable, "-m", "search.cli", "launch", str(config_path),
+                         "--study", study], env)
+        pairs.append((plain, service))
+        print(f"pair {repeat + 1}: (a) plain RLlib loop {plain:6.1f} s, (b) tradetune launch "
+              f"{service:6.1f} s, b/a {service / plain:.3f}", flush=True)
+    ratios = sorted(service / plain for plain, service in pairs)
+    median = ratios[len(ratios) // 2] if len(ratios) % 2 else \
+        (ratios[len(ratios) // 2 - 1] + ratios[len(ratios) // 2]) / 2
+    print(f"overhead ratio b/a, median of {len(ratios)}: {median:.3f}  (target <= 1.10)")
+    print(json.dumps({"pairs": [[round(p, 1), round(s, 1)] for p, s in pairs],
+                      "median_ratio": round(median, 3)}))
 
 
 if __name__ == "__main__":
