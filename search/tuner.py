@@ -7,6 +7,7 @@ the sampler sees every finished trial and nothing is counted twice.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -16,7 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from search.errors import StorageUnavailable, StudyError, UserError
 from search.storage import (check_url, open_storage, redact, resolve_url, results_dir,
@@ -200,7 +201,7 @@ def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, u
         max_evals = max(1, training["max_iterations"] // training["eval_every"])
         scheduler = ASHAScheduler(time_attr=M.EVALS, max_t=max_evals,
                                   grace_period=max(1, min(training["min_evals"], max_evals)))
-    _configure_tune()
+    _quiet_tune()
     started_ray = not ray.is_initialized()
     if started_ray:
         ray.init(address=address or os.environ.get("RAY_ADDRESS"), logging_level=logging.ERROR,
@@ -233,7 +234,8 @@ def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, u
     )
     interrupted = False
     try:
-        tuner.fit()
+        with _without_tensorboard_logger():
+            tuner.fit()
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -270,15 +272,27 @@ def _print_ray_logs() -> None:
     print(f"Ray worker logs: {session}/logs", flush=True)
 
 
-def _configure_tune() -> None:
-    """Quiet and lighten Tune. Its per-failure tracebacks and snapshot warnings drown the
-    progress line; failures are printed as one line by ``Progress`` and their reason is stored
-    on the study's trial."""
+@contextlib.contextmanager
+def _without_tensorboard_logger() -> Iterator[None]:
+    """Tune's default loggers include TensorBoard's, whose import loads torch in the driver
+    (about 2 s per sweep); the sweep passes the JSON and CSV loggers itself. Scoped to one fit,
+    so other Tune runs in this process keep Tune's defaults; a value the user set is kept."""
+    name = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+
+
+def _quiet_tune() -> None:
+    """Tune's per-failure tracebacks and snapshot warnings drown the progress line; failures
+    are printed as one line by ``Progress`` and their reason is stored on the study's trial."""
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # its start-up box ignores verbose=0
-    # Tune's default loggers include TensorBoard's, whose import loads torch in the driver
-    # (about 2 s per sweep); the JSON and CSV loggers are passed explicitly instead.
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     for name in ("ray.tune", "ray.train", "ray.rllib"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
 

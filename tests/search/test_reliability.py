@@ -102,6 +102,9 @@ def test_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path):
                        if r["checkpoint_dir_name"])
     assert after[0]["iterations"] == checkpointed + 1, "not restored from its checkpoint"
     assert rows[-1]["iterations"] == 6 and rows[-1]["stop_reason"] == "max_iterations"
+    # Tune's JSON and CSV results are written; TensorBoard's logger (torch in the driver) is not.
+    assert (result_file.parent / "progress.csv").is_file()
+    assert not list(result_file.parent.glob("events.out.tfevents*"))
 
 
 # -- 3. the database goes away ------------------------------------------------------------------
