@@ -14,6 +14,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -128,10 +129,8 @@ def main() -> None:
         pairs.append((plain, service))
         print(f"pair {repeat + 1}: (a) plain RLlib loop {plain:6.1f} s, (b) tradetune launch "
               f"{service:6.1f} s, b/a {service / plain:.3f}", flush=True)
-    ratios = sorted(service / plain for plain, service in pairs)
-    median = ratios[len(ratios) // 2] if len(ratios) % 2 else \
-        (ratios[len(ratios) // 2 - 1] + ratios[len(ratios) // 2]) / 2
-    print(f"overhead ratio b/a, median of {len(ratios)}: {median:.3f}  (target <= 1.10)")
+    median = statistics.median(service / plain for plain, service in pairs)
+    print(f"overhead ratio b/a, median of {len(pairs)}: {median:.3f}  (target <= 1.10)")
     print(json.dumps({"pairs": [[round(p, 1), round(s, 1)] for p, s in pairs],
                       "median_ratio": round(median, 3)}))
 
