@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trainables.regimes import REGIMES_DEFAULTS, regimes_ohlcv
 from trainables.settings import fold_names
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
@@ -42,7 +43,8 @@ BAR_COLUMNS = (*PRICE_COLUMNS, "volume")
 SPLIT_NAMES = ("train", "val", "test")
 DATE_NAMES = ("date", "datetime", "timestamp", "time", "unix")
 DEFAULT_SPLITS: dict[str, float] = {"train": 0.7, "val": 0.15, "test": 0.15}
-SYNTHETIC_DEFAULTS: dict[str, Any] = {"n_bars": 6000, "seed": 42, "freq": "1h"}
+SYNTHETIC_DEFAULTS: dict[str, Any] = {"kind": "gbm", "n_bars": 6000, "seed": 42, "freq": "1h"}
+SYNTHETIC_KINDS = ("gbm", "regimes")
 DATA_KEYS = ("path", "synthetic", "splits", "features", "walk_forward")
 WALK_FORWARD_KEYS = ("folds", "mode")
 WALK_FORWARD_MODES = ("expanding", "rolling")
@@ -282,15 +284,20 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def synthetic_bars(n_bars: int = 6000, seed: int = 42, freq: str = "1h") -> pd.DataFrame:
-    """The embedded default market: a reproducible random walk with no edge to find.
+def synthetic_bars(n_bars: int = 6000, seed: int = 42, freq: str = "1h", kind: str = "gbm",
+                   **params: Any) -> pd.DataFrame:
+    """An embedded market, so a sweep runs without any data file.
 
-    Lets a sweep run without any data file; same output contract as :func:`load_bars`.
+    ``gbm`` (the default) is a driftless random walk: no edge to find, it exercises the
+    machinery. ``regimes`` is the positive control of :mod:`trainables.regimes`: a planted
+    trend edge that a working pipeline must find. Same output contract as :func:`load_bars`.
 
     Args:
         n_bars: number of bars.
         seed: random seed; the same seed gives the same bars.
         freq: bar interval as a pandas frequency ("1h", "15min", "1D").
+        kind: "gbm" or "regimes".
+        params: the ``regimes`` market's parameters (see ``REGIMES_DEFAULTS``).
 
     Raises:
         DataError: a setting is out of range.
@@ -304,12 +311,35 @@ def synthetic_bars(n_bars: int = 6000, seed: int = 42, freq: str = "1h") -> pd.D
     except (ValueError, TypeError):
         raise DataError(f"data.synthetic.freq must be a fixed pandas frequency such as '1h' or "
                         f"'15min', got {freq!r}") from None
-    from trainables.env import synthetic_ohlcv
+    if kind == "regimes":
+        frame = regimes_ohlcv(n_bars, seed, freq, **_regimes_params(params))
+    elif kind == "gbm":
+        if params:
+            raise DataError(f"data.synthetic: {sorted(params)} only apply to kind: regimes")
+        from trainables.env import synthetic_ohlcv
 
-    frame = synthetic_ohlcv(n_bars, seed, freq)
+        frame = synthetic_ohlcv(n_bars, seed, freq)
+    else:
+        raise DataError(f"data.synthetic.kind must be one of {', '.join(SYNTHETIC_KINDS)}, "
+                        f"got {kind!r}")
     bars = frame[list(BAR_COLUMNS)].astype(np.float64)
     bars.index = pd.DatetimeIndex(bars.index, name="date")
     return bars.sort_index()
+
+
+def _regimes_params(params: Mapping[str, Any]) -> dict[str, float]:
+    settings = {**REGIMES_DEFAULTS, **params}
+    for name, value in settings.items():
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or not math.isfinite(value)):
+            raise DataError(f"data.synthetic.{name} must be a finite number, got {value!r}")
+    if settings["drift"] < 0 or settings["volatility"] <= 0:
+        raise DataError("data.synthetic: drift must be >= 0 and volatility > 0, got "
+                        f"{settings['drift']!r} and {settings['volatility']!r}")
+    if settings["mean_regime_bars"] < 1 or settings["base_price"] <= 0:
+        raise DataError("data.synthetic: mean_regime_bars must be >= 1 and base_price > 0, got "
+                        f"{settings['mean_regime_bars']!r} and {settings['base_price']!r}")
+    return settings
 
 
 # -- features --------------------------------------------------------------------------------
@@ -676,10 +706,11 @@ def _prepare_cached(canonical: str, file_key: tuple | None, min_split_bars: int)
         if not isinstance(synthetic, dict):
             raise DataError(f"data.synthetic must be a mapping with keys "
                             f"{list(SYNTHETIC_DEFAULTS)}, got {synthetic!r}")
-        _check_keys("data.synthetic", synthetic, tuple(SYNTHETIC_DEFAULTS))
+        _check_keys("data.synthetic", synthetic, (*SYNTHETIC_DEFAULTS, *REGIMES_DEFAULTS))
         settings = {**SYNTHETIC_DEFAULTS, **synthetic}
-        bars = synthetic_bars(settings["n_bars"], settings["seed"], settings["freq"])
+        bars = synthetic_bars(**settings)
         source = f"synthetic(seed={settings['seed']}, n_bars={settings['n_bars']}"
+        source += "" if settings["kind"] == "gbm" else f", kind={settings['kind']}"
         source += ")" if settings["freq"] == "1h" else f", freq={settings['freq']})"
     if len(bars) < 2:
         raise DataError(f"{source}: has {len(bars)} bar(s); at least two are needed")
