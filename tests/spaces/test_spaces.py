@@ -176,9 +176,10 @@ def test_fixing_a_value():
 
 
 def test_fixing_a_value_written_the_yaml_way():
-    # YAML reads 1e-5 (no dot) as the string '1e-5'; RLlib would reject it inside every trial.
+    # YAML 1.1 reads 1e-5 (no dot) as the string '1e-5'; the config's loader reads it as a
+    # number, and a quoted number is still taken as one (RLlib would reject text in a trial).
     config = load_config(None, ["study=s", "search.space_overrides={lr: 1e-5, num_epochs: '4'}"])
-    assert config["search"]["space_overrides"]["lr"] == "1e-5"
+    assert config["search"]["space_overrides"]["lr"] == 1e-5
     space = get_space("ppo", config["search"]["space_overrides"])
     settings, _ = sample(space, 0)
     assert settings["training"]["lr"] == 1e-5 and isinstance(settings["training"]["lr"], float)
