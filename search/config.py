@@ -17,6 +17,7 @@ import difflib
 import math
 import re
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -108,9 +109,12 @@ class ConfigLoader(yaml.SafeLoader):
 
     def construct_yaml_int(self, node: Any) -> int:
         text = self.construct_scalar(node).replace("_", "")
-        if text.startswith(("0x", "0o")):
-            return int(text, 0)
-        return int(text)
+        try:
+            return int(text, 0) if text.startswith(("0x", "0o")) else int(text)
+        except ValueError:  # more digits than Python converts (4300)
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the number {text[:20]}... has {len(text)} digits",
+                node.start_mark) from None
 
 
 _INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
@@ -320,6 +324,9 @@ def _plain(value: Any, dotted: str) -> Any:
     as JSON). A date left anywhere becomes its ISO text."""
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{dotted} must be a finite number, got {value!r}")
+    if isinstance(value, int) and abs(value) > sys.float_info.max:
+        raise ConfigError(f"{dotted} must be a finite number, got a {len(str(value))}-digit "
+                          "number")
     if isinstance(value, datetime.date):
         return value.isoformat()
     if isinstance(value, dict):

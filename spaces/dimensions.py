@@ -65,6 +65,14 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _is_finite(value: Any) -> bool:
+    """A number (not true/false) a float can hold: not NaN, infinity or a 400-digit int."""
+    try:
+        return _is_number(value) and math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 Dimension = Union[Float, Int, Categorical]
 
 
@@ -74,7 +82,7 @@ def check_dimension(name: str, dim: Dimension) -> None:
         if not dim.choices:
             raise SpaceError(f"parameter {name!r}: choices must not be empty")
         return
-    if not all(_is_number(v) and math.isfinite(v) for v in (dim.low, dim.high)):
+    if not all(_is_finite(v) for v in (dim.low, dim.high)):
         raise SpaceError(f"parameter {name!r}: low and high must be finite numbers, got "
                          f"{dim.low!r} and {dim.high!r}")
     if dim.low > dim.high:
@@ -114,6 +122,8 @@ def _override(name: str, dim: Dimension, change: Any) -> Dimension | Any:
                 continue
             try:  # a number, or text that reads as one ('1e-5')
                 values[key] = float(value) if not isinstance(value, bool) else None
+            except OverflowError:
+                values[key] = math.inf  # refused below as not finite
             except (TypeError, ValueError):
                 values[key] = None
             if values[key] is None:
@@ -139,10 +149,10 @@ def _choice(name: str, dim: Categorical, value: Any) -> Any:
     if kinds == {bool}:
         ok, want = isinstance(value, bool), "true or false"
     elif kinds == {int}:
-        ok = (_is_number(value) and math.isfinite(value) and float(value).is_integer())
+        ok = _is_finite(value) and float(value).is_integer()
         value, want = int(value) if ok else value, "a whole number"
     elif kinds <= {int, float}:
-        ok, want = _is_number(value) and math.isfinite(value), "a finite number"
+        ok, want = _is_finite(value), "a finite number"
     elif kinds == {str}:
         ok, want = isinstance(value, str), "text"
     else:
@@ -159,7 +169,7 @@ def _fixed_number(name: str, dim: Float | Int, value: Any) -> float | int:
         number = value if _is_number(value) else float(value)
     except (TypeError, ValueError):
         number = None
-    if number is None or isinstance(value, bool) or not math.isfinite(number):
+    if number is None or isinstance(value, bool) or not _is_finite(number):
         raise SpaceError(f"parameter {name!r}: a fixed value must be a number, got {value!r}")
     if isinstance(dim, Int):
         if not float(number).is_integer():

@@ -421,6 +421,11 @@ def test_dates_elsewhere_become_text_and_integer_dates_stay_text():
     assert config["data"]["splits"]["val_start"] == "2019-02-30"
     with pytest.raises(ConfigError, match=r"training.min_delta must be a number, got '\.'"):
         load_config(None, ["study=s", "training.min_delta=."])
+    with pytest.raises(ConfigError, match=r"^env.initial_cash must be a finite number, got a "
+                                          r"400-digit number$"):
+        load_config(None, ["study=s", "env.initial_cash=" + "9" * 400])
+    with pytest.raises(ConfigError, match=r"search.num_samples must be a whole number"):
+        load_config(None, ["study=s", "search.num_samples=" + "9" * 5000])  # no traceback
     with pytest.raises(ConfigError, match=r"parameter 'activation': a choice must be text"):
         load_config(None, ["study=s", "search.space_overrides.activation={choices: [relu, 1]}"])
 

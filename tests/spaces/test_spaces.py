@@ -414,3 +414,18 @@ def test_sweep_config_file_with_overrides(tmp_path):
     assert 0.97 <= settings["training"]["gamma"] <= 0.98
     assert math.isclose(space.replay(params)["training"]["gamma"], settings["training"]["gamma"])
     algorithm_config("dqn", settings, config).validate()
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"lr": 10 ** 400}, r"parameter 'lr': a fixed value must be a number"),
+    ({"lr": {"low": 1e-5, "high": 10 ** 400}}, r"parameter 'lr': low and high must be finite"),
+    ({"num_epochs": {"low": 1, "high": 10 ** 400}}, r"integer range needs whole numbers"),
+    ({"hidden_width": 10 ** 400}, r"parameter 'hidden_width': a choice must be a whole number"),
+    ({"hidden_width": {"choices": [64, float("nan")]}}, r"a choice must be a whole number"),
+    ({"lr": {"low": True, "high": 1e-3}}, r"override values must be numbers, got low=True"),
+    ({"lr": {"log": "yes"}}, r"parameter 'lr': log must be true or false, got 'yes'"),
+])
+def test_overrides_too_large_for_a_float_or_not_numbers_are_one_line_errors(overrides, match):
+    """Python ints have no bound: 10**400 made float() raise OverflowError (a traceback)."""
+    with pytest.raises(SpaceError, match=match):
+        get_space("ppo", overrides)
