@@ -92,12 +92,13 @@ def tutorial_loop(config_path: Path, out: Path) -> None:
     import optuna
     import ray
 
+    from search.config import read_yaml_file
     from spaces import get_space
     from trainables.evaluation import evaluate
     from trainables.metrics import OBJECTIVES
     from trainables.rllib_trainable import _lifetime_env_steps, algorithm_config, env_config
 
-    config = yaml.safe_load(config_path.read_text())
+    config = read_yaml_file(config_path)
     config["env"] = {}
     ray.init(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

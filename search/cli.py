@@ -199,11 +199,12 @@ def run(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     if args.command == "data":
-        from search.config import _parse_value
+        from search.config import parse_value
         from trainables.data import describe, prepare_market
 
-        splits = _parse_value(args.splits) if args.splits else None
-        folds = _parse_value(args.walk_forward) if args.walk_forward else None
+        splits = parse_value(args.splits, "data.splits", "--splits") if args.splits else None
+        folds = (parse_value(args.walk_forward, "data.walk_forward", "--walk-forward")
+                 if args.walk_forward else None)
         info = describe(prepare_market({"path": args.file, "splits": splits,
                                         "walk_forward": folds}))
         _print(info, args.format, _table_data)

@@ -8,6 +8,7 @@ not the PostgreSQL server's studies.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -116,6 +117,18 @@ def _config(root: Path, name: str, text: str) -> str:
     return str(path)
 
 
+def _fifo(root: Path) -> str:
+    """A named pipe as config: opening it for reading would wait for a writer forever."""
+    path = root / "fifo.yaml"
+    if not path.exists():
+        os.mkfifo(path)
+    return str(path)
+
+
+# A few hundred bytes that expand to 10**9 list entries once the aliases are followed.
+ALIAS_BOMB = "".join(f"l{n}: &l{n} [" + ", ".join([f"*l{n - 1}" if n else "x"] * 10) + "]\n"
+                     for n in range(9))
+
 # id -> (argv builder, exit code, text the one error line must contain)
 ROWS: dict[str, tuple] = {
     # -- config files ----------------------------------------------------------------------------
@@ -170,6 +183,36 @@ ROWS: dict[str, tuple] = {
     "config-num-samples-zero": (
         lambda i: ["launch", str(i["root"] / "good.yaml"), "--num-samples", "0"],
         1, "search.num_samples must be >= 1, got 0"),
+    "config-nan-number": (
+        lambda i: ["launch", _config(i["root"], "c15.yaml", "env: {commission: .nan}\n")],
+        1, "env.commission must be a finite number, got nan"),
+    "config-inf-number-set": (
+        lambda i: ["launch", str(i["root"] / "good.yaml"), "--set",
+                   "resources.gpus_per_trial=.inf"],
+        1, "resources.gpus_per_trial must be a finite number, got inf"),
+    "config-nan-space-bound": (
+        lambda i: ["launch", _config(i["root"], "c16.yaml",
+                                     "search: {space_overrides: {lr: {low: .nan, high: 1e-3}}}\n")],
+        1, "search.space_overrides.lr.low must be a finite number, got nan"),
+    "config-bool-as-number": (
+        lambda i: ["launch", _config(i["root"], "c17.yaml", "search: {num_samples: true}\n")],
+        1, "search.num_samples must be a whole number, got True"),
+    "config-bool-range-bound": (
+        lambda i: ["launch", str(i["root"] / "good.yaml"), "--set",
+                   "search.space_overrides.lr.low=true"],
+        1, "parameter 'lr': override values must be numbers, got low=True"),
+    "config-set-through-a-value": (
+        lambda i: ["launch", _config(i["root"], "c18.yaml",
+                                     "search: {space_overrides: {gamma: 0.99}}\n"),
+                   "--set", "search.space_overrides.gamma.low=0.9"],
+        1, "search.space_overrides.gamma is 0.99, not a mapping"),
+    "config-alias-bomb": (lambda i: ["launch", _config(i["root"], "c19.yaml", ALIAS_BOMB)],
+                          1, "YAML anchors and aliases (&name, *name) are not supported"),
+    "config-fifo": (lambda i: ["launch", _fifo(i["root"])], 1,
+                    "fifo.yaml is not a regular file (a pipe, socket or device)"),
+    "config-too-large": (
+        lambda i: ["launch", _config(i["root"], "c20.yaml", "# padding\n" * 200_000)],
+        1, "c20.yaml is larger than 1024 KB"),
     # -- study names -----------------------------------------------------------------------------
     "study-empty": (lambda i: ["launch", str(i["root"] / "good.yaml"), "--study", ""],
                     1, "study name is empty"),
@@ -249,6 +292,9 @@ ROWS: dict[str, tuple] = {
         lambda i: ["data", str(i["data"] / "good.csv"), "--splits",
                    "{train: 0.9, val: 0.2, test: 0.1}"], 1,
         "data.splits fractions must sum to 1, got 1.2"),
+    "cli-data-splits-alias": (
+        lambda i: ["data", str(i["data"] / "good.csv"), "--splits", "{train: &f 0.5, val: *f}"],
+        1, "--splits: YAML anchors and aliases (&name, *name) are not supported"),
 }
 # Every bad data file, through `tradetune data FILE` and through `launch` with data.path.
 for _name, (_kind, _says) in BAD_CSV.items():
@@ -266,8 +312,10 @@ def _snapshot(*paths: Path) -> dict[str, str]:
         for path in sorted([top, *top.rglob("*")]):
             if path.is_dir():
                 seen[str(path)] = "dir"
-            else:
+            elif path.is_file():
                 seen[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:  # a named pipe (reading it would wait forever)
+                seen[str(path)] = "special"
     return seen
 
 

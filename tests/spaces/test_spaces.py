@@ -176,9 +176,10 @@ def test_fixing_a_value():
 
 
 def test_fixing_a_value_written_the_yaml_way():
-    # YAML reads 1e-5 (no dot) as the string '1e-5'; RLlib would reject it inside every trial.
+    # YAML 1.1 reads 1e-5 (no dot) as the string '1e-5'; the config's loader reads it as a
+    # number, and a quoted number is still taken as one (RLlib would reject text in a trial).
     config = load_config(None, ["study=s", "search.space_overrides={lr: 1e-5, num_epochs: '4'}"])
-    assert config["search"]["space_overrides"]["lr"] == "1e-5"
+    assert config["search"]["space_overrides"]["lr"] == 1e-5
     space = get_space("ppo", config["search"]["space_overrides"])
     settings, _ = sample(space, 0)
     assert settings["training"]["lr"] == 1e-5 and isinstance(settings["training"]["lr"], float)
@@ -413,3 +414,18 @@ def test_sweep_config_file_with_overrides(tmp_path):
     assert 0.97 <= settings["training"]["gamma"] <= 0.98
     assert math.isclose(space.replay(params)["training"]["gamma"], settings["training"]["gamma"])
     algorithm_config("dqn", settings, config).validate()
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"lr": 10 ** 400}, r"parameter 'lr': a fixed value must be a number"),
+    ({"lr": {"low": 1e-5, "high": 10 ** 400}}, r"parameter 'lr': low and high must be finite"),
+    ({"num_epochs": {"low": 1, "high": 10 ** 400}}, r"integer range needs whole numbers"),
+    ({"hidden_width": 10 ** 400}, r"parameter 'hidden_width': a choice must be a whole number"),
+    ({"hidden_width": {"choices": [64, float("nan")]}}, r"a choice must be a whole number"),
+    ({"lr": {"low": True, "high": 1e-3}}, r"override values must be numbers, got low=True"),
+    ({"lr": {"log": "yes"}}, r"parameter 'lr': log must be true or false, got 'yes'"),
+])
+def test_overrides_too_large_for_a_float_or_not_numbers_are_one_line_errors(overrides, match):
+    """Python ints have no bound: 10**400 made float() raise OverflowError (a traceback)."""
+    with pytest.raises(SpaceError, match=match):
+        get_space("ppo", overrides)
