@@ -80,9 +80,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--trial", type=int, metavar="N",
                    help="trial number (default: the best; in a multi-objective study, the "
                         "Pareto trial with the highest first objective)")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="a new or empty folder, or an earlier export of the same study")
     p.add_argument("--onnx", action="store_true",
                    help="also write the greedy policy network as policy.onnx")
+    p.add_argument("--force", action="store_true",
+                   help="write into a folder that holds other files, replacing only the names "
+                        "an export writes")
 
     p = add("evaluate", "score a trial's kept checkpoint on the test (or val) split vs "
                         "buy-and-hold")
@@ -100,7 +104,11 @@ def _parser() -> argparse.ArgumentParser:
     p = add("report", "write an HTML report with plots of a study (works while it runs)")
     p.add_argument("--study", required=True)
     storage(p)
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="a new or empty folder, or an earlier report")
+    p.add_argument("--force", action="store_true",
+                   help="write into a folder that holds other files, replacing only index.html "
+                        "and the report's images")
 
     p = add("data", "check a market CSV and show rows, dates, interval, splits and features")
     p.add_argument("file", metavar="FILE")
@@ -237,17 +245,14 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "status":
         _print(query.status(url, args.study), args.format, _table_status)
     elif args.command == "export":
-        result = query.export(url, args.study, args.trial, Path(args.out))
-        if args.onnx:
-            from search.onnx_export import export_onnx
-
-            result["onnx"] = export_onnx(Path(args.out))
+        result = query.export(url, args.study, args.trial, Path(args.out), onnx=args.onnx,
+                              force=args.force)
         print(f"exported trial {result['trial']} of {result['study']} to {result['out']}: "
-              + ", ".join(result["files"]) + (", policy.onnx" if args.onnx else ""))
+              + ", ".join(result["files"]))
     elif args.command == "report":
         from search.report import write_report
 
-        index = write_report(url, args.study, Path(args.out))
+        index = write_report(url, args.study, Path(args.out), force=args.force)
         print(f"report of {args.study} written to {index}")
     elif args.command == "evaluate" and args.top is not None:
         if args.top < 1:
@@ -284,7 +289,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from search.errors import UserError
 
     try:
-        return run(args)
+        code = run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # `tradetune best | head`: the reader has all it wanted; stop quietly, as git does.
+        try:  # and no second error when Python flushes stdout on exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141  # what a shell reports for a process ended by SIGPIPE
     except argparse.ArgumentTypeError as exc:
         parser.exit(2, f"tradetune {args.command}: error: {exc}\n")
     except KeyboardInterrupt:

@@ -20,3 +20,7 @@ class StudyError(UserError):
 
 class StorageUnavailable(StorageError):
     """The study storage stopped answering (and retries ran out); finished trials are safe."""
+
+
+class OutputError(UserError):
+    """An output folder (``--out``) cannot be written, or holds files that are not ours."""

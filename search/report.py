@@ -10,13 +10,15 @@ snapshot.
 from __future__ import annotations
 
 import html
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from search import query
 from search import study as studies
-from search.errors import StudyError, UserError
+from search.errors import StudyError
+from search.outdir import write_folder
 from search.searcher_attrs import ATTR_FAIL
 from search.storage import redact
 
@@ -26,49 +28,80 @@ CURVES = 5        # top trials drawn in the per-evaluation plot
 SLICES = 4        # most important parameters in the slice plot
 IMAGES = ("pareto.png", "history.png", "importances.png", "slices.png", "evaluations.png",
           "equity.png")
+# Every name a report writes into its folder: each report replaces all of them (an image this
+# report does not draw is removed) and touches nothing else there.
+REPORT_NAMES = ("index.html", *IMAGES)
+TITLE = "TradeTune report: "
 # Validation metrics of a trial's kept checkpoint: key, column header, scale.
 METRICS = (("sharpe", "Sharpe", 1), ("pnl_pct", "P&L %", 1), ("buy_and_hold_pct", "B&H %", 1),
            ("max_drawdown", "max DD %", 100), ("trades", "trades", 1))
 
 
-class ReportError(UserError):
-    """The report cannot be written where asked."""
-
-
-def write_report(url: str, study_name: str, out: Path) -> Path:
+def write_report(url: str, study_name: str, out: Path, force: bool = False) -> Path:
     """Write ``out/index.html`` and its PNG images; return the index path.
 
     Args:
         url: the study storage URL (SQLite or PostgreSQL); never created or written to.
         study_name: an existing study (running or finished).
-        out: the report folder, created if missing; images of an earlier report are replaced.
+        out: the report folder, created if missing. It must be new, empty or hold an earlier
+            report (whose index.html and images are replaced), unless ``force``; nothing else
+            in it is touched. The report is written beside it first, so an error leaves it as
+            it was.
+        force: write into a folder that holds other files (still replacing only the report's
+            own names).
 
     Raises:
-        StudyError: the storage or the study does not exist.
-        ReportError: ``out`` is not a folder.
+        StudyError: the storage or the study does not exist, or its custom search space cannot
+            be imported.
+        OutputError: ``out`` is a file, cannot be written, or holds other files.
     """
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ReportError(f"--out {out} is a file; give a folder for index.html and its images")
     storage = query.open_existing(url)
     study = studies.load_study(storage, study_name)
     counts = query.state_counts(storage, study._study_id)
     top = query.top_trials(storage, study._study_id, TOP)
     snapshot = _snapshot(study)
-    out.mkdir(parents=True, exist_ok=True)
-    for name in IMAGES:
-        (out / name).unlink(missing_ok=True)
-
     config = study.user_attrs.get(studies.ATTR_CONFIG) or {}
+    space = query._space_of(study) if config else None
     objectives = studies.objective_names(config)
     target = f"validation {objectives[0]}"
-    sections = _optuna_sections(snapshot, top, out, target, objectives)
-    sections.append(_equity_section(study, top[0] if top else None, out))
-    check = _overfitting_check(url, study_name) if top else None
-    page = _page(study_name, url, config, counts, top, snapshot, sections, target, check)
-    index = out / "index.html"
-    index.write_text(page, encoding="utf-8")
-    return index
+
+    def write(folder: Path) -> None:
+        data_problem = _data_problem(study) if top and config else None
+        sections = _optuna_sections(snapshot, top, folder, target, objectives)
+        sections.append(_equity_section(study, space, top[0] if top else None, folder,
+                                        data_problem))
+        check = None
+        if top:
+            check = ({"note": f"cannot trade the top trials on the test split: {data_problem}"}
+                     if data_problem else _overfitting_check(url, study_name))
+        page = _page(study_name, url, config, counts, top, snapshot, sections, target, check)
+        (folder / "index.html").write_text(page, encoding="utf-8")
+
+    write_folder(out, REPORT_NAMES, write, ours=_is_report, force=force,
+                 what="an earlier TradeTune report")
+    return out / "index.html"
+
+
+def _data_problem(study: Any) -> str | None:
+    """Why the study's checkpoints cannot be traded on its market data (the file changed since
+    launch, or is gone), said once on stderr too; None when they can."""
+    try:
+        query.check_data_unchanged(study)
+    except StudyError as exc:
+        print(f"tradetune report: note: {exc}; the report leaves out trading the checkpoints",
+              file=sys.stderr)
+        return str(exc)
+    return None
+
+
+def _is_report(folder: Path) -> bool:
+    """Whether ``folder`` holds a report this command wrote (its index.html says so)."""
+    try:
+        with (folder / "index.html").open(encoding="utf-8", errors="replace") as handle:
+            return f"<title>{html.escape(TITLE)}" in handle.read(4096)
+    except OSError:
+        return False
 
 
 def _snapshot(study: Any):
@@ -146,12 +179,15 @@ def _optuna_sections(snapshot: Any, top: list, out: Path, target: str,
     return sections
 
 
-def _equity_section(study: Any, best: Any | None, out: Path) -> dict[str, str | None]:
+def _equity_section(study: Any, space: Any, best: Any | None, out: Path,
+                    data_problem: str | None) -> dict[str, str | None]:
     from search import report_plots as plots
 
     title = "Best trial against buy-and-hold"
     if best is None:
         return _section(title, note="no COMPLETE trial yet")
+    if data_problem:
+        return _section(title, note=f"cannot trade the best trial: {data_problem}")
     try:
         checkpoint = query.checkpoint_of(best)
         config = studies.stored_config(study)
@@ -163,7 +199,7 @@ def _equity_section(study: Any, best: Any | None, out: Path) -> dict[str, str | 
     from trainables.evaluation import evaluate
     from trainables.rllib_trainable import load_module
 
-    settings = query._space_of(study).replay(best.params)
+    settings = space.replay(best.params)
     env = {"data": config["data"], **config["env"], **settings["env"]}
     try:  # the rest of the report is still worth having if the market data moved
         bars = prepare_market(config["data"]).bars
@@ -275,7 +311,7 @@ def _page(name: str, url: str, config: dict, counts: dict[str, int], top: list, 
             parts.append(f'<p class="note">{e(section["note"])}</p>')
     if check is not None:
         parts.extend(_overfitting_html(check))
-    return PAGE.format(title=e(f"TradeTune report: {name}"), body="\n".join(parts))
+    return PAGE.format(title=e(f"{TITLE}{name}"), body="\n".join(parts))
 
 
 PAGE = """<!DOCTYPE html>

@@ -25,6 +25,7 @@ from search.errors import StorageUnavailable
 from search.searcher_attrs import (ATTR_CHECKPOINT, ATTR_DRIVER, ATTR_FAIL, ATTR_METRICS,
                                    ATTR_ENV_STEPS, ATTR_NODE, ATTR_SEED, ATTR_STOP, ATTR_TUNE_ID,
                                    HEARTBEAT_PREFIX)
+from search.storage import relative_to_results
 from trainables import metrics as M
 from trainables.rllib_trainable import trial_seed
 
@@ -219,7 +220,9 @@ class StudyBookkeeping(Callback):
 
     def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any,
                       **info) -> None:
-        self._searcher.record(trial.trial_id, ATTR_CHECKPOINT, checkpoint.path)
+        # Relative to the results directory, so a results folder can be moved or shared.
+        self._searcher.record(trial.trial_id, ATTR_CHECKPOINT,
+                              relative_to_results(checkpoint.path))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
         self._searcher.fail(trial.trial_id, error_line(trial))

@@ -38,6 +38,23 @@ def results_dir() -> Path:
     return Path(os.environ.get(RESULTS_ENV) or Path.home() / "tradetune_results").expanduser()
 
 
+def relative_to_results(path: str | os.PathLike) -> str:
+    """How a path under the results directory is stored in a study: relative to it, so a
+    results folder can be moved or shared (``TRADETUNE_RESULTS`` then names the new place).
+    A path elsewhere is kept as it is."""
+    try:
+        return Path(path).resolve().relative_to(results_dir().resolve()).as_posix()
+    except (ValueError, OSError):
+        return str(path)
+
+
+def under_results(stored: str | os.PathLike) -> Path:
+    """A path stored by :func:`relative_to_results`, resolved against today's results
+    directory; an absolute path (older studies) is returned as it is."""
+    path = Path(stored)
+    return path if path.is_absolute() else results_dir() / path
+
+
 def resolve_url(cli_url: str | None = None, config_url: str | None = None) -> str:
     """The storage URL to use, as written by the user (``${VAR}`` references unexpanded)."""
     url = cli_url or os.environ.get(STORAGE_ENV) or config_url

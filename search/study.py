@@ -97,14 +97,22 @@ def stored_config(study: Any) -> dict[str, Any]:
     return config
 
 
+def space_change(study: Any, space: Any) -> str | None:
+    """How ``space`` differs from the space the study was launched with (the first changed
+    ranges, or "its code changed"); None if it does not."""
+    saved_space = study.user_attrs.get(ATTR_SPACE, {})
+    if saved_space.get("fingerprint") == space.fingerprint:
+        return None
+    before, now = saved_space.get("ranges", {}), space.description
+    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    return "; ".join(f"{k}: {before.get(k, 'absent')} -> {now.get(k, 'absent')}"
+                     for k in changed[:3]) or "its code changed"
+
+
 def check_unchanged(study: Any, space: Any, data_fingerprint: str) -> None:
     """Refuse to resume when the search space or the data differ from launch time."""
-    saved_space = study.user_attrs.get(ATTR_SPACE, {})
-    if saved_space.get("fingerprint") != space.fingerprint:
-        before, now = saved_space.get("ranges", {}), space.description
-        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-        detail = "; ".join(f"{k}: {before.get(k, 'absent')} -> {now.get(k, 'absent')}"
-                           for k in changed[:3]) or "its code changed"
+    detail = space_change(study, space)
+    if detail:
         raise StudyError(f"the search space of study {study.study_name!r} changed since launch "
                          f"({detail}); launch a new study for the new space")
     saved_data = study.user_attrs.get(ATTR_DATA)
