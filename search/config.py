@@ -22,7 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "study": None,
     "algorithm": "ppo",
     "data": {"path": None, "synthetic": None, "splits": None, "features": None,
-             "walk_forward": None},
+             "walk_forward": None, "date_column": None, "sep": None, "decimal": None},
     "env": {key: ENV_DEFAULTS[key] for key in MARKET_KEYS},
     "search": {"num_samples": 20, "max_concurrent": 1, "scheduler": "none", "seed": 42,
                "space": None, "space_overrides": {}, "enqueue_tutorial": True, "enqueue": [],
