@@ -58,7 +58,9 @@ def load_config(path: str | Path | None, sets: list[str] | None = None,
     """Read, merge and validate a sweep config; raise ``ConfigError`` with one line."""
     config = copy.deepcopy(DEFAULTS)
     if path is not None:
-        _merge(config, _read_yaml(Path(path)), ())
+        from_file = _read_yaml(Path(path))
+        _data_path_beside(from_file, Path(path))
+        _merge(config, from_file, ())
     for item in sets or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -90,6 +92,19 @@ def _read_yaml(path: Path) -> dict:
         raise ConfigError(f"config file {path} must hold a mapping of keys, got "
                           f"{type(data).__name__}")
     return data
+
+
+def _data_path_beside(from_file: dict, config_path: Path) -> None:
+    """A relative ``data.path`` written in a config file is found from the current directory
+    or, when it is not there, from the config file's own directory (so a config and its data
+    can travel together, e.g. examples/coinbase_btc_1h.yaml and examples/data/)."""
+    section = from_file.get("data")
+    if not isinstance(section, dict) or not isinstance(section.get("path"), str):
+        return
+    given = Path(section["path"]).expanduser()
+    beside = config_path.parent / given
+    if not given.is_absolute() and not given.exists() and beside.exists():
+        section["path"] = str(beside)
 
 
 def _parse_value(raw: str) -> Any:

@@ -807,6 +807,27 @@ def test_data_command_reads_other_layouts_and_shows_gaps_and_warmup(capsys):
     assert "data.date_column 'nope' is not a column" in err
 
 
+def test_example_config_finds_its_shipped_data_from_any_directory(tmp_path, monkeypatch):
+    from search.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    config = load_config(REPO / "examples" / "coinbase_btc_1h.yaml")
+    assert config["data"]["path"] == str(REPO / "examples" / "data" / "Coinbase_BTCUSD_1h.csv.gz")
+    market = prepare_market(config["data"])
+    assert market.splits["test"][1] - market.splits["test"][0] == 720
+    (tmp_path / "data").mkdir()  # a path that exists from the current directory wins
+    here = tmp_path / "data" / "Coinbase_BTCUSD_1h.csv.gz"
+    here.write_bytes(b"")
+    assert load_config(REPO / "examples" / "coinbase_btc_1h.yaml")["data"]["path"] == str(here)
+
+
+def test_nothing_needs_a_data_folder_beside_the_repository():
+    beside = ("shared" + "/data", '"shared" / ' + '"data"', "../" + "shared")
+    for folder in ("tests", "scripts", "examples"):
+        for path in [*(REPO / folder).rglob("*.py"), *(REPO / folder).rglob("*.yaml")]:
+            assert not any(text in path.read_text() for text in beside), path
+
+
 def test_data_fingerprint_covers_the_reading_keys_and_gzip_files(tmp_path):
     from search.study import data_fingerprint
 
