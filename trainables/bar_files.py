@@ -38,9 +38,10 @@ PRICE_COLUMNS = ("open", "high", "low", "close")
 DATE_NAMES = ("date", "datetime", "timestamp", "time", "unix")
 SEPARATORS = {",": ",", ";": ";", "\t": "\t", "|": "|", "tab": "\t", "\\t": "\t"}
 DECIMALS = (".", ",")
-MAX_DATA_BYTES = 1 << 30
-"""Largest data file read (bytes on disk, and after gzip decompression): 1 GiB, about 10
-million bars. A bigger file is refused before it is read, not after memory runs out."""
+MAX_DATA_BYTES = 256 << 20
+"""Largest data file read (bytes on disk, and after gzip decompression): 256 MiB, about 2.5
+million bars (five years of minute bars) and 2 GB of memory to load. A bigger file is refused
+before it is read, not after memory runs out."""
 HOLE_DAYS = 14
 HOLE_BARS = 10
 CHANGE_WINDOW = 20
@@ -118,7 +119,7 @@ def load_bars(path: str | os.PathLike, date_column: str | None = None, sep: str 
     where = str(path)
     sep, decimal = _dialect(sep, decimal)
     text = read_text(Path(path))
-    opening = [line for line in text.splitlines()[:30] if line.strip()]
+    opening = [line for line in _head_lines(text, 30) if line.strip()]
     detected = sep is None
     sep = sep or _sniff_separator(opening)
     if decimal == sep:
@@ -284,8 +285,17 @@ def _sniff_separator(lines: list[str]) -> str:
     return best
 
 
+def _head_lines(text: str, count: int) -> list[str]:
+    """The first ``count`` lines, without splitting a file of millions of lines."""
+    head = text[:1 << 20]
+    lines = head.splitlines()
+    if len(head) < len(text) and len(lines) > 1:
+        lines = lines[:-1]  # the prefix may end inside a line
+    return lines[:count]
+
+
 def _rows(text: str, sep: str, limit: int = 30) -> list[list[str]]:
-    lines = text.splitlines()[:limit]
+    lines = _head_lines(text, limit)
     try:
         return [[field.strip() for field in row]
                 for row in csv.reader(lines, delimiter=sep, skipinitialspace=True)]

@@ -753,8 +753,8 @@ def test_a_huge_file_is_refused_before_it_is_read(tmp_path, monkeypatch):
     with path.open("wb") as handle:  # sparse: the size without the disk space
         handle.truncate(bar_files.MAX_DATA_BYTES + 1)
     started = time.monotonic()
-    with pytest.raises(DataError, match=r"huge\.csv: is 1 GiB; data files are limited to 1 GiB: "
-                                        r"keep only the period you train and test on"):
+    with pytest.raises(DataError, match=r"huge\.csv: is 256 MiB; data files are limited to 256 "
+                                        r"MiB: keep only the period you train and test on"):
         load_bars(path)
     assert time.monotonic() - started < 2
     monkeypatch.setattr(bar_files, "MAX_DATA_BYTES", 1 << 20)
