@@ -116,6 +116,11 @@ def _parser() -> argparse.ArgumentParser:
                    "'{train: 0.7, val: 0.15, test: 0.15}' (default 0.7/0.15/0.15)")
     p.add_argument("--walk-forward", metavar="YAML", help="also show walk-forward folds, e.g. "
                    "'{folds: 3, mode: expanding}' (as data.walk_forward in a sweep config)")
+    p.add_argument("--date-column", metavar="NAME",
+                   help="the column holding the bar times (as data.date_column)")
+    p.add_argument("--sep", metavar="SEP", help="field separator: , ; | or tab (as data.sep; "
+                   "default: detected)")
+    p.add_argument("--decimal", metavar="MARK", help="decimal mark: . or , (as data.decimal)")
     fmt(p)
     return parser
 
@@ -190,8 +195,26 @@ def _table_compare(data: dict) -> None:
 
 
 def _table_data(info: dict) -> None:
-    print(f"source:   {info['source']}")
-    print(f"rows:     {info['rows']} ({info['first']} .. {info['last']}, every {info['interval']})")
+    read = info.get("file") or {}
+    how = ""
+    if read:
+        sep = {"\t": "tab"}.get(read["separator"], repr(read["separator"]))
+        how = (f" ({read['layout']}; dates from {read['date_column']!r}; separator {sep}"
+               + (f"; decimal {read['decimal']!r}" if read["decimal"] != "." else "") + ")")
+    print(f"source:   {info['source']}{how}")
+    print(f"rows:     {info['rows']} ({info['first']} .. {info['last']}, every {info['interval']}, "
+          f"{round(info['periods_per_year']):,} bars a year)")
+    print(f"warm-up:  {info['warmup_bars']} of the {info['file_rows']} bars only feed the "
+          "features (dropped before the first split)")
+    gaps = info["gaps"]
+    if not gaps["count"]:
+        print("gaps:     none" + (" (weekends are closed)" if gaps["weekends_closed"] else ""))
+    else:
+        big = gaps["largest"]
+        print(f"gaps:     {gaps['count']} ({gaps['missing_bars']} bars missing"
+              + ("; weekends are closed, not missing" if gaps["weekends_closed"] else "")
+              + f"); the largest: {big['missing_bars']} bar(s) between {big['after']} and "
+              f"{big['before']} (lines {big['after_line']} and {big['before_line']})")
     width = max(len(name) for name in ("train", *info["splits"]))
     for name, split in info["splits"].items():
         label = name.replace("_", " ") + ":"  # fold0_train -> "fold0 train:"
@@ -213,8 +236,10 @@ def run(args: argparse.Namespace) -> int:
         splits = parse_value(args.splits, "data.splits", "--splits") if args.splits else None
         folds = (parse_value(args.walk_forward, "data.walk_forward", "--walk-forward")
                  if args.walk_forward else None)
+        reading = {"date_column": args.date_column, "sep": args.sep, "decimal": args.decimal}
         info = describe(prepare_market({"path": args.file, "splits": splits,
-                                        "walk_forward": folds}))
+                                        "walk_forward": folds,
+                                        **{k: v for k, v in reading.items() if v is not None}}))
         _print(info, args.format, _table_data)
         return 0
     if args.command == "launch":

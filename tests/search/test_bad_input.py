@@ -37,6 +37,9 @@ BAD_CSV = {  # name -> (file contents or None for a directory, what the error li
     "duplicate_times.csv": ("duplicate", "duplicate_times.csv: duplicate timestamp"),
     "non_positive.csv": ("non_positive", "non_positive.csv: non-positive close"),
     "too_few_rows.csv": ("too_few", "at least 64 are needed"),
+    "high_below_low.csv": ("high_low", "high_below_low.csv: high 49.5"),
+    "case_twins.csv": ("case_twins", "columns 'close' and 'Close' differ only in case"),
+    "hourly_then_daily.csv": ("interval_change", "the bar interval changes: most bars are 1h"),
 }
 
 
@@ -68,6 +71,13 @@ def _write_csv(path: Path, kind: str | bytes | None) -> None:
         frame.loc[1500, "close"] = 0.0
     elif kind == "too_few":
         frame = frame.head(120)
+    elif kind == "high_low":
+        frame.loc[1500, ["high", "low"]] = [49.5, 50.0]
+    elif kind == "case_twins":
+        frame["Close"] = frame["close"]
+    elif kind == "interval_change":
+        frame.loc[2000:, "date"] = pd.date_range(frame.loc[1999, "date"] + pd.Timedelta("1D"),
+                                                 periods=1000, freq="1D")
     else:
         path.write_text(kind)
         return
