@@ -95,17 +95,21 @@ class VectorTradingEnv(VectorEnv):
     """``num_envs`` long-or-cash trading envs over one data split, stepped together.
 
     Config: the same dict as ``TradingEnv`` (``data``, ``split`` and the ``ENV_DEFAULTS``
-    keys). Each sub-env has its own random generator, seeded like a ``TradingEnv``'s.
+    keys), plus ``num_envs``, which is how RLlib's ``vector_entry_point`` mode passes it (see
+    ``trainables/rllib_trainable.py``). Each sub-env has its own random generator, seeded like
+    a ``TradingEnv``'s.
     """
 
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
 
-    def __init__(self, config: Mapping[str, Any] | None = None, num_envs: int = 1):
+    def __init__(self, config: Mapping[str, Any] | None = None, num_envs: int | None = None):
         from trainables.data import prepare_market
 
+        config = dict(config or {})
+        num_envs = config.pop("num_envs", 1) if num_envs is None else num_envs
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        settings = env_settings(dict(config or {}))
+        settings = env_settings(config)
         self.settings = settings
         self.num_envs = int(num_envs)
         self.market = prepare_market(settings.get("data"))
@@ -319,11 +323,3 @@ class VectorTradingEnv(VectorEnv):
             self._start(envs, [None] * len(envs))
         self._autoreset = terminated | truncated
         return self._observations(), rewards, terminated, truncated, self._infos()
-
-
-def make_vector_env(config: Mapping[str, Any] | None = None) -> VectorTradingEnv:
-    """RLlib's vector entry point: ``config`` is the env config plus ``num_envs``
-    (``gym_env_vectorize_mode="vector_entry_point"``, see ``trainables/rllib_trainable.py``)."""
-    config = dict(config or {})
-    num_envs = int(config.pop("num_envs", 1))
-    return VectorTradingEnv(config, num_envs=num_envs)

@@ -9,6 +9,7 @@ tolerance is zero.
 """
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 
 from trainables.env import TradingEnv
-from trainables.vector_env import VectorTradingEnv, make_vector_env
+from trainables.vector_env import VectorTradingEnv
 
 REPO = Path(__file__).resolve().parents[2]
 # The real market: one constant, so moving the file means changing one line (a checkout that
@@ -139,8 +140,8 @@ def test_synthetic_data_a_portfolio_ground_to_nothing_terminates():
     assert seen["terminated"] >= 3
 
 
-def test_vector_entry_point_reads_num_envs_and_validates_like_the_reference():
-    env = make_vector_env({"data": SYN, "split": "val", "num_envs": 3})
+def test_num_envs_comes_in_the_config_and_settings_are_checked_like_the_reference():
+    env = VectorTradingEnv({"data": SYN, "split": "val", "num_envs": 3})  # as RLlib passes it
     obs, infos = env.reset(seed=0)
     assert obs.shape == (3, env.single_observation_space.shape[0]) and env.num_envs == 3
     assert env.action_space == gym.spaces.MultiDiscrete([2, 2, 2])
@@ -164,3 +165,56 @@ def test_vector_env_module_does_not_import_tensortrade():
     out = subprocess.run([sys.executable, "-c", code, str(real_data()["path"])], cwd=REPO,
                          capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# -- in RLlib --------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_rllib_samples_the_same_episodes_from_the_vector_env_and_the_reference(ray_session,
+                                                                              tiny_sweep):
+    from test_trainable import fixed_params, settings_of
+
+    from trainables.rllib_trainable import algorithm_config
+
+    episodes = {}
+    for vector_env in (True, False):
+        sweep = tiny_sweep(**{"training.envs_per_runner": 4,
+                              "training.vector_env": vector_env})
+        algo = algorithm_config("ppo", settings_of(sweep, fixed_params(sweep)), sweep,
+                                seed=5).build_algo()
+        try:
+            env = algo.env_runner.env.unwrapped
+            assert isinstance(env, VectorTradingEnv) == vector_env
+            assert env.num_envs == 4
+            episodes[vector_env] = algo.env_runner.sample(num_timesteps=800, explore=True)
+        finally:
+            algo.stop()
+    vector, reference = episodes[True], episodes[False]
+    assert len(vector) == len(reference) > 4  # some episodes ended and were autoreset
+    assert any(e.is_done for e in reference)
+    for got, want in zip(vector, reference):
+        np.testing.assert_array_equal(got.get_observations(), want.get_observations())
+        np.testing.assert_array_equal(got.get_actions(), want.get_actions())
+        np.testing.assert_array_equal(got.get_rewards(), want.get_rewards())
+        assert (got.is_terminated, got.is_truncated) == (want.is_terminated, want.is_truncated)
+        assert got.get_infos(-1)["net_worth"] == want.get_infos(-1)["net_worth"]
+
+
+@pytest.mark.slow
+def test_a_tiny_trial_trains_on_the_vector_env_by_default_with_the_references_scores(
+        ray_session, results_dir, tiny_sweep):
+    from test_trainable import fixed_params, rows, run_one
+
+    from trainables import metrics as M
+
+    scores = {}
+    for vector_env in (True, False):
+        sweep = tiny_sweep(**{"training.max_iterations": 2, "training.envs_per_runner": 3,
+                              "training.vector_env": vector_env})
+        grid, result = run_one(sweep, fixed_params(sweep), results_dir, f"vector-{vector_env}")
+        assert result.error is None
+        scores[vector_env] = [(r[M.VAL_SCORE], r[M.ENV_STEPS], r[M.EPISODE_RETURN])
+                              for r in rows(result)]
+    assert tiny_sweep()["training"]["vector_env"] is True
+    assert len(scores[True]) == 2 and all(math.isfinite(s[0]) for s in scores[True])
+    assert scores[True] == scores[False]
