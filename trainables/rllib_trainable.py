@@ -101,7 +101,8 @@ def algorithm_config(algorithm: str, settings: dict[str, Any], sweep: dict[str, 
     env, vectorize = train_env_maker(bool(training["vector_env"]))
     return (
         config_class()
-        .environment(env, env_config=train_env)
+        # Discrete actions need no unsquashing; RLlib would still deep-copy every action batch.
+        .environment(env, env_config=train_env, normalize_actions=False)
         .framework("torch")
         .env_runners(num_env_runners=0, num_envs_per_env_runner=int(training["envs_per_runner"]),
                      gym_env_vectorize_mode=vectorize)
