@@ -128,9 +128,9 @@ class VectorTradingEnv(VectorEnv):
                              f"{self.window_size}")
         self._random_start = bool(settings["random_start"])
         cap = settings["max_episode_steps"]
-        self._cap = int(cap) if cap else 0
+        self._cap = None if cap is None else int(cap)
         self._latest_start = max(self.first_bar, self.end_bar - 2 - (
-            self._cap if self._cap else (self.end_bar - self.first_bar) // 2))
+            int(cap) if cap else (self.end_bar - self.first_bar) // 2))
         self._floor = (-math.inf if self.max_allowed_loss is None
                        else self.initial_cash * (1.0 - float(self.max_allowed_loss)))
         self._log_return = settings["reward"] == "log_return"
@@ -222,8 +222,8 @@ class VectorTradingEnv(VectorEnv):
 
     def reset(self, *, seed: int | list[int | None] | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        """Reset every sub-env (or those in ``options["reset_mask"]``); an int ``seed`` seeds
-        sub-env ``i`` with ``seed + i``, as ``SyncVectorEnv`` does."""
+        """Reset every sub-env; an int ``seed`` seeds sub-env ``i`` with ``seed + i``, as
+        ``SyncVectorEnv`` does (``options`` are ignored, as ``TradingEnv`` ignores them)."""
         if seed is None:
             seeds: list[int | None] = [None] * self.num_envs
         elif isinstance(seed, (int, np.integer)):
@@ -232,11 +232,7 @@ class VectorTradingEnv(VectorEnv):
             seeds = list(seed)
             if len(seeds) != self.num_envs:
                 raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} envs")
-        mask = np.ones(self.num_envs, dtype=bool)
-        if options and "reset_mask" in options:
-            mask = np.asarray(options["reset_mask"], dtype=bool)
-        envs = np.flatnonzero(mask)
-        self._start(envs, [seeds[i] for i in envs.tolist()])
+        self._start(np.arange(self.num_envs), seeds)
         return self._observations(), self._infos()
 
     # -- trading ---------------------------------------------------------------------------
@@ -314,7 +310,7 @@ class VectorTradingEnv(VectorEnv):
             rewards = np.where(live, (self._closes[self._bar] - price_before) * sign, 0.0)
         terminated = live & ((worth <= 0) | (worth < self._floor))
         out_of_time = self._bar >= self.end_bar - 1
-        if self._cap:
+        if self._cap is not None:
             out_of_time |= self._steps >= self._cap
         truncated = live & ~terminated & out_of_time
 
