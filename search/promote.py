@@ -147,7 +147,7 @@ def summarise(study_value: float, scores: list[float]) -> dict[str, Any]:
     reproduces = mean > 0 and mean >= REPRODUCE_RATIO * study_value
     return {
         "mean": mean,
-        "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
+        "std": statistics.stdev(scores) if len(scores) > 1 else None,  # sample std
         "gap": mean - study_value,
         "ratio": mean / study_value if study_value else None,
         "verdict": "reproduces" if reproduces else "does not reproduce",
@@ -175,6 +175,7 @@ def _retrain(config: dict[str, Any], trial: Any, fresh: list[int], name: str,
 
     import ray
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from search.tuner import _check_results_dir, _quiet_tune, _without_tensorboard_logger
     from trainables import metrics as M
@@ -200,7 +201,8 @@ def _retrain(config: dict[str, Any], trial: Any, fresh: list[int], name: str,
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=1, checkpoint_score_attribute=M.BEST_VAL_SCORE,
                 checkpoint_score_order="max"),
-            failure_config=tune.FailureConfig(max_failures=training["max_failures"])))
+            failure_config=tune.FailureConfig(max_failures=training["max_failures"]),
+            callbacks=[JsonLoggerCallback(), CSVLoggerCallback()]))
     _quiet_tune()
     started_ray = not ray.is_initialized()
     if started_ray:
