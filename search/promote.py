@@ -10,10 +10,10 @@ training settings and splits (every walk-forward fold), then compares the fresh 
 with the study's value.
 
 Fresh seeds are drawn deterministically from the sweep seed and the trial number and kept only
-if they are not in the set of every seed the study used: each trial's seed, the run seeds a
-several-seed trial derives from it (``trainables.runs.Run.seed``), the seed every trial number
-would get (``trial_seed``, for trials that failed before their seed was stored), and the seeds
-of earlier promotions (so repeating a promotion does not rerun the same seeds).
+if they are at least ``SEED_MARGIN`` away from every seed the study used: each trial's seed,
+the run seeds a several-seed trial derives from it (``trainables.runs.Run.seed``), the seed every
+trial number would get (``trial_seed``, for trials that failed before their seed was stored),
+and the seeds of earlier promotions (so repeating a promotion does not rerun the same seeds).
 
 Each fresh seed is one Tune trial with ``training.seeds: 1``: it trains every fold with that
 seed, and its score is the trial-level aggregate over the folds (``training.aggregate``), the
@@ -22,6 +22,7 @@ attribute ``promotion``; ``best`` and the report show it.
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import math
@@ -38,6 +39,8 @@ from search.errors import UserError
 from search.searcher_attrs import ATTR_METRICS, ATTR_PROMOTION, ATTR_SEED
 
 MAX_SEEDS = 100
+SEED_MARGIN = 1024     # fresh seeds keep this far from used ones: see fresh_seeds
+MAX_CANDIDATES = 100_000
 # The verdict's rule. A selected trial's score is biased upwards (it won a selection among many
 # trials on these seeds), so fresh seeds are expected to score somewhat lower even when the
 # configuration is good; keeping at least half of the claimed score, and staying above 0 (an
@@ -128,17 +131,32 @@ def used_seeds(trials: Iterable[Any], config: dict[str, Any]) -> set[int]:
 
 
 def fresh_seeds(sweep_seed: int, trial_number: int, k: int, used: set[int]) -> list[int]:
-    """``k`` distinct seeds, none of them in ``used``, derived from the sweep seed and the trial
-    number (so the same study state gives the same seeds), in the trainables' seed range."""
+    """``k`` seeds derived from the sweep seed and the trial number (the same study state gives
+    the same seeds), in the trainables' seed range, each at least ``SEED_MARGIN`` away from every
+    seed in ``used`` and from each other.
+
+    The margin is there because RLlib does not use a seed alone: env runner ``i`` seeds with
+    ``seed + i`` and a vector env seeds its ``j``-th copy with that ``+ j``, so seeds a few apart
+    would share env and sampling streams.
+    """
+    taken = sorted(used)
     fresh: list[int] = []
-    candidate = 0
-    while len(fresh) < k:
+    for candidate in range(MAX_CANDIDATES):
         digest = hashlib.sha256(f"{sweep_seed}:promote:{trial_number}:{candidate}".encode())
         seed = int(digest.hexdigest()[:8], 16)
-        if seed not in used and seed not in fresh:
+        if not _near(seed, taken):
             fresh.append(seed)
-        candidate += 1
-    return fresh
+            bisect.insort(taken, seed)
+            if len(fresh) == k:
+                return fresh
+    raise PromotionError(f"found only {len(fresh)} of {k} seeds the study never used; "
+                         "ask for fewer --seeds")
+
+
+def _near(seed: int, taken: list[int]) -> bool:
+    """Whether a seed of the sorted list ``taken`` lies within ``SEED_MARGIN`` of ``seed``."""
+    i = bisect.bisect_left(taken, seed - SEED_MARGIN + 1)
+    return i < len(taken) and taken[i] < seed + SEED_MARGIN
 
 
 def summarise(study_value: float, scores: list[float]) -> dict[str, Any]:
@@ -245,10 +263,13 @@ def store(url: str, trial_id: int, result: dict[str, Any]) -> None:
     from search.storage import open_storage
 
     storage = open_storage(url)
-    with storage.engine.begin() as connection:
-        connection.execute(text("DELETE FROM trial_user_attributes WHERE trial_id = :tid "
-                                "AND key = :key"), {"tid": trial_id, "key": ATTR_PROMOTION})
-        connection.execute(text("INSERT INTO trial_user_attributes (trial_id, key, value_json) "
-                                "VALUES (:tid, :key, :value)"),
-                           {"tid": trial_id, "key": ATTR_PROMOTION,
-                            "value": json.dumps(result, default=str)})
+    try:
+        with storage.engine.begin() as connection:
+            connection.execute(text("DELETE FROM trial_user_attributes WHERE trial_id = :tid "
+                                    "AND key = :key"), {"tid": trial_id, "key": ATTR_PROMOTION})
+            connection.execute(text("INSERT INTO trial_user_attributes (trial_id, key, "
+                                    "value_json) VALUES (:tid, :key, :value)"),
+                               {"tid": trial_id, "key": ATTR_PROMOTION,
+                                "value": json.dumps(result, default=str)})
+    finally:
+        storage.engine.dispose()

@@ -49,15 +49,24 @@ def test_used_seeds_cover_run_seeds_unstored_seeds_and_earlier_promotions():
     assert len(used) == 4 * 3 + 3
 
 
-def test_fresh_seeds_skip_every_used_seed():
-    from search.promote import fresh_seeds
+def _apart(fresh, used, margin: int) -> bool:
+    seeds = [*fresh, *used]
+    return all(abs(a - b) >= margin for i, a in enumerate(seeds) for b in seeds[:i])
+
+
+def test_fresh_seeds_keep_away_from_every_used_seed():
+    from search.promote import SEED_MARGIN, fresh_seeds
 
     first = fresh_seeds(42, 3, 5, set())
     assert len(set(first)) == 5 and first == fresh_seeds(42, 3, 5, set())  # reproducible
-    assert all(0 <= s < 2**32 for s in first)
-    again = fresh_seeds(42, 3, 5, set(first[:3]))  # the first candidates are taken
-    assert not set(again) & set(first[:3]) and len(set(again)) == 5
-    assert again[:2] == first[3:]
+    assert all(0 <= s < 2**32 for s in first) and _apart(first, [], SEED_MARGIN)
+    # The first candidates are taken, or lie next to a used seed (RLlib seeds env copies with
+    # seed + j, so a neighbour would share their streams).
+    used = {first[0], first[1] + 5, first[2] - SEED_MARGIN + 1}
+    again = fresh_seeds(42, 3, 5, used)
+    assert _apart(again, used, SEED_MARGIN) and again[:2] == first[3:]
+    assert fresh_seeds(42, 3, 1, {first[0] - SEED_MARGIN}) == [first[0]]  # exactly the margin
+    assert fresh_seeds(42, 3, 1, {first[0] + SEED_MARGIN - 1}) == [first[1]]
 
 
 @pytest.mark.parametrize("value, scores, verdict", [
@@ -114,6 +123,33 @@ def test_bad_requests_are_one_line_and_store_nothing(untrained_study, capsys, ar
     assert not [t for t in trials(untrained_study, "quick") if "promotion" in t.user_attrs]
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_store_replaces_the_promotion_of_a_finished_trial(backend, tmp_path):
+    """Optuna's API refuses to change a finished trial; the promotion still lands, once."""
+    import uuid
+
+    import optuna
+
+    from search.promote import store
+    from search.query import trial_summary
+
+    url = (f"sqlite:///{tmp_path / 'p.db'}" if backend == "sqlite"
+           else "postgresql://postgres@127.0.0.1:5432/test")
+    name = f"store-{uuid.uuid4().hex[:8]}"
+    study = optuna.create_study(study_name=name, storage=url)
+    try:
+        study.add_trial(optuna.trial.create_trial(value=1.0, user_attrs={"seed": 3}))
+        trial_id = study.get_trials()[0]._trial_id
+        store(url, trial_id, {"seeds": [1], "verdict": "reproduces"})
+        store(url, trial_id, {"seeds": [2], "verdict": "does not reproduce"})
+        trial = optuna.load_study(study_name=name, storage=url).get_trials()[0]
+        assert trial.user_attrs == {"seed": 3, "promotion": {"seeds": [2],
+                                                             "verdict": "does not reproduce"}}
+        assert trial_summary(trial)["promotion"]["seeds"] == [2]
+    finally:
+        optuna.delete_study(study_name=name, storage=url)
+
+
 def test_report_section_lists_promotions():
     from search.report import _promotion_html
 
@@ -129,6 +165,8 @@ def test_report_section_lists_promotions():
 
 @pytest.mark.slow
 def test_promote_the_best_trial_on_fresh_seeds(tmp_path, ray_session, monkeypatch, capsys):
+    from search.promote import SEED_MARGIN
+
     results = tmp_path / "results"
     url = f"sqlite:///{results / 'tradetune.db'}"
     monkeypatch.setenv("TRADETUNE_RESULTS", str(results))
@@ -152,7 +190,7 @@ def test_promote_the_best_trial_on_fresh_seeds(tmp_path, ray_session, monkeypatc
     assert out["study_run_scores"]["seed_scores"] == best.user_attrs["metrics"]["seed_scores"]
     # Disjoint from every seed any trial of the study trained with (both seeds of each).
     study_trials = trials(url, "promo")
-    assert not set(out["seeds"]) & _study_seeds(study_trials, 2)
+    assert _apart(out["seeds"], _study_seeds(study_trials, 2), SEED_MARGIN)
     # The fresh seeds reached the trainable: each Tune trial reported its own one.
     reported = {json.loads(line)["trial_seed"]
                 for path in Path(out["results"]).glob("*/result.json")
