@@ -84,18 +84,18 @@ def promote(url: str, name: str, number: int | None, seeds: int,
     print(f"promoting trial {trial.number} of {name!r}: {seeds} fresh seed(s), "
           f"{_runs_per_seed(config)} run(s) each ...", file=sys.stderr, flush=True)
     scores, fold_scores, where = _retrain(config, trial, fresh, name, address)
-    result = summarise(first_value(trial), scores)
+    judged = summarise(_value(trial), scores)
     previous = trial.user_attrs.get(ATTR_PROMOTION) or {}
     result = {
         "study": name,
         "trial": trial.number,
         "objective": studies.objective_names(config)[0],
-        "study_value": first_value(trial),
+        "study_value": _value(trial),
         "study_run_scores": _study_run_scores(trial),
         "seeds": fresh,
         "scores": scores,
         **({"fold_scores": fold_scores} if any(fold_scores) else {}),
-        **result,
+        **judged,
         "rule": RULE,
         "round": int(previous.get("round", 0)) + 1,
         "earlier_seeds": [*previous.get("earlier_seeds", []), *previous.get("seeds", [])],
@@ -107,7 +107,8 @@ def promote(url: str, name: str, number: int | None, seeds: int,
     return result
 
 
-def first_value(trial: Any) -> float:
+def _value(trial: Any) -> float:
+    """The study's value of a trial (its first objective's in a multi-objective study)."""
     return float(query.first_value(trial))
 
 
