@@ -101,6 +101,16 @@ def _parser() -> argparse.ArgumentParser:
                         "the overfitting check")
     fmt(p)
 
+    p = add("promote", "retrain a trial's configuration on seeds the study never used and "
+                       "say whether its score reproduces")
+    p.add_argument("--study", required=True)
+    storage(p)
+    p.add_argument("--trial", type=int, metavar="N",
+                   help="trial number (default: the best, as `evaluate` picks it)")
+    p.add_argument("--seeds", type=int, required=True, metavar="K",
+                   help="how many fresh seeds to train (1..100)")
+    fmt(p)
+
     p = add("report", "write an HTML report with plots of a study (works while it runs)")
     p.add_argument("--study", required=True)
     storage(p)
@@ -165,8 +175,30 @@ def _table_best(rows: list[dict]) -> None:
                   f"{_numbers(m.get('seed_scores'))}, spread (std) {_number(m.get('score_std'))}"
                   f"; kept checkpoint scored {_number(m.get('checkpoint_score'))}")
         print(f"  checkpoint: {row['checkpoint'] or 'missing'}")
+        if row.get("promotion"):
+            print("  fresh seeds: " + _promotion_line(row["promotion"]))
     if "overfitting" in rows[0]:
         print(f"overfitting check: {rows[0]['overfitting']['verdict']}")
+
+
+def _promotion_line(p: dict) -> str:
+    return (f"{p['verdict']}: {len(p['seeds'])} fresh seeds scored mean {_number(p['mean'])} "
+            f"(std {_number(p['std'])}) against the study's {_number(p['study_value'])} "
+            f"({p['when']})")
+
+
+def _table_promote(p: dict) -> None:
+    print(f"trial {p['trial']} of {p['study']} on fresh seeds (validation {p['objective']}):")
+    for seed, score in zip(p["seeds"], p["scores"], strict=True):
+        print(f"  seed {seed}: {_number(score)}")
+    print(f"  mean {_number(p['mean'])}, std {_number(p['std'])}; study value "
+          f"{_number(p['study_value'])}"
+          + (f" (its own seeds: {_numbers(p['study_run_scores']['seed_scores'])}, std "
+             f"{_number(p['study_run_scores']['score_std'])})" if p["study_run_scores"] else ""))
+    print(f"verdict: {p['verdict']} (rule: {p['rule']})")
+    if p["round"] > 1:
+        print(f"note: promotion {p['round']} of this trial; repeating until it reproduces is "
+              "selection on seeds again")
 
 
 def _table_status(data: Any) -> None:
@@ -274,6 +306,10 @@ def run(args: argparse.Namespace) -> int:
                               force=args.force)
         print(f"exported trial {result['trial']} of {result['study']} to {result['out']}: "
               + ", ".join(result["files"]))
+    elif args.command == "promote":
+        from search.promote import promote
+
+        _print(promote(url, args.study, args.trial, args.seeds), args.format, _table_promote)
     elif args.command == "report":
         from search.report import write_report
 
