@@ -82,7 +82,8 @@ def _parser() -> argparse.ArgumentParser:
                         "Pareto trial with the highest first objective)")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--onnx", action="store_true",
-                   help="also write the greedy policy network as policy.onnx")
+                   help="also write the deployable bundle: policy.onnx (raw bars in), "
+                        "policy_obs.onnx, policy.json and MODEL_CARD.md")
 
     p = add("evaluate", "score a trial's kept checkpoint on the test (or val) split vs "
                         "buy-and-hold")
@@ -95,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, metavar="K",
                    help="instead: validation vs test side by side for the K best trials, with "
                         "the overfitting check")
+    p.add_argument("--actions", metavar="FILE.csv",
+                   help="also write one row per bar of the split: timestamp, close, action, "
+                        "position, portfolio value, buy-and-hold value")
     fmt(p)
 
     p = add("report", "write an HTML report with plots of a study (works while it runs)")
@@ -236,13 +240,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "status":
         _print(query.status(url, args.study), args.format, _table_status)
     elif args.command == "export":
-        result = query.export(url, args.study, args.trial, Path(args.out))
-        if args.onnx:
-            from search.onnx_export import export_onnx
-
-            result["onnx"] = export_onnx(Path(args.out))
+        result = query.export(url, args.study, args.trial, Path(args.out), onnx=args.onnx)
         print(f"exported trial {result['trial']} of {result['study']} to {result['out']}: "
-              + ", ".join(result["files"]) + (", policy.onnx" if args.onnx else ""))
+              + ", ".join(result["files"]))
     elif args.command == "report":
         from search.report import write_report
 
@@ -253,10 +253,15 @@ def run(args: argparse.Namespace) -> int:
             raise argparse.ArgumentTypeError(f"--top must be at least 1, got {args.top}")
         if args.trial is not None:
             raise argparse.ArgumentTypeError("give either --trial or --top, not both")
+        if args.actions is not None:
+            raise argparse.ArgumentTypeError("--actions writes one trial's actions; give "
+                                             "--trial N (or nothing, for the best) instead "
+                                             "of --top")
         _print(query.compare_top(url, args.study, args.top), args.format, _table_compare)
     elif args.command == "evaluate":
-        _print(query.evaluate_trial(url, args.study, args.trial, args.split), args.format,
-               _table_metrics)
+        actions = Path(args.actions) if args.actions is not None else None
+        _print(query.evaluate_trial(url, args.study, args.trial, args.split, actions),
+               args.format, _table_metrics)
     return 0
 
 

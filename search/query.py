@@ -199,8 +199,10 @@ def checkpoint_of(trial: Any) -> Path:
     return Path(path)
 
 
-def export(url: str, name: str, number: int | None, out: Path) -> dict[str, Any]:
-    """Write the trial's RLlib settings, the sweep config and its checkpoint under ``out``."""
+def export(url: str, name: str, number: int | None, out: Path,
+           onnx: bool = False) -> dict[str, Any]:
+    """Write the trial's RLlib settings, the sweep config and its checkpoint under ``out``;
+    with ``onnx``, also the deployable bundle (search/onnx_export.py; imports torch)."""
     study, trial = get_trial(url, name, number)
     source = checkpoint_of(trial)
     config = studies.stored_config(study)
@@ -226,18 +228,28 @@ def export(url: str, name: str, number: int | None, out: Path) -> dict[str, Any]
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(source, target)
+    if onnx:
+        from search.onnx_export import write_bundle
+
+        write_bundle(out, url, study, trial)
     return {"study": name, "trial": trial.number, "value": first_value(trial), "out": str(out),
             "files": sorted(p.name for p in out.iterdir())}
 
 
 
-def evaluate_trial(url: str, name: str, number: int | None, split: str) -> dict[str, Any]:
-    """Restore a trial's kept checkpoint and score it on ``split`` against buy-and-hold."""
+def evaluate_trial(url: str, name: str, number: int | None, split: str,
+                   actions: Path | None = None) -> dict[str, Any]:
+    """Restore a trial's kept checkpoint and score it on ``split`` against buy-and-hold; with
+    ``actions``, also write its per-bar actions there as CSV."""
+    if actions is not None and actions.is_dir():
+        raise StudyError(f"--actions {actions} is a directory; give a file name such as "
+                         "actions.csv")
     study, trial = get_trial(url, name, number)
-    return _score_checkpoint(study, _space_of(study), trial, split)
+    return _score_checkpoint(study, _space_of(study), trial, split, actions)
 
 
-def _score_checkpoint(study: Any, space: Any, trial: Any, split: str) -> dict[str, Any]:
+def _score_checkpoint(study: Any, space: Any, trial: Any, split: str,
+                      actions: Path | None = None) -> dict[str, Any]:
     from trainables.evaluation import evaluate
     from trainables.rllib_trainable import load_module
 
@@ -247,6 +259,13 @@ def _score_checkpoint(study: Any, space: Any, trial: Any, split: str) -> dict[st
     module = load_module(source)
     env = {"data": config["data"], **config["env"], **settings["env"]}
     result = evaluate(module, env, split)
+    if actions is not None:
+        try:
+            actions.parent.mkdir(parents=True, exist_ok=True)
+            result.write_actions(actions)
+        except OSError as exc:
+            raise StudyError(f"cannot write --actions {actions}: "
+                             f"{exc.strerror or exc}") from None
     return {"study": study.study_name, "trial": trial.number, "split": split,
             "validation_value": first_value(trial), **result.metrics(),
             "beats_buy_and_hold": result.pnl_pct > result.buy_and_hold_pct}
