@@ -43,6 +43,7 @@ def write_bundle(out: Path, url: str, study: Any, trial: Any) -> list[str]:
 
     from search import query
     from search import study as studies
+    from search.errors import StudyError
     from search.searcher_attrs import ATTR_METRICS
     from trainables import onnx_policy
     from trainables.data import describe, prepare_market
@@ -53,6 +54,11 @@ def write_bundle(out: Path, url: str, study: Any, trial: Any) -> list[str]:
     settings = query._space_of(study).replay(trial.params)
     env = {**ENV_DEFAULTS, **config["env"], **settings["env"]}
     market = prepare_market(config["data"])
+    stored = study.user_attrs.get(studies.ATTR_DATA)
+    if stored is not None and stored != studies.data_fingerprint(config["data"]):
+        raise StudyError(f"the data of study {study.study_name!r} changed since launch "
+                         f"(fingerprint {stored} -> {studies.data_fingerprint(config['data'])});"
+                         " the bundle would describe other data than the policy trained on")
     features = list(market.features.columns)
     window = int(env["window_size"])
     module = load_module(out / "checkpoint")

@@ -259,6 +259,7 @@ def _score_checkpoint(study: Any, space: Any, trial: Any, split: str,
     module = load_module(source)
     env = {"data": config["data"], **config["env"], **settings["env"]}
     result = evaluate(module, env, split)
+    written = {}
     if actions is not None:
         try:
             actions.parent.mkdir(parents=True, exist_ok=True)
@@ -266,9 +267,10 @@ def _score_checkpoint(study: Any, space: Any, trial: Any, split: str,
         except OSError as exc:
             raise StudyError(f"cannot write --actions {actions}: "
                              f"{exc.strerror or exc}") from None
+        written = {"actions_file": str(actions)}
     return {"study": study.study_name, "trial": trial.number, "split": split,
             "validation_value": first_value(trial), **result.metrics(),
-            "beats_buy_and_hold": result.pnl_pct > result.buy_and_hold_pct}
+            "beats_buy_and_hold": result.pnl_pct > result.buy_and_hold_pct, **written}
 
 
 def compare_top(url: str, name: str, top: int) -> dict[str, Any]:

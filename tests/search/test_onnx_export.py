@@ -206,6 +206,42 @@ def test_actions_into_a_directory_is_one_line(tmp_path, results_dir, capsys):
     assert err.count("\n") == 1 and "is a directory" in err
 
 
+def test_export_onnx_refuses_data_that_changed_since_launch(tmp_path, results_dir, capsys):
+    """The bundle describes the data the policy trained on: an edited or removed data file is
+    a one-line error, not a policy.json with other dates and fingerprint."""
+    from search.storage import open_storage
+    from search.study import create_study, data_fingerprint
+    from spaces import get_space
+
+    csv_path = tmp_path / "bars.csv"
+    synthetic_bars(1500, seed=7).to_csv(csv_path)
+    config = make_tiny_sweep(**{"study": "csv", "data.path": str(csv_path),
+                                "data.synthetic": "null"})
+    search = config["search"]
+    space = get_space(config["algorithm"], search["space_overrides"], search["space"])
+    url = f"sqlite:///{results_dir / 'tradetune.db'}"
+    study = create_study(open_storage(url, create_dirs=True), config, space,
+                         data_fingerprint(config["data"]))
+    trial = study.ask()
+    space(trial)
+    (tmp_path / "checkpoint").mkdir()
+    trial.set_user_attr("checkpoint", str(tmp_path / "checkpoint"))
+    study.tell(trial, 0.5)
+    capsys.readouterr()
+
+    with csv_path.open("a") as handle:
+        handle.write("2020-03-04 00:00:00,1,1,1,1,1\n")
+    out = ["export", "--study", "csv", "--out", str(tmp_path / "x"), "--onnx"]
+    assert main(out) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "changed since launch" in err, err
+    csv_path.unlink()
+    assert main(out) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such file" in err, err
+    assert not (tmp_path / "x" / "policy.json").exists()
+
+
 # -- the proof: policy.onnx on raw bars trades like evaluate, for every algorithm -----------
 
 @pytest.fixture(scope="module", params=sorted(SEARCH_SPACES))
