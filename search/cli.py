@@ -83,7 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR",
                    help="a new or empty folder, or an earlier export of the same study")
     p.add_argument("--onnx", action="store_true",
-                   help="also write the greedy policy network as policy.onnx")
+                   help="also write the deployable bundle: policy.onnx (raw bars in), "
+                        "policy_obs.onnx, policy.json and MODEL_CARD.md")
     p.add_argument("--force", action="store_true",
                    help="write into a folder that holds other files, replacing only the names "
                         "an export writes")
@@ -99,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, metavar="K",
                    help="instead: validation vs test side by side for the K best trials, with "
                         "the overfitting check")
+    p.add_argument("--actions", metavar="FILE.csv",
+                   help="also write one row per bar of the split: timestamp, close, action, "
+                        "position, portfolio value, buy-and-hold value")
     fmt(p)
 
     p = add("promote", "retrain a trial's configuration on seeds the study never used and "
@@ -320,10 +324,15 @@ def run(args: argparse.Namespace) -> int:
             raise argparse.ArgumentTypeError(f"--top must be at least 1, got {args.top}")
         if args.trial is not None:
             raise argparse.ArgumentTypeError("give either --trial or --top, not both")
+        if args.actions is not None:
+            raise argparse.ArgumentTypeError("--actions writes one trial's actions; give "
+                                             "--trial N (or nothing, for the best) instead "
+                                             "of --top")
         _print(query.compare_top(url, args.study, args.top), args.format, _table_compare)
     elif args.command == "evaluate":
-        _print(query.evaluate_trial(url, args.study, args.trial, args.split), args.format,
-               _table_metrics)
+        actions = Path(args.actions) if args.actions is not None else None
+        _print(query.evaluate_trial(url, args.study, args.trial, args.split, actions),
+               args.format, _table_metrics)
     return 0
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from search.errors import StudyError
-from search.onnx_export import ONNX_FILE
+from search.onnx_export import BUNDLE_FILES, ONNX_FILE
 from search.outdir import write_folder
 from search.storage import check_url, open_storage, redact, sqlite_path, under_results
 from search import study as studies
@@ -22,7 +22,8 @@ from search.searcher_attrs import (ATTR_CHECKPOINT, ATTR_FAIL, ATTR_METRICS, ATT
 STATES = ("COMPLETE", "RUNNING", "FAIL", "PRUNED", "WAITING")
 # Every name `export` writes into its folder; all of them are replaced by each export (a name
 # this export does not write is removed), nothing else there is touched.
-EXPORT_NAMES = ("rllib_config.json", "sweep_config.json", "trial.json", "checkpoint", ONNX_FILE)
+EXPORT_NAMES = ("rllib_config.json", "sweep_config.json", "trial.json", "checkpoint",
+                *BUNDLE_FILES)
 
 
 def open_existing(url: str):
@@ -267,8 +268,8 @@ def checkpoint_of(trial: Any) -> Path:
 
 def export(url: str, name: str, number: int | None, out: Path, onnx: bool = False,
            force: bool = False) -> dict[str, Any]:
-    """Write the trial's RLlib settings, the sweep config and its checkpoint (and with ``onnx``
-    its greedy policy as ONNX) under ``out``.
+    """Write the trial's RLlib settings, the sweep config and its checkpoint under ``out``;
+    with ``onnx``, also the deployable bundle (search/onnx_export.py; imports torch).
 
     ``out`` must be new, empty or an earlier export of the same study (``trial.json`` names the
     study), unless ``force``; either way only the names in ``EXPORT_NAMES`` are replaced, all of
@@ -299,9 +300,9 @@ def export(url: str, name: str, number: int | None, out: Path, onnx: bool = Fals
         (folder / "trial.json").write_text(json.dumps(summary, indent=2, default=str))
         shutil.copytree(source, folder / "checkpoint")
         if onnx:
-            from search.onnx_export import export_onnx
+            from search.onnx_export import write_bundle
 
-            export_onnx(folder)
+            write_bundle(folder, url, study, trial)
 
     files = write_folder(out, EXPORT_NAMES, write, ours=lambda folder: export_study(folder) == name,
                          force=force, what=f"an earlier export of study {name!r}")
@@ -325,15 +326,21 @@ def export_study(folder: Path) -> str | None:
     return None
 
 
-def evaluate_trial(url: str, name: str, number: int | None, split: str) -> dict[str, Any]:
-    """Restore a trial's kept checkpoint and score it on ``split`` against buy-and-hold."""
+def evaluate_trial(url: str, name: str, number: int | None, split: str,
+                   actions: Path | None = None) -> dict[str, Any]:
+    """Restore a trial's kept checkpoint and score it on ``split`` against buy-and-hold; with
+    ``actions``, also write its per-bar actions there as CSV."""
+    if actions is not None and actions.is_dir():
+        raise StudyError(f"--actions {actions} is a directory; give a file name such as "
+                         "actions.csv")
     study, trial = get_trial(url, name, number)
     space = _space_of(study)
     check_data_unchanged(study)
-    return _score_checkpoint(study, space, trial, split)
+    return _score_checkpoint(study, space, trial, split, actions)
 
 
-def _score_checkpoint(study: Any, space: Any, trial: Any, split: str) -> dict[str, Any]:
+def _score_checkpoint(study: Any, space: Any, trial: Any, split: str,
+                      actions: Path | None = None) -> dict[str, Any]:
     from trainables.evaluation import evaluate
     from trainables.rllib_trainable import load_module
 
@@ -343,9 +350,18 @@ def _score_checkpoint(study: Any, space: Any, trial: Any, split: str) -> dict[st
     module = load_module(source)
     env = {"data": config["data"], **config["env"], **settings["env"]}
     result = evaluate(module, env, split)
+    written = {}
+    if actions is not None:
+        try:
+            actions.parent.mkdir(parents=True, exist_ok=True)
+            result.write_actions(actions)
+        except OSError as exc:
+            raise StudyError(f"cannot write --actions {actions}: "
+                             f"{exc.strerror or exc}") from None
+        written = {"actions_file": str(actions)}
     return {"study": study.study_name, "trial": trial.number, "split": split,
             "validation_value": first_value(trial), **result.metrics(),
-            "beats_buy_and_hold": result.pnl_pct > result.buy_and_hold_pct}
+            "beats_buy_and_hold": result.pnl_pct > result.buy_and_hold_pct, **written}
 
 
 def compare_top(url: str, name: str, top: int) -> dict[str, Any]:
