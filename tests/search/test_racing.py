@@ -106,3 +106,92 @@ def test_bad_racing_configs_are_one_line_errors(sets, message):
     with pytest.raises(ConfigError, match=message) as info:
         load_config(None, ["study=s", *sets])
     assert "\n" not in str(info.value)
+
+
+# -- sweeps that race (slow) ----------------------------------------------------------------------
+
+def _racing_sweep(study: str, num_samples: int) -> dict:
+    """Two seeds per trial (one rung), and eta so large that only the best at the rung goes on:
+    every trial that is not the best so far after its first run is pruned."""
+    return make_tiny_sweep(**{"study": study, "search.num_samples": num_samples,
+                              "training.seeds": 2, "training.max_iterations": 2,
+                              "search.scheduler": "racing",
+                              "search.racing": "{eta: 100, min_trials: 1}"})
+
+
+def _check_raced(url: str, study: str, budget: int) -> list:
+    """The study's trials after a racing sweep: the budget counts COMPLETE and PRUNED trials,
+    nothing is left RUNNING, and every PRUNED trial was judged as racing says, with its partial
+    scores stored."""
+    all_trials = trials(url, study)
+    done = [t for t in all_trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(done) == budget, states(url, study)
+    assert not [t for t in all_trials if t.state.name in ("RUNNING", "WAITING")]
+    for trial in done:  # one rung (the first of the two runs), recorded for every trial
+        assert len(trial.user_attrs["rung_scores"]) == 1, trial.number
+    for trial in [t for t in done if t.state.name == "PRUNED"]:
+        (rung,) = trial.user_attrs["rung_scores"]
+        assert trial.user_attrs["stop_reason"] == "racing"
+        assert trial.value == rung, "a PRUNED trial's value is the score it was judged on"
+        # Partial per-run scores: [fold][seed index]; seed 1 ran first, seed 0 never did.
+        assert trial.user_attrs["metrics"]["run_scores"] == [[None, rung]]
+        assert trial.user_attrs["metrics"]["fold_scores"] == [rung]
+        others = [t.user_attrs["rung_scores"][0] for t in all_trials
+                  if t.number != trial.number and t.user_attrs.get("rung_scores")]
+        assert rung < max(others), "pruned although it was the best at its rung"
+    for trial in [t for t in done if t.state.name == "COMPLETE"]:
+        assert trial.user_attrs["stop_reason"] != "racing"
+        assert None not in trial.user_attrs["metrics"]["run_scores"][0]
+    return all_trials
+
+
+@pytest.mark.slow
+def test_racing_sweep_prunes_trials_with_their_partial_scores(tmp_path, ray_session):
+    from search.cli import main
+
+    results = tmp_path / "results"
+    url = f"sqlite:///{results / 'tradetune.db'}"
+    path = write_config(tmp_path / "sweep.yaml", _racing_sweep("race", 5))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRADETUNE_RESULTS", str(results))
+        patch.delenv("TRADETUNE_STORAGE", raising=False)
+        assert main(["launch", str(path)]) == 0
+    counts = states(url, "race")
+    assert counts.get("PRUNED", 0) >= 1 and counts.get("COMPLETE", 0) >= 1, counts
+    _check_raced(url, "race", 5)
+    # Pruned trials count in the budget: the study is finished.
+    again = run_cli(["resume", "--study", "race"], results)
+    assert again.returncode == 0 and "already finished: 5 of 5" in again.stdout, again.stdout
+
+
+def _running_after_a_rung(url: str, study: str) -> bool:
+    return any(t.state.name == "RUNNING" and t.user_attrs.get("rung_scores")
+               for t in trials(url, study))
+
+
+@pytest.mark.slow
+def test_racing_survives_kill_9_and_resume(tmp_path):
+    """SIGKILL the driver while a trial is between its runs (its rung already recorded), resume:
+    the killed trial is FAIL with its rung record kept in the study, and exactly the budget of
+    COMPLETE + PRUNED trials is counted, none RUNNING."""
+    results = tmp_path / "results"
+    url = f"sqlite:///{results / 'tradetune.db'}"
+    path = write_config(tmp_path / "sweep.yaml", _racing_sweep("race-crash", 4))
+    driver = start_cli(["launch", str(path)], results, log=tmp_path / "launch.log")
+    try:
+        poll(lambda: _running_after_a_rung(url, "race-crash"), 300, "a trial past its rung")
+    finally:
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+    killed = [t for t in trials(url, "race-crash") if t.state.name == "RUNNING"]
+    assert killed and killed[0].user_attrs.get("rung_scores")
+    done = run_cli(["resume", "--study", "race-crash"], results)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    all_trials = _check_raced(url, "race-crash", 4)
+    orphan = next(t for t in all_trials if t.number == killed[0].number)
+    assert orphan.state.name == "FAIL"
+    assert orphan.user_attrs["fail_reason"] == "driver stopped while the trial was running"
+    assert orphan.user_attrs["rung_scores"] == killed[0].user_attrs["rung_scores"]
+    assert len({t.user_attrs["driver"] for t in all_trials}) == 2
+    again = run_cli(["resume", "--study", "race-crash"], results)
+    assert again.returncode == 0 and "already finished" in again.stdout
