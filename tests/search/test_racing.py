@@ -195,3 +195,55 @@ def test_racing_survives_kill_9_and_resume(tmp_path):
     assert len({t.user_attrs["driver"] for t in all_trials}) == 2
     again = run_cli(["resume", "--study", "race-crash"], results)
     assert again.returncode == 0 and "already finished" in again.stdout
+
+
+# -- the scheduler reads the study, not its own memory ---------------------------------------------
+
+def test_the_scheduler_judges_against_rungs_recorded_by_other_drivers(tmp_path):
+    """Another driver's trials (any state) recorded their rungs in the study; this driver's
+    scheduler, with an empty memory, prunes its trial against them, and the budget counts it."""
+    import optuna
+    from ray.tune.schedulers import TrialScheduler
+
+    from search.racing_scheduler import racing_scheduler
+    from search.searcher import StudySearcher
+    from spaces import get_space
+    from trainables import metrics as M
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="race", storage=url, direction="maximize")
+    for score, state in [(2.0, "COMPLETE"), (3.0, "FAIL"), (1.0, "PRUNED")]:
+        other = study.ask()
+        other.set_user_attr("rung_scores", [score])
+        if state == "COMPLETE":
+            study.tell(other, score)
+        else:
+            study.tell(other, state=optuna.trial.TrialState[state])
+    searcher = StudySearcher(get_space("ppo"), study, optuna.samplers.RandomSampler(seed=0),
+                             num_samples=6, sweep_seed=1, driver_id="this-driver")
+    scheduler = racing_scheduler(searcher, {"racing": {"eta": 2, "min_trials": 4}})
+    tune_trial = SimpleNamespace(trial_id="t1")
+    searcher.suggest("t1")
+    assert searcher.budget_left() == 6 - 3, "COMPLETE, PRUNED and RUNNING count; FAIL not"
+
+    result = {M.RUN: 0, M.RUNS: 2, M.RUNG: 0, M.RUNG_SCORE: 1.5, M.BEST_VAL_SCORE: 1.5,
+              M.VAL_SCORE: 1.2, M.EVALS: 2, M.STOP_REASON: "", M.ENV_STEPS: 400,
+              M.RUN_SCORES: [[None, 1.5]], M.BEST_PREFIX + "sharpe": 1.5}
+    # Mid-run reports are not rungs.
+    assert scheduler.on_trial_result(None, tune_trial, {**result, M.RUNG: None}) == "CONTINUE"
+    # 4 at rung 0 (3, 2, 1.5, 1): eta 2 keeps the best 2, so 1.5 is out.
+    assert scheduler.on_trial_result(None, tune_trial, result) == TrialScheduler.STOP
+    (mine,) = [t for t in study.get_trials() if t.user_attrs.get("driver") == "this-driver"]
+    assert mine.state.name == "PRUNED" and mine.value == 1.5
+    assert mine.user_attrs["rung_scores"] == [1.5]
+    assert mine.user_attrs["stop_reason"] == "racing"
+    assert mine.user_attrs["metrics"]["run_scores"] == [[None, 1.5]]
+    assert searcher.budget_left() == 6 - 3
+    searcher.on_trial_complete("t1", result)  # Tune's own end of the stopped trial: no change
+    assert study.get_trials()[mine.number].state.name == "PRUNED"
+
+    # With fewer trials at the rung than min_trials, the same score goes on.
+    searcher.suggest("t2")
+    lenient = racing_scheduler(searcher, {"racing": {"eta": 2, "min_trials": 6}})
+    assert lenient.on_trial_result(None, SimpleNamespace(trial_id="t2"), result) == "CONTINUE"
