@@ -25,7 +25,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-COINBASE = REPO.parent / "shared" / "data" / "Coinbase_BTCUSD_1h.csv"
+COINBASE = REPO / "examples" / "data" / "Coinbase_BTCUSD_1h.csv.gz"
 LEARNING_RATES = [3.29e-05, 1e-4, 3e-4, 1e-5, 5e-5, 2e-4, 5e-4, 2e-5]
 
 

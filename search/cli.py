@@ -101,6 +101,16 @@ def _parser() -> argparse.ArgumentParser:
                         "the overfitting check")
     fmt(p)
 
+    p = add("promote", "retrain a trial's configuration on seeds the study never used and "
+                       "say whether its score reproduces")
+    p.add_argument("--study", required=True)
+    storage(p)
+    p.add_argument("--trial", type=int, metavar="N",
+                   help="trial number (default: the best, as `evaluate` picks it)")
+    p.add_argument("--seeds", type=int, required=True, metavar="K",
+                   help="how many fresh seeds to train (1..100)")
+    fmt(p)
+
     p = add("report", "write an HTML report with plots of a study (works while it runs)")
     p.add_argument("--study", required=True)
     storage(p)
@@ -116,6 +126,11 @@ def _parser() -> argparse.ArgumentParser:
                    "'{train: 0.7, val: 0.15, test: 0.15}' (default 0.7/0.15/0.15)")
     p.add_argument("--walk-forward", metavar="YAML", help="also show walk-forward folds, e.g. "
                    "'{folds: 3, mode: expanding}' (as data.walk_forward in a sweep config)")
+    p.add_argument("--date-column", metavar="NAME",
+                   help="the column holding the bar times (as data.date_column)")
+    p.add_argument("--sep", metavar="SEP", help="field separator: , ; | or tab (as data.sep; "
+                   "default: detected)")
+    p.add_argument("--decimal", metavar="MARK", help="decimal mark: . or , (as data.decimal)")
     fmt(p)
     return parser
 
@@ -160,8 +175,30 @@ def _table_best(rows: list[dict]) -> None:
                   f"{_numbers(m.get('seed_scores'))}, spread (std) {_number(m.get('score_std'))}"
                   f"; kept checkpoint scored {_number(m.get('checkpoint_score'))}")
         print(f"  checkpoint: {row['checkpoint'] or 'missing'}")
+        if row.get("promotion"):
+            print("  fresh seeds: " + _promotion_line(row["promotion"]))
     if "overfitting" in rows[0]:
         print(f"overfitting check: {rows[0]['overfitting']['verdict']}")
+
+
+def _promotion_line(p: dict) -> str:
+    return (f"{p['verdict']}: {len(p['seeds'])} fresh seeds scored mean {_number(p['mean'])} "
+            f"(std {_number(p['std'])}) against the study's {_number(p['study_value'])} "
+            f"({p['when']})")
+
+
+def _table_promote(p: dict) -> None:
+    print(f"trial {p['trial']} of {p['study']} on fresh seeds (validation {p['objective']}):")
+    for seed, score in zip(p["seeds"], p["scores"], strict=True):
+        print(f"  seed {seed}: {_number(score)}")
+    print(f"  mean {_number(p['mean'])}, std {_number(p['std'])}; study value "
+          f"{_number(p['study_value'])}"
+          + (f" (its own seeds: {_numbers(p['study_run_scores']['seed_scores'])}, std "
+             f"{_number(p['study_run_scores']['score_std'])})" if p["study_run_scores"] else ""))
+    print(f"verdict: {p['verdict']} (rule: {p['rule']})")
+    if p["round"] > 1:
+        print(f"note: promotion {p['round']} of this trial; repeating until it reproduces is "
+              "selection on seeds again")
 
 
 def _table_status(data: Any) -> None:
@@ -190,8 +227,26 @@ def _table_compare(data: dict) -> None:
 
 
 def _table_data(info: dict) -> None:
-    print(f"source:   {info['source']}")
-    print(f"rows:     {info['rows']} ({info['first']} .. {info['last']}, every {info['interval']})")
+    read = info.get("file") or {}
+    how = ""
+    if read:
+        sep = {"\t": "tab"}.get(read["separator"], repr(read["separator"]))
+        how = (f" ({read['layout']}; dates from {read['date_column']!r}; separator {sep}"
+               + (f"; decimal {read['decimal']!r}" if read["decimal"] != "." else "") + ")")
+    print(f"source:   {info['source']}{how}")
+    print(f"rows:     {info['rows']} ({info['first']} .. {info['last']}, every {info['interval']}, "
+          f"{round(info['periods_per_year']):,} bars a year)")
+    print(f"warm-up:  {info['warmup_bars']} of the {info['file_rows']} bars only feed the "
+          "features (dropped before the first split)")
+    gaps = info["gaps"]
+    if not gaps["count"]:
+        print("gaps:     none" + (" (weekends are closed)" if gaps["weekends_closed"] else ""))
+    else:
+        big = gaps["largest"]
+        print(f"gaps:     {gaps['count']} ({gaps['missing_bars']} bars missing"
+              + ("; weekends are closed, not missing" if gaps["weekends_closed"] else "")
+              + f"); the largest: {big['missing_bars']} bar(s) between {big['after']} and "
+              f"{big['before']} (lines {big['after_line']} and {big['before_line']})")
     width = max(len(name) for name in ("train", *info["splits"]))
     for name, split in info["splits"].items():
         label = name.replace("_", " ") + ":"  # fold0_train -> "fold0 train:"
@@ -213,8 +268,10 @@ def run(args: argparse.Namespace) -> int:
         splits = parse_value(args.splits, "data.splits", "--splits") if args.splits else None
         folds = (parse_value(args.walk_forward, "data.walk_forward", "--walk-forward")
                  if args.walk_forward else None)
+        reading = {"date_column": args.date_column, "sep": args.sep, "decimal": args.decimal}
         info = describe(prepare_market({"path": args.file, "splits": splits,
-                                        "walk_forward": folds}))
+                                        "walk_forward": folds,
+                                        **{k: v for k, v in reading.items() if v is not None}}))
         _print(info, args.format, _table_data)
         return 0
     if args.command == "launch":
@@ -249,6 +306,10 @@ def run(args: argparse.Namespace) -> int:
                               force=args.force)
         print(f"exported trial {result['trial']} of {result['study']} to {result['out']}: "
               + ", ".join(result["files"]))
+    elif args.command == "promote":
+        from search.promote import promote
+
+        _print(promote(url, args.study, args.trial, args.seeds), args.format, _table_promote)
     elif args.command == "report":
         from search.report import write_report
 

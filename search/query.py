@@ -16,8 +16,8 @@ from search.onnx_export import ONNX_FILE
 from search.outdir import write_folder
 from search.storage import check_url, open_storage, redact, sqlite_path, under_results
 from search import study as studies
-from search.searcher_attrs import (ATTR_CHECKPOINT, ATTR_FAIL, ATTR_METRICS, ATTR_SEED,
-                                   ATTR_STOP)
+from search.searcher_attrs import (ATTR_CHECKPOINT, ATTR_FAIL, ATTR_METRICS, ATTR_PROMOTION,
+                                   ATTR_SEED, ATTR_STOP)
 
 STATES = ("COMPLETE", "RUNNING", "FAIL", "PRUNED", "WAITING")
 # Every name `export` writes into its folder; all of them are replaced by each export (a name
@@ -90,6 +90,8 @@ def trial_summary(trial: Any, space: Any | None = None,
         summary["objectives"] = dict(zip(objectives, trial.values, strict=True))
     if trial.user_attrs.get(ATTR_FAIL):
         summary["fail_reason"] = trial.user_attrs[ATTR_FAIL]
+    if trial.user_attrs.get(ATTR_PROMOTION):  # `tradetune promote`: retrained on fresh seeds
+        summary["promotion"] = trial.user_attrs[ATTR_PROMOTION]
     if space is not None and trial.state.name == "COMPLETE":
         summary["settings"] = space.replay(trial.params)
     return summary

@@ -250,6 +250,24 @@ def _overfitting_html(check: dict[str, Any]) -> list[str]:
     return parts
 
 
+def _promotion_html(summaries: list[dict[str, Any]]) -> list[str]:
+    """The top trials retrained on fresh seeds by `tradetune promote`, or how to do it."""
+    promoted = [s for s in summaries if s.get("promotion")]
+    parts = ["<h2>Promotion on fresh seeds</h2>"]
+    if not promoted:
+        return parts + ['<p class="note">No top trial has been retrained on fresh seeds yet: '
+                        "<code>tradetune promote --study NAME --seeds 5</code> tells whether "
+                        "the best trial's score was its configuration or its seeds.</p>"]
+    rows = [[s["number"], p["study_value"], len(p["seeds"]), p["mean"], p["std"], p["verdict"],
+             p["when"]] for s in promoted for p in [s["promotion"]]]
+    parts.append(_table(["trial", "study value", "fresh seeds", "mean", "std", "verdict",
+                         "when"], rows))
+    parts.append(f"<p>Rule: {html.escape(promoted[0]['promotion']['rule'])}. The fresh seeds "
+                 "were never used by the study (tuning and judging on the same seeds "
+                 "overfits the seeds; Eimer et al. 2023).</p>")
+    return parts
+
+
 def _fmt(value: Any) -> str:
     """Numbers as the page shows them (the tests look for the best value in this form)."""
     if isinstance(value, float):
@@ -295,6 +313,7 @@ def _page(name: str, url: str, config: dict, counts: dict[str, int], top: list, 
         parts.append(f"<h2>Top {len(top)} trials</h2>")
         parts.append(_table(["rank", "trial", "value", *(label for _, label, _ in METRICS),
                              "stopped by", *params], rows))
+        parts.extend(_promotion_html(summaries))
     else:
         parts.append('<p class="note">No COMPLETE trial yet: there is no best trial.</p>')
     failed = [t for t in snapshot.get_trials(deepcopy=False) if t.state.name == "FAIL"]

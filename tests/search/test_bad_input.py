@@ -22,7 +22,8 @@ from pg_private import private_pg  # noqa: F401 - fixture
 from sweep_helpers import REPO, TRADETUNE, cli_env, write_config
 
 STUDY = "seeded"
-COMMANDS = ("launch", "resume", "best", "status", "export", "evaluate", "report", "data")
+COMMANDS = ("launch", "resume", "best", "status", "export", "evaluate", "report", "data",
+            "promote")
 BAD_CSV = {  # name -> (file contents or None for a directory, what the error line must say)
     "missing.csv": (None, "missing.csv: no such file"),
     "malformed.csv": ("date,open,high,low,close,volume\n2020-01-01 00:00,1,2,0.5,1.5,10,99\n",
@@ -37,6 +38,9 @@ BAD_CSV = {  # name -> (file contents or None for a directory, what the error li
     "duplicate_times.csv": ("duplicate", "duplicate_times.csv: duplicate timestamp"),
     "non_positive.csv": ("non_positive", "non_positive.csv: non-positive close"),
     "too_few_rows.csv": ("too_few", "at least 64 are needed"),
+    "high_below_low.csv": ("high_low", "high_below_low.csv: high 49.5"),
+    "case_twins.csv": ("case_twins", "columns 'close' and 'Close' differ only in case"),
+    "hourly_then_daily.csv": ("interval_change", "the bar interval changes: most bars are 1h"),
 }
 
 
@@ -68,6 +72,13 @@ def _write_csv(path: Path, kind: str | bytes | None) -> None:
         frame.loc[1500, "close"] = 0.0
     elif kind == "too_few":
         frame = frame.head(120)
+    elif kind == "high_low":
+        frame.loc[1500, ["high", "low"]] = [49.5, 50.0]
+    elif kind == "case_twins":
+        frame["Close"] = frame["close"]
+    elif kind == "interval_change":
+        frame.loc[2000:, "date"] = pd.date_range(frame.loc[1999, "date"] + pd.Timedelta("1D"),
+                                                 periods=1000, freq="1D")
     else:
         path.write_text(kind)
         return
@@ -285,6 +296,15 @@ ROWS: dict[str, tuple] = {
                                 "trial 0 is FAIL"),
     "cli-evaluate-without-complete-trial": (lambda i: ["evaluate", "--study", STUDY], 1,
                                             "study 'seeded' has no COMPLETE trial yet"),
+    "cli-promote-seeds-zero": (lambda i: ["promote", "--study", STUDY, "--seeds", "0"], 1,
+                               "--seeds must be between 1 and 100, got 0"),
+    "cli-promote-missing-seeds": (lambda i: ["promote", "--study", STUDY], 2,
+                                  "the following arguments are required: --seeds"),
+    "cli-promote-failed-trial": (
+        lambda i: ["promote", "--study", STUDY, "--trial", "1", "--seeds", "2"], 1,
+        "trial 1 of study 'seeded' is FAIL, not COMPLETE; promote a completed trial"),
+    "cli-promote-without-complete-trial": (lambda i: ["promote", "--study", STUDY, "--seeds", "2"],
+                                           1, "study 'seeded' has no COMPLETE trial yet"),
     "cli-launch-existing-study": (
         lambda i: ["launch", str(i["root"] / "good.yaml"), "--study", STUDY], 1,
         "study 'seeded' already exists"),

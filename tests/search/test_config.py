@@ -65,6 +65,7 @@ def test_relative_data_path_is_pinned(tmp_path, monkeypatch):
     (["study=s", "env=3"], r"config key 'env' must be a mapping"),
     (["study=s", "nonsense"], r"--set 'nonsense' must look like KEY=VALUE"),
     (["study=s", "training.seeds=0"], r"training.seeds must be >= 1, got 0"),
+    (["study=s", "training.vector_env=tensortrade"], r"training.vector_env must be true or false"),
     (["study=s", "search.startup_trials=0"], r"search.startup_trials must be >= 1, got 0"),
     (["study=s", "training.aggregate=median"], r"training.aggregate is 'median'.*mean_minus_std"),
     (["study=s", "training.seeds=2", "search.scheduler=asha"],
