@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from search.errors import ConfigError
+from search.racing import DEFAULTS as RACING_DEFAULTS, check_config as check_racing
 from trainables import metrics as M
 from trainables.rllib_trainable import TRAINING_DEFAULTS
 from trainables.settings import ENV_DEFAULTS, MARKET_KEYS, REWARDS
@@ -36,7 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "env": {key: ENV_DEFAULTS[key] for key in MARKET_KEYS},
     "search": {"num_samples": 20, "max_concurrent": 1, "scheduler": "none", "seed": 42,
                "space": None, "space_overrides": {}, "enqueue_tutorial": True, "enqueue": [],
-               "sampler": "tpe", "startup_trials": None},
+               "sampler": "tpe", "startup_trials": None,
+               "racing": dict(RACING_DEFAULTS)},
     "training": dict(TRAINING_DEFAULTS),
     "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0},
     "storage": None,
@@ -74,7 +76,7 @@ _KEY_KINDS: dict[tuple[str, ...], str] = {
     **{("data", "splits", key): "date"
        for key in ("train_start", "val_start", "test_start", "test_end")},
     **{tuple(key.split(".")): "whole" for key in (
-        *_WHOLE_KEYS, "data.synthetic.n_bars", "data.synthetic.seed", "data.splits.train_bars",
+        *_WHOLE_KEYS, "search.racing.min_trials", "data.synthetic.n_bars", "data.synthetic.seed", "data.splits.train_bars",
         "data.splits.val_bars", "data.splits.test_bars", "data.walk_forward.folds")},
 }
 _KIND_PREFIXES = {path[:i] for path in _KEY_KINDS for i in range(len(path) + 1)}
@@ -410,7 +412,7 @@ def validate(config: dict[str, Any]) -> None:
     if config["env"]["commission"] >= 1:
         raise ConfigError(f"env.commission is a fraction below 1 (0.001 = 0.1%), got "
                           f"{config['env']['commission']!r}")
-    _choice(config, "search.scheduler", ["none", "asha"])
+    _choice(config, "search.scheduler", ["none", "asha", "racing"])
     _choice(config, "search.sampler", ["tpe", "random"])
     _choice(config, "training.objective", list(M.OBJECTIVES))
     _choice(config, "training.aggregate", list(M.AGGREGATES))
@@ -456,6 +458,7 @@ def _check_runs(config: dict[str, Any]) -> bool:
     except DataError as exc:
         raise ConfigError(str(exc)) from None
     several = walk_forward is not None or config["training"]["seeds"] > 1
+    check_racing(config, several)
     if several and config["search"]["scheduler"] == "asha":
         raise ConfigError("search.scheduler 'asha' cannot be used with data.walk_forward or "
                           "training.seeds > 1: ASHA would judge trials on their first run alone "

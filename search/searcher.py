@@ -99,6 +99,11 @@ class StudySearcher(OptunaSearch):
     def study(self):
         return self._ot_study
 
+    def trial_number(self, trial_id: str) -> int | None:
+        """The study trial number of a Tune trial of this driver (None if unknown)."""
+        ot_trial = self._ot_trials.get(trial_id)
+        return None if ot_trial is None else ot_trial.number
+
     def budget_left(self) -> int:
         """Trials still to start, counting every driver's finished and running trials."""
         from optuna.trial import TrialState
@@ -141,14 +146,9 @@ class StudySearcher(OptunaSearch):
         self._completed_trials.add(trial_id)
         value = (result or {}).get(M.SEARCH_METRIC)
         if result:
-            best = {k[len(M.BEST_PREFIX):]: v for k, v in result.items()
-                    if k.startswith(M.BEST_PREFIX)}
+            best = self._store_result(ot_trial, result, result.get(M.STOP_REASON) or "scheduler")
             if self._secondary:
                 value = [value, *(_objective_or_none(name, best) for name in self._secondary)]
-            self._set_attr(ot_trial, ATTR_METRICS, best)
-            self._set_attr(ot_trial, ATTR_STOP, result.get(M.STOP_REASON) or "scheduler")
-            self._set_attr(ot_trial, ATTR_NODE, result.get(M.NODE_ID))
-            self._set_attr(ot_trial, ATTR_ENV_STEPS, result.get(M.ENV_STEPS))
         if error:
             # Tune tells the searcher before the callbacks that carry the error message.
             self._awaiting_reason[trial_id] = ot_trial
@@ -158,6 +158,35 @@ class StudySearcher(OptunaSearch):
         else:
             values = [float(v) for v in value] if isinstance(value, list) else float(value)
             self._ot_study.tell(ot_trial, values, skip_if_finished=True)
+
+    def _store_result(self, ot_trial: Any, result: dict, stop_reason: str) -> dict[str, Any]:
+        """The final result's figures onto the study's trial; returns its ``best_val_`` ones."""
+        best = {k[len(M.BEST_PREFIX):]: v for k, v in result.items()
+                if k.startswith(M.BEST_PREFIX)}
+        self._set_attr(ot_trial, ATTR_METRICS, best)
+        self._set_attr(ot_trial, ATTR_STOP, stop_reason)
+        self._set_attr(ot_trial, ATTR_NODE, result.get(M.NODE_ID))
+        self._set_attr(ot_trial, ATTR_ENV_STEPS, result.get(M.ENV_STEPS))
+        return best
+
+    @unless_storage_lost()
+    def prune(self, trial_id: str, result: dict, value: float, reason: str) -> None:
+        """Finish a trial that a scheduler stops early as PRUNED, with its partial figures
+        stored as for a completed one; Optuna keeps ``value`` (the score it was judged on) as
+        its last intermediate value, which is what a PRUNED trial's value is."""
+        from optuna.trial import TrialState
+
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is None or trial_id in self._completed_trials:
+            return
+        self._completed_trials.add(trial_id)
+        self._store_result(ot_trial, result, reason)
+        # At this evaluation's step, or after the last one reported (a restarted run repeats
+        # steps, and Optuna ignores a second report at a step).
+        reported = self._ot_study._storage.get_trial(ot_trial._trial_id).intermediate_values
+        step = max([int(result.get(M.EVALS) or 0), *(s + 1 for s in reported)])
+        ot_trial.report(float(value), step)
+        self._ot_study.tell(ot_trial, state=TrialState.PRUNED, skip_if_finished=True)
 
     @unless_storage_lost()
     def fail(self, trial_id: str, reason: str) -> None:

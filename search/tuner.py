@@ -201,6 +201,10 @@ def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, u
         max_evals = max(1, training["max_iterations"] // training["eval_every"])
         scheduler = ASHAScheduler(time_attr=M.EVALS, max_t=max_evals,
                                   grace_period=max(1, min(training["min_evals"], max_evals)))
+    elif search["scheduler"] == "racing":
+        from search.racing_scheduler import racing_scheduler
+
+        scheduler = racing_scheduler(searcher, search)
     _quiet_tune()
     started_ray = not ray.is_initialized()
     if started_ray:

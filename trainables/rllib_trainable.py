@@ -207,6 +207,8 @@ def _train_run(run: Run, trial: TrialRuns, trial_seed: int | None, sweep: dict[s
                 report.update({M.RUN: run.index, M.RUNS: len(trial.runs), M.FOLD: run.fold,
                                M.SEED_INDEX: run.seed_index, M.RUN_SEED: seed,
                                M.RUN_STOP_REASON: stop_reason or ""})
+                if done and not trial.is_last(run):
+                    report.update({M.RUNG: run.index, M.RUNG_SCORE: report[M.BEST_VAL_SCORE]})
             # A run that is not the last checkpoints its end too, so a restart goes on with the
             # next run; only the last run's best checkpoint is kept (see trainables/runs.py).
             if improved or (done and not trial.is_last(run)):

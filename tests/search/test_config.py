@@ -188,8 +188,9 @@ OPEN_NUMBERS = [
 def test_every_number_key_is_covered():
     assert {"env.commission", "env.initial_cash", "training.min_delta", "training.aggregate_k",
             "resources.gpus_per_trial", "resources.cpus_per_trial", "search.num_samples",
-            "search.seed", "training.max_iterations"} <= set(NUMERIC_KEYS)
-    assert len(NUMERIC_KEYS) == 18
+            "search.seed", "training.max_iterations", "search.racing.eta",
+            "search.racing.min_trials"} <= set(NUMERIC_KEYS)
+    assert len(NUMERIC_KEYS) == 20
 
 
 @pytest.mark.parametrize("bad", [".nan", ".inf", "-.inf"])
