@@ -398,6 +398,41 @@ def _check_command(parser: argparse.ArgumentParser, argv: list[str]) -> None:
         parser.error(f"unknown command {word!r}{hint} (commands: {', '.join(commands)})")
 
 
+class _SweepStdout:
+    """A sweep's stdout. When its reader goes away (``tradetune launch ... | head``) the output
+    stops and the sweep stops as on Ctrl-C (trials in flight FAIL, ``resume`` continues): left
+    alone, the failing write inside Tune's callbacks failed trials and ended in a traceback."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.reader_gone = False
+
+    def write(self, text: str) -> int:
+        if not self.reader_gone:
+            try:
+                self.stream.write(text)
+            except BrokenPipeError:
+                self._gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.reader_gone:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._gone()
+
+    def _gone(self) -> None:
+        import signal
+
+        self.reader_gone = True
+        os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+        signal.raise_signal(signal.SIGINT)
+
+    def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding, ...
+        return getattr(self.stream, name)
+
+
 def _stdout_closed() -> bool:
     """Whether the reader of stdout went away (``tradetune best ... | head``)."""
     import select
@@ -433,13 +468,20 @@ def _main(argv: Sequence[str] | None) -> int:
     args.command_line = "tradetune " + " ".join(argv)
     from search.errors import UserError
 
+    stdout = sys.stdout
+    sweep = (_SweepStdout(stdout) if args.command in ("launch", "resume")
+             and not getattr(args, "dry_run", False) else None)
     try:
-        return run(args)
+        sys.stdout = sweep or stdout
+        code = run(args)
+        return 141 if sweep and sweep.reader_gone else code
     except BrokenPipeError:
         raise  # the reader went away; ``main`` stops quietly
     except argparse.ArgumentTypeError as exc:
         parser.exit(2, f"tradetune {args.command}: error: {exc}\n")
     except KeyboardInterrupt:
+        if sweep and sweep.reader_gone:
+            return 141
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
@@ -453,6 +495,8 @@ def _main(argv: Sequence[str] | None) -> int:
         message = " ".join(str(exc).split())
         print(f"tradetune {args.command}: error: {redact(message)}", file=sys.stderr)
         return 1
+    finally:
+        sys.stdout = stdout
 
 
 if __name__ == "__main__":

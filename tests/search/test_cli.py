@@ -461,3 +461,24 @@ def test_every_option_says_its_default_and_accepted_values():
                     and action.nargs != 0:
                 assert "default" in action.help or action.help.startswith(("instead", "also")), \
                     f"{where}: help does not say what happens without it"
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_reader_goes_away_stops_as_on_ctrl_c(tmp_path):
+    """`tradetune launch ... | head -1`: the failing write inside Tune's callbacks used to fail
+    trials and end in a TuneError traceback. Now it stops like Ctrl-C, quietly, and the study
+    is left resumable (nothing RUNNING)."""
+    from sweep_helpers import states
+
+    results = tmp_path / "results"
+    path = write_config(tmp_path / "sweep.yaml", make_tiny_sweep(**{"study": "piped"}))
+    process = subprocess.Popen([*TRADETUNE, "launch", str(path)], cwd=REPO, env=cli_env(results),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().startswith("launched study 'piped'")
+    process.stdout.close()
+    err = process.stderr.read()
+    process.wait(timeout=300)
+    assert "Traceback" not in err and "Error" not in err, err
+    assert process.returncode == 141
+    counts = states(f"sqlite:///{results / 'tradetune.db'}", "piped")
+    assert not counts.get("RUNNING") and not counts.get("WAITING"), counts
