@@ -42,7 +42,8 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 def results_dir() -> Path:
     """Where experiments, checkpoints and the default study database live (absolute: a relative
     ``TRADETUNE_RESULTS`` is taken from the working directory, not from a trial's)."""
-    return Path(os.environ.get(RESULTS_ENV) or Path.home() / "tradetune_results").expanduser().absolute()
+    path = Path(os.environ.get(RESULTS_ENV) or Path.home() / "tradetune_results")
+    return path.expanduser().absolute()
 
 
 def resolve_url(cli_url: str | None = None, config_url: str | None = None) -> str:
