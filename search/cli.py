@@ -1,7 +1,8 @@
 """The ``tradetune`` command: one parser per subcommand, ``main(argv) -> int``.
 
 User errors print one line on stderr and exit 1 (usage errors exit 2); ``--debug`` shows the
-traceback instead. Query commands (best, status, export, data) never import ray or torch.
+traceback instead. Query commands (best, status, export, data, studies, delete) never import ray
+or torch. Paths on the command line are taken from the working directory the command runs in.
 """
 from __future__ import annotations
 
@@ -15,14 +16,32 @@ from typing import Any, Sequence
 EPILOG = """environment:
   TRADETUNE_RESULTS   results directory (default ~/tradetune_results): experiments,
                       checkpoints and the default SQLite study database
-  TRADETUNE_STORAGE   study storage URL (default sqlite:///$TRADETUNE_RESULTS/tradetune.db),
-                      e.g. postgresql://user@host:5432/db; passwords via PGPASSWORD,
-                      ~/.pgpass or ${VAR} inside the URL
+  TRADETUNE_STORAGE   study storage URL (default sqlite:///$TRADETUNE_RESULTS/tradetune.db):
+                      sqlite:///PATH (a file; relative to the working directory) or
+                      postgresql://user@host:5432/db (postgres:// also works); passwords
+                      via PGPASSWORD, ~/.pgpass or ${VAR} inside the URL
   TRADETUNE_STORAGE_RETRY_S
                       how long a sweep retries a study storage that stopped answering
                       before it stops cleanly (default 300; then `resume` continues)
   RAY_ADDRESS         run trials on an existing Ray cluster (same as --address)
 """
+
+
+class _Version(argparse.Action):
+    """``--version``: read from the installed packages' metadata, so nothing heavy is imported."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from search.versions import package_versions
+
+        versions = package_versions()
+        print(f"tradetune {versions.pop('tradetune')}")
+        for name, version in versions.items():
+            print(f"  {name} {version}" + (" (Tune, RLlib)" if name == "ray" else ""))
+        sys.stdout.flush()
+        parser.exit()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Hyperparameter sweeps for RLlib trading agents on TensorTrade, with the "
                     "study kept in SQL so sweeps resume after any crash.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action=_Version, help="show the versions of TradeTune, "
+                        "Python, Ray (Tune, RLlib), Optuna, torch and TensorTrade, and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -42,46 +63,60 @@ def _parser() -> argparse.ArgumentParser:
 
     def storage(p: argparse.ArgumentParser) -> None:
         p.add_argument("--storage", metavar="URL",
-                       help="study storage URL (default: $TRADETUNE_STORAGE or the SQLite file "
-                            "in the results directory)")
+                       help="study storage: sqlite:///PATH or postgresql://USER@HOST:PORT/DB "
+                            "(default: $TRADETUNE_STORAGE, else the SQLite file "
+                            "tradetune.db in the results directory)")
+
+    def study(p: argparse.ArgumentParser, required: bool = True) -> None:
+        p.add_argument("--study", required=required, metavar="NAME",
+                       help="study name" + ("" if required else " (default: every study)"))
 
     def fmt(p: argparse.ArgumentParser) -> None:
-        p.add_argument("-f", "--format", choices=("table", "json"), default="table")
+        p.add_argument("-f", "--format", choices=("table", "json"), default="table",
+                       help="output: table (default, for people) or json (for programs)")
 
     p = add("launch", "start a new sweep from a YAML config")
-    p.add_argument("config", metavar="CONFIG.yaml", help="sweep config (see examples/)")
-    p.add_argument("--study", help="study name (overrides 'study:' in the config)")
+    p.add_argument("config", metavar="CONFIG.yaml", help="sweep config (see examples/; every "
+                   "key and its default is in README.md, 'Sweep config')")
+    p.add_argument("--study", metavar="NAME", help="study name (default: 'study:' in the "
+                   "config); letters, digits, '.', '_', '-'")
     storage(p)
-    p.add_argument("--num-samples", type=int, metavar="N", help="number of trials")
+    p.add_argument("--num-samples", type=int, metavar="N", help="study-wide number of trials "
+                   "(default: search.num_samples in the config, else 20)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set training.max_iterations=10 "
                         "(value parsed as YAML; repeatable)")
     p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS or local)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the config, the data, the search space, the storage and the "
+                        "results folder, print the effective config (YAML) and the splits, "
+                        "and stop: nothing is created and Ray is not started")
 
     p = add("resume", "continue a stopped or crashed sweep; runs only the remaining trials")
-    p.add_argument("--study", required=True)
+    study(p)
     storage(p)
     p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS or local)")
 
     p = add("best", "the best trials of a study, with their settings and checkpoints")
-    p.add_argument("--study", required=True)
+    study(p)
     storage(p)
     p.add_argument("--top", type=int, default=5, metavar="K", help="how many (default 5)")
     fmt(p)
 
     p = add("status", "trial counts and best value of one study, or of every study")
-    p.add_argument("--study")
+    study(p, required=False)
     storage(p)
     fmt(p)
 
     p = add("export", "write a trial's RLlib config, sweep config and checkpoint to a folder")
-    p.add_argument("--study", required=True)
+    study(p)
     storage(p)
     p.add_argument("--trial", type=int, metavar="N",
                    help="trial number (default: the best; in a multi-objective study, the "
                         "Pareto trial with the highest first objective)")
     p.add_argument("--out", required=True, metavar="DIR",
-                   help="a new or empty folder, or an earlier export of the same study")
+                   help="a new or empty folder, or an earlier export of the same study "
+                        "(relative to the working directory)")
     p.add_argument("--onnx", action="store_true",
                    help="also write the deployable bundle: policy.onnx (raw bars in), "
                         "policy_obs.onnx, policy.json and MODEL_CARD.md")
@@ -91,12 +126,13 @@ def _parser() -> argparse.ArgumentParser:
 
     p = add("evaluate", "score a trial's kept checkpoint on the test (or val) split vs "
                         "buy-and-hold")
-    p.add_argument("--study", required=True)
+    study(p)
     storage(p)
     p.add_argument("--trial", type=int, metavar="N",
                    help="trial number (default: the best; in a multi-objective study, the "
                         "Pareto trial with the highest first objective)")
-    p.add_argument("--split", choices=("val", "test"), default="test")
+    p.add_argument("--split", choices=("val", "test"), default="test",
+                   help="test (default: the period nothing was selected on) or val")
     p.add_argument("--top", type=int, metavar="K",
                    help="instead: validation vs test side by side for the K best trials, with "
                         "the overfitting check")
@@ -107,7 +143,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = add("promote", "retrain a trial's configuration on seeds the study never used and "
                        "say whether its score reproduces")
-    p.add_argument("--study", required=True)
+    study(p)
     storage(p)
     p.add_argument("--trial", type=int, metavar="N",
                    help="trial number (default: the best, as `evaluate` picks it)")
@@ -116,26 +152,41 @@ def _parser() -> argparse.ArgumentParser:
     fmt(p)
 
     p = add("report", "write an HTML report with plots of a study (works while it runs)")
-    p.add_argument("--study", required=True)
+    study(p)
     storage(p)
     p.add_argument("--out", required=True, metavar="DIR",
-                   help="a new or empty folder, or an earlier report")
+                   help="a new or empty folder, or an earlier report (relative to the working "
+                        "directory)")
     p.add_argument("--force", action="store_true",
                    help="write into a folder that holds other files, replacing only index.html "
                         "and the report's images")
 
     p = add("data", "check a market CSV and show rows, dates, interval, splits and features")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="CSV of bars (relative to the working "
+                   "directory)")
     p.add_argument("--splits", metavar="YAML", help="splits as YAML, e.g. "
                    "'{train: 0.7, val: 0.15, test: 0.15}' (default 0.7/0.15/0.15)")
     p.add_argument("--walk-forward", metavar="YAML", help="also show walk-forward folds, e.g. "
                    "'{folds: 3, mode: expanding}' (as data.walk_forward in a sweep config)")
     p.add_argument("--date-column", metavar="NAME",
-                   help="the column holding the bar times (as data.date_column)")
+                   help="the column holding the bar times (as data.date_column; default: found "
+                        "by name, e.g. date or timestamp)")
     p.add_argument("--sep", metavar="SEP", help="field separator: , ; | or tab (as data.sep; "
                    "default: detected)")
-    p.add_argument("--decimal", metavar="MARK", help="decimal mark: . or , (as data.decimal)")
+    p.add_argument("--decimal", metavar="MARK", help="decimal mark: . or , (as data.decimal; default: .)")
     fmt(p)
+
+    p = add("studies", "list the studies of a storage: created, algorithm, data, trials by "
+                       "state, best value")
+    storage(p)
+    fmt(p)
+
+    p = add("delete", "delete a study from the storage and its results folder "
+                      "($TRADETUNE_RESULTS/NAME); nothing else")
+    study(p)
+    storage(p)
+    p.add_argument("-y", "--yes", action="store_true",
+                   help="do not ask for confirmation (required when stdin is not a terminal)")
     return parser
 
 
@@ -230,6 +281,35 @@ def _table_compare(data: dict) -> None:
     print(f"overfitting check: {data['overfitting']['verdict']}")
 
 
+def _table_studies(rows: list[dict]) -> None:
+    if not rows:
+        print("no studies yet")
+        return
+    header = ("study", "created", "algorithm", "complete", "running", "failed", "pruned",
+              "best", "data")
+    table = [header] + [(
+        row["study"], (row["created"] or "-")[:16].replace("T", " "), row["algorithm"] or "-",
+        *(str(row["counts"][s]) for s in ("COMPLETE", "RUNNING", "FAIL", "PRUNED")),
+        _number(row["best_value"]) + (f" (#{row['best_trial']})"
+                                      if row["best_trial"] is not None else ""),
+        row["data"] or "- (not created by tradetune)") for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header) - 1)]
+    for line in table:
+        print("  ".join(cell.ljust(width) if i < 3 or i == 7 else cell.rjust(width)
+                        for i, (cell, width) in enumerate(zip(line, widths))) + "  " + line[-1])
+
+
+def _confirm(question: str) -> bool:
+    """Ask on the terminal; without one, refuse (a script must say --yes)."""
+    from search.errors import UserError
+
+    if not sys.stdin or not sys.stdin.isatty():
+        raise UserError(f"{question[:-1]}: not confirmed, and stdin is not a terminal to ask "
+                        "on; add --yes to delete without asking")
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
 def _table_data(info: dict) -> None:
     read = info.get("file") or {}
     how = ""
@@ -280,12 +360,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "launch":
         from search.config import load_config
-        from search.tuner import launch
 
         sets = list(args.set)
         if args.num_samples is not None:
             sets.append(f"search.num_samples={args.num_samples}")
         config = load_config(args.config, sets, study=args.study)
+        if args.dry_run:
+            return _dry_run(config, args.storage, args.address)
+        from search.tuner import launch
+
         return launch(config, args.storage, args.address, command=args.command_line)
     if args.command == "resume":
         from search.config import check_study_name
@@ -299,7 +382,19 @@ def run(args: argparse.Namespace) -> int:
     url = storage_mod.resolve_url(args.storage)
     if getattr(args, "study", None) is not None:
         check_study_name(args.study)
-    if args.command == "best":
+    if args.command == "studies":
+        from search.manage import list_studies
+
+        _print(list_studies(url), args.format, _table_studies)
+    elif args.command == "delete":
+        from search.manage import delete_study
+
+        done = delete_study(url, args.study, (lambda _: True) if args.yes else _confirm)
+        folder = done["results_folder"]
+        print(f"deleted study {done['study']!r} ({done['trials']} trials) from "
+              f"{done['storage']}" + (f" and its results folder {folder}" if folder
+                                      else "; it had no results folder"))
+    elif args.command == "best":
         if args.top < 1:
             raise argparse.ArgumentTypeError(f"--top must be at least 1, got {args.top}")
         _print(query.best(url, args.study, args.top), args.format, _table_best)
@@ -336,6 +431,36 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dry_run(config: dict[str, Any], storage_url: str | None, address: str | None) -> int:
+    """``launch --dry-run``: every check ``launch`` makes before it creates the study, then the
+    effective config as YAML (redirect it to a file and it launches the same sweep) and the
+    splits as YAML comments."""
+    import io
+
+    import yaml
+
+    from search.dryrun import dry_run
+
+    checked = dry_run(config, storage_url, address)
+    print(yaml.safe_dump(checked["config"], sort_keys=False, default_flow_style=False), end="")
+    table = io.StringIO()
+    stdout, sys.stdout = sys.stdout, table
+    try:
+        _table_data(checked["data"])
+    finally:
+        sys.stdout = stdout
+    print("# data (as `tradetune data` shows it):")
+    for line in table.getvalue().splitlines():
+        print(f"#   {line}")
+    print(f"# storage {checked['storage']}: {checked['storage_state']}; study "
+          f"{config['study']!r} does not exist there yet")
+    print(f"# results folder {checked['results']}: "
+          + ("exists" if checked["results_exists"] else "launch creates it"))
+    print("# dry run: every check passed and nothing was created; run the same command "
+          "without --dry-run to launch")
+    return 0
+
+
 def _check_command(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     """An unknown subcommand is a usage error that names the closest command."""
     import difflib
@@ -349,8 +474,69 @@ def _check_command(parser: argparse.ArgumentParser, argv: list[str]) -> None:
         parser.error(f"unknown command {word!r}{hint} (commands: {', '.join(commands)})")
 
 
+class _SweepStdout:
+    """A sweep's stdout. When its reader goes away (``tradetune launch ... | head``) the output
+    stops and the sweep stops as on Ctrl-C (trials in flight FAIL, ``resume`` continues): left
+    alone, the failing write inside Tune's callbacks failed trials and ended in a traceback."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.reader_gone = False
+
+    def write(self, text: str) -> int:
+        if not self.reader_gone:
+            try:
+                self.stream.write(text)
+            except BrokenPipeError:
+                self._gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.reader_gone:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._gone()
+
+    def _gone(self) -> None:
+        import signal
+
+        self.reader_gone = True
+        os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+        signal.raise_signal(signal.SIGINT)
+
+    def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding, ...
+        return getattr(self.stream, name)
+
+
+def _stdout_closed() -> bool:
+    """Whether the reader of stdout went away (``tradetune best ... | head``)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll(), or stdout without a descriptor
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tradetune`` console script."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # inside the try: a closed pipe fails here, not at exit
+        return code
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise  # a broken pipe of something else is a bug to see
+        # Stop quietly, as a command killed by SIGPIPE does (exit 141). Python's "Note on
+        # SIGPIPE": point stdout at devnull so the interpreter's last flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     _check_command(parser, argv)
@@ -358,20 +544,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.command_line = "tradetune " + " ".join(argv)
     from search.errors import UserError
 
+    stdout = sys.stdout
+    sweep = (_SweepStdout(stdout) if args.command in ("launch", "resume")
+             and not getattr(args, "dry_run", False) else None)
     try:
+        sys.stdout = sweep or stdout
         code = run(args)
-        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
-        return code
+        return 141 if sweep and sweep.reader_gone else code
     except BrokenPipeError:
-        # `tradetune best | head`: the reader has all it wanted; stop quietly, as git does.
-        try:  # and no second error when Python flushes stdout on exit
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
-        return 141  # what a shell reports for a process ended by SIGPIPE
+        raise  # the reader went away; ``main`` stops quietly
     except argparse.ArgumentTypeError as exc:
         parser.exit(2, f"tradetune {args.command}: error: {exc}\n")
     except KeyboardInterrupt:
+        if sweep and sweep.reader_gone:
+            return 141
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
@@ -385,6 +571,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(exc).split())
         print(f"tradetune {args.command}: error: {redact(message)}", file=sys.stderr)
         return 1
+    finally:
+        sys.stdout = stdout
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from typing import Any
 from search.errors import StudyError
 from search.onnx_export import BUNDLE_FILES, ONNX_FILE
 from search.outdir import write_folder
-from search.storage import check_url, open_storage, redact, sqlite_path, under_results
+from search.storage import open_existing as _open_existing
+from search.storage import redact, under_results
 from search import study as studies
 from search.searcher_attrs import (ATTR_CHECKPOINT, ATTR_FAIL, ATTR_METRICS, ATTR_PROMOTION,
                                    ATTR_SEED, ATTR_STOP)
@@ -27,13 +28,8 @@ EXPORT_NAMES = ("rllib_config.json", "sweep_config.json", "trial.json", "checkpo
 
 
 def open_existing(url: str):
-    """Open a storage for reading; a SQLite file that does not exist is not created."""
-    path = sqlite_path(url)
-    if path is not None and not path.is_file():
-        raise StudyError(f"no study database at {path}; launch a sweep first "
-                         "(`tradetune launch CONFIG.yaml`) or pass --storage URL")
-    check_url(url)
-    return open_storage(url, read_only=True)
+    """Open a storage for reading; creates nothing (see ``search.storage.open_existing``)."""
+    return _open_existing(url)
 
 
 def _study_id(storage: Any, name: str) -> int:

@@ -10,12 +10,12 @@ import hashlib
 import json
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from search.errors import StudyError
-from search.storage import redact
+from search.storage import redact, results_dir
+from search.versions import package_versions
 
 ATTR_CONFIG = "tradetune_config"
 ATTR_SPACE = "tradetune_space"
@@ -23,7 +23,7 @@ ATTR_DATA = "tradetune_data"
 ATTR_VERSIONS = "tradetune_versions"
 ATTR_COMMAND = "tradetune_command"
 ATTR_CREATED = "tradetune_created"
-PACKAGES = ("tradetune", "ray", "optuna", "torch", "tensortrade", "numpy", "pandas")
+ATTR_RESULTS = "tradetune_results"  # the study's experiment folder, removed by `delete`
 
 
 def _where(storage: Any) -> str:
@@ -33,10 +33,8 @@ def _where(storage: Any) -> str:
 
 
 def study_names(storage: Any) -> list[str]:
-    import optuna
-
-    return [s.study_name for s in optuna.study.get_all_study_summaries(storage,
-                                                                       include_best_trial=False)]
+    """The names of the storage's studies (without reading their trials)."""
+    return [s.study_name for s in sorted(storage.get_all_studies(), key=lambda s: s._study_id)]
 
 
 def load_study(storage: Any, name: str, sampler: Any = None):
@@ -66,9 +64,7 @@ def create_study(storage: Any, config: dict[str, Any], space: Any, data_fingerpr
     try:
         study = optuna.create_study(study_name=name, storage=storage, directions=directions)
     except optuna.exceptions.DuplicatedStudyError:
-        raise StudyError(f"study {name!r} already exists in {_where(storage)}; continue it "
-                         f"with `tradetune resume --study {name}`, or launch under a new name "
-                         "with --study NAME (`tradetune status` lists studies)") from None
+        raise _exists(name, storage) from None
     saved = {**config, "storage": redact(config["storage"]) if config.get("storage") else None}
     study.set_user_attr(ATTR_CONFIG, saved)
     study.set_user_attr(ATTR_SPACE, {"algorithm": space.algorithm,
@@ -78,7 +74,21 @@ def create_study(storage: Any, config: dict[str, Any], space: Any, data_fingerpr
     study.set_user_attr(ATTR_VERSIONS, package_versions())
     study.set_user_attr(ATTR_COMMAND, redact(command or " ".join(sys.argv)))
     study.set_user_attr(ATTR_CREATED, time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    study.set_user_attr(ATTR_RESULTS, str(results_dir() / name))
     return study
+
+
+def check_name_free(storage: Any, name: str) -> None:
+    """Refuse, as ``create_study`` would, a name the storage already has (``launch --dry-run``)."""
+    if name in study_names(storage):
+        raise _exists(name, storage)
+
+
+def _exists(name: str, storage: Any) -> StudyError:
+    return StudyError(f"study {name!r} already exists in {_where(storage)}; continue it with "
+                      f"`tradetune resume --study {name}`, launch under a new name with "
+                      f"--study NAME, or remove it with `tradetune delete --study {name}` "
+                      "(`tradetune studies` lists studies)")
 
 
 def objective_names(config: dict[str, Any]) -> list[str]:
@@ -133,13 +143,3 @@ def data_fingerprint(data_config: dict[str, Any]) -> str:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()[:16]
-
-
-def package_versions() -> dict[str, str]:
-    versions = {"python": sys.version.split()[0]}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions

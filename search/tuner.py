@@ -22,6 +22,7 @@ from typing import Any, Iterator
 from search.errors import StorageUnavailable, StudyError, UserError
 from search.storage import (check_url, open_storage, redact, resolve_url, results_dir,
                             retry_seconds)
+from search.storage import open_existing
 from search import study as studies
 from trainables import metrics as M
 
@@ -60,7 +61,7 @@ def resume(study_name: str, storage_url: str | None = None, address: str | None 
     from trainables.data import prepare_market
 
     url = resolve_url(storage_url)
-    storage = open_storage(url, retry_s=retry_seconds())
+    storage = open_existing(url, retry_s=retry_seconds())  # a missing study creates nothing
     study = studies.load_study(storage, study_name)
     config = studies.stored_config(study)
     if config.get("storage"):

@@ -268,6 +268,25 @@ ROWS: dict[str, tuple] = {
     "storage-empty-database": (
         lambda i: ["status", "--storage", f"sqlite:///{i['root'] / 'empty.db'}"],
         1, "holds no studies yet"),
+    "storage-in-memory-launch": (
+        lambda i: ["launch", str(i["root"] / "good.yaml"), "--storage", "sqlite://"],
+        1, "in-memory storage 'sqlite://' keeps nothing"),
+    "storage-in-memory-resume": (
+        lambda i: ["resume", "--study", STUDY, "--storage", "sqlite:///:memory:"],
+        1, "in-memory storage 'sqlite:///:memory:' keeps nothing"),
+    "storage-in-memory-query": (lambda i: ["best", "--study", STUDY, "--storage", "sqlite://"],
+                                1, "in-memory storage 'sqlite://' keeps nothing"),
+    "storage-mysql": (
+        lambda i: ["status", "--storage", "mysql://u:hunter2@127.0.0.1/db"],
+        1, "unsupported storage URL 'mysql://u:***@127.0.0.1/db' (no MySQL driver is installed "
+           "with TradeTune): use sqlite:///PATH or postgresql://"),
+    "storage-uninstalled-postgres-driver": (
+        lambda i: ["launch", str(i["root"] / "good.yaml"), "--storage",
+                   "postgresql+psycopg2://postgres@127.0.0.1:5432/test"],
+        1, "(TradeTune connects to PostgreSQL through psycopg 3 only)"),
+    "storage-sqlite-is-a-directory": (
+        lambda i: ["best", "--study", STUDY, "--storage", f"sqlite:///{i['root']}"],
+        1, "is a directory; give a database file"),
     "storage-no-database-file": (
         lambda i: ["best", "--study", STUDY, "--storage", f"sqlite:///{i['root'] / 'none.db'}"],
         1, "no study database at"),
