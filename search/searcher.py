@@ -29,7 +29,7 @@ from search.errors import StorageUnavailable
 from search.searcher_attrs import (ATTR_CHECKPOINT, ATTR_DRIVER, ATTR_FAIL, ATTR_METRICS,
                                    ATTR_ENV_STEPS, ATTR_NODE, ATTR_SEED, ATTR_STOP, ATTR_TUNE_ID,
                                    HEARTBEAT_PREFIX)
-from spaces.dimensions import SpaceError
+from spaces import SpaceError, exception_line
 from trainables import metrics as M
 from trainables.rllib_trainable import trial_seed
 
@@ -104,9 +104,9 @@ class StudySearcher(OptunaSearch):
         self._sweep_seed = sweep_seed
         self._driver_id = driver_id
         self._awaiting_reason: dict[str, Any] = {}
-        custom = getattr(space, "custom", None)
+        custom, algorithm = getattr(space, "custom", None), getattr(space, "algorithm", None)
         self._space_name = (f"search.space {custom!r}" if custom else
-                            f"the {getattr(space, 'algorithm', '')} search space")
+                            f"the {algorithm} search space" if algorithm else "the search space")
         self._stopped: str | None = None
 
     @property
@@ -171,7 +171,7 @@ class StudySearcher(OptunaSearch):
         reason, and the sweep stops with one line (FAIL trials do not use the budget, so
         sampling on could fail trial after trial without end). ``fail_all_awaiting`` then
         fails this driver's trials still in flight."""
-        reason = f"{self._space_name} raised {_exception_line(exc)}"
+        reason = f"{self._space_name} raised {exception_line(exc)}"
         self._fail_now(trial_id, ot_trial, reason)
         self._stopped = reason
         raise SpaceError(f"{reason} while sampling trial {ot_trial.number} (marked FAIL); the "
@@ -329,18 +329,16 @@ def _finite(value: Any) -> bool:
 
 
 def _without_non_finite(value: Any) -> Any:
-    """``value`` with every NaN or infinite number replaced by None: Optuna stores user
-    attributes as JSON, where NaN and Infinity are not numbers any reader accepts."""
+    """``value`` with every NaN or infinite number replaced by None and numpy numbers made
+    plain: Optuna stores user attributes as JSON, where NaN and Infinity are not numbers any
+    reader accepts."""
     if isinstance(value, dict):
         return {k: _without_non_finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_without_non_finite(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    return float(value) if math.isfinite(value) else None
 
-
-def _exception_line(exc: BaseException) -> str:
-    """``Type: first line of the message``, at most 300 characters."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return (f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__)[:300]

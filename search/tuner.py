@@ -32,13 +32,14 @@ MIN_FREE_MB = 100  # checkpoints of one small sweep take a few MB each (num_to_k
 def launch(config: dict[str, Any], storage_url: str | None = None,
            address: str | None = None, command: str = "") -> int:
     """Create the study for ``config`` and run its sweep. Returns the process exit code."""
-    from spaces import get_space
+    from spaces import dry_run, get_space
     from trainables.data import prepare_market
 
     url = resolve_url(storage_url, config.get("storage"))
     prepare_market(config["data"])
     space = get_space(config["algorithm"], config["search"]["space_overrides"],
                       config["search"]["space"])
+    dry_run(space, config)  # a custom space runs once here, before anything is created
     check_url(url, create_dirs=True)
     experiment_dir = _check_results_dir(config["study"])
     storage = open_storage(url, create_dirs=True, retry_s=retry_seconds())
@@ -56,7 +57,8 @@ def launch(config: dict[str, Any], storage_url: str | None = None,
 
 def resume(study_name: str, storage_url: str | None = None, address: str | None = None) -> int:
     """Continue a study after a crash or interruption, running only its remaining budget."""
-    from spaces import get_space
+    from search.searcher import claim_lock
+    from spaces import dry_run, get_space
     from trainables.data import prepare_market
 
     url = resolve_url(storage_url)
@@ -69,8 +71,10 @@ def resume(study_name: str, storage_url: str | None = None, address: str | None 
     space = get_space(config["algorithm"], config["search"]["space_overrides"],
                       config["search"]["space"])
     studies.check_unchanged(study, space, studies.data_fingerprint(config["data"]))
+    dry_run(space, config)
     experiment_dir = _experiment_dir(_check_results_dir(study_name))  # before any change
-    orphans = fail_orphaned_trials(study)
+    with claim_lock(study):  # a trial another driver is claiming is tagged before it is seen
+        orphans = fail_orphaned_trials(study)
     counts = state_counts(study)
     done = counts["COMPLETE"] + counts["PRUNED"]
     budget = config["search"]["num_samples"]
