@@ -22,7 +22,7 @@ import contextlib
 import fcntl
 import os
 import threading
-from typing import Any, Iterator
+from typing import Any, ContextManager, Iterator
 
 from search.errors import StorageError
 from search.storage import sqlite_path
@@ -32,6 +32,17 @@ from search.storage import sqlite_path
 LOCK_SPACE = int.from_bytes(b"TTcl", "big")
 LOCK_SUFFIX = ".claim-lock"
 _MEMORY_LOCKS: dict[int, threading.Lock] = {}
+
+
+def storage_backend(study: Any) -> Any:
+    """The study's own storage object (Optuna may wrap it in a cache)."""
+    return getattr(study._storage, "_backend", study._storage)
+
+
+def claim_lock(study: Any) -> ContextManager[None]:
+    """The claim lock of an Optuna study: held while a driver counts the budget and takes a
+    trial, or changes which trials count (``resume`` failing a dead driver's trials)."""
+    return study_lock(storage_backend(study), study._study_id)
 
 
 @contextlib.contextmanager

@@ -17,14 +17,14 @@ import numbers
 import os
 import socket
 import time
-from typing import Any, Callable, ContextManager, NoReturn
+from typing import Any, Callable, NoReturn
 
 from ray.tune.callback import Callback
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.stopper import Stopper
 
-from search.claims import study_lock
+from search.claims import claim_lock, storage_backend  # noqa: F401 (re-exported)
 from search.errors import StorageUnavailable
 from search.searcher_attrs import (ATTR_CHECKPOINT, ATTR_DRIVER, ATTR_FAIL, ATTR_METRICS,
                                    ATTR_ENV_STEPS, ATTR_NODE, ATTR_SEED, ATTR_STOP, ATTR_TUNE_ID,
@@ -52,17 +52,6 @@ def unless_storage_lost(fallback: Any = None) -> Callable:
                 return fallback
         return guarded
     return decorate
-
-
-def storage_backend(study: Any) -> Any:
-    """The study's own storage object (Optuna may wrap it in a cache)."""
-    return getattr(study._storage, "_backend", study._storage)
-
-
-def claim_lock(study: Any) -> ContextManager[None]:
-    """The study's claim lock (``search/claims.py``): held while a driver counts the budget and
-    takes a trial, or changes which trials count (e.g. failing another driver's orphans)."""
-    return study_lock(storage_backend(study), study._study_id)
 
 
 class StopWhenStorageLost(Stopper):

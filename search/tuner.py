@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from search.claims import claim_lock
 from search.errors import StorageUnavailable, StudyError, UserError
 from search.storage import (check_url, open_storage, redact, resolve_url, results_dir,
                             retry_seconds)
@@ -57,7 +58,6 @@ def launch(config: dict[str, Any], storage_url: str | None = None,
 
 def resume(study_name: str, storage_url: str | None = None, address: str | None = None) -> int:
     """Continue a study after a crash or interruption, running only its remaining budget."""
-    from search.searcher import claim_lock
     from spaces import dry_run, get_space
     from trainables.data import prepare_market
 

@@ -10,7 +10,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search.searcher import COUNTED_STATES, StudySearcher, claim_lock
+from search.claims import claim_lock
+from search.searcher import COUNTED_STATES, StudySearcher
 from search.storage import open_storage
 from search.study import create_study, data_fingerprint, load_study
 from spaces import get_space

@@ -420,7 +420,7 @@ def test_sweep_config_file_with_overrides(tmp_path):
 BROKEN = {
     "not_a_dict": ("def sample(trial):\n    return [trial.suggest_float('lr', 1e-4, 1e-3)]\n",
                    r"is not a valid space: it returned list, not a dict"),
-    "flat_params": ("def sample(trial):\n    return {'lr': trial.suggest_float('lr', 1e-4, 1e-3)}\n",
+    "flat_params": ("def sample(trial):\n    return {'lr': trial.suggest_float('lr', 0, 1)}\n",
                     r"is not a valid space: unknown key\(s\) \['lr'\]"),
     "no_model": ("def sample(trial):\n    return {'training': {}, 'env': {}}\n",
                  r"'model' is missing, not a dict"),
@@ -428,7 +428,8 @@ BROKEN = {
                     "np.float32(trial.suggest_float('lr', 1e-4, 1e-3))}, 'model': {}}\n",
                     r"training.lr is a numpy.float32 .*use plain Python values"),
     "nan_value": ("def sample(trial):\n    trial.suggest_int('n', 1, 2)\n    return {'training': "
-                  "{'gamma': float('nan')}, 'model': {}}\n", r"training.gamma is nan, not a finite"),
+                  "{'gamma': float('nan')}, 'model': {}}\n",
+                  r"training.gamma is nan, not a finite"),
     "friction": ("def sample(trial):\n    return {'training': {}, 'model': {}, 'env': "
                  "{'commission': trial.suggest_float('c', 0, 0.01)}}\n",
                  r"env setting\(s\) \['commission'\] cannot be searched"),
