@@ -563,8 +563,10 @@ def _main(argv: Sequence[str] | None) -> int:
     except Exception as exc:
         # trainables.data (and pandas) load only when needed; no DataError without them.
         data = sys.modules.get("trainables.data")
+        spaces = sys.modules.get("spaces.dimensions")  # SpaceError: a search space's problem
         if args.debug or not (isinstance(exc, UserError)
-                              or (data is not None and isinstance(exc, data.DataError))):
+                              or (data is not None and isinstance(exc, data.DataError))
+                              or (spaces is not None and isinstance(exc, spaces.SpaceError))):
             raise
         from search.storage import redact
 

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from search.claims import claim_lock
 from search.errors import StorageUnavailable, StudyError, UserError
 from search.storage import (check_url, open_storage, redact, resolve_url, results_dir,
                             retry_seconds)
@@ -33,13 +34,14 @@ MIN_FREE_MB = 100  # checkpoints of one small sweep take a few MB each (num_to_k
 def launch(config: dict[str, Any], storage_url: str | None = None,
            address: str | None = None, command: str = "") -> int:
     """Create the study for ``config`` and run its sweep. Returns the process exit code."""
-    from spaces import get_space
+    from spaces import dry_run, get_space
     from trainables.data import prepare_market
 
     url = resolve_url(storage_url, config.get("storage"))
     prepare_market(config["data"])
     space = get_space(config["algorithm"], config["search"]["space_overrides"],
                       config["search"]["space"])
+    dry_run(space, config)  # a custom space runs once here, before anything is created
     check_url(url, create_dirs=True)
     experiment_dir = _check_results_dir(config["study"])
     storage = open_storage(url, create_dirs=True, retry_s=retry_seconds())
@@ -57,7 +59,7 @@ def launch(config: dict[str, Any], storage_url: str | None = None,
 
 def resume(study_name: str, storage_url: str | None = None, address: str | None = None) -> int:
     """Continue a study after a crash or interruption, running only its remaining budget."""
-    from spaces import get_space
+    from spaces import dry_run, get_space
     from trainables.data import prepare_market
 
     url = resolve_url(storage_url)
@@ -70,8 +72,10 @@ def resume(study_name: str, storage_url: str | None = None, address: str | None 
     space = get_space(config["algorithm"], config["search"]["space_overrides"],
                       config["search"]["space"])
     studies.check_unchanged(study, space, studies.data_fingerprint(config["data"]))
+    dry_run(space, config)
     experiment_dir = _experiment_dir(_check_results_dir(study_name))  # before any change
-    orphans = fail_orphaned_trials(study)
+    with claim_lock(study):  # a trial another driver is claiming is tagged before it is seen
+        orphans = fail_orphaned_trials(study)
     counts = state_counts(study)
     done = counts["COMPLETE"] + counts["PRUNED"]
     budget = config["search"]["num_samples"]
