@@ -40,11 +40,14 @@ def record_look(study: Any, trials: list[int], command: str) -> dict[str, Any]:
     try:
         study.set_user_attr(key, look)
     except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as exc:
-        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:200]
+        root: BaseException = exc  # Optuna wraps the database's own reason
+        for _ in range(10):
+            root = root.__cause__ or root.__context__ or root
+        reason = " ".join(str(getattr(root, "orig", None) or root).split())[:200]
         raise StudyError(f"cannot record this look at the test split of study "
                          f"{study.study_name!r} in its storage ({reason}); test scores are shown "
-                         "only once recorded: make the storage writable, or use --split val"
-                         ) from None
+                         "only once recorded: make the storage writable (`evaluate --split val` "
+                         "needs no record)") from None
     return look
 
 

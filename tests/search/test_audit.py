@@ -167,6 +167,13 @@ def test_each_look_at_the_test_split_is_recorded_once(study, tmp_path, capsys):
     assert f"Test split: {line}." in page  # the report counts the look it made itself
     assert len(looks(url, "s")) == 4
 
+    code = ("import sys; from search.cli import main; "
+            "assert main(['best', '--study', 's']) == main(['status', '--study', 's']) == 0; "
+            "assert not {'ray', 'torch', 'pandas'} & set(sys.modules), 'heavy import'")
+    done = subprocess.run([TRADETUNE[0], "-c", code], cwd=REPO, env=cli_env(results),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.count(line) == 2, done.stderr[-2000:]
+
 
 def test_a_look_that_fails_before_scoring_is_not_recorded(tmp_path, monkeypatch, capsys):
     data = write_bars(tmp_path / "bars.csv")
@@ -193,6 +200,41 @@ def test_a_look_that_fails_before_scoring_is_not_recorded(tmp_path, monkeypatch,
     assert looks(url, "d") == []
     assert main(["evaluate", "--study", "d", "--top", "2"]) == 0
     assert [x["trials"] for x in looks(url, "d")] == [[0, 1]]
+
+
+def test_a_storage_that_cannot_record_shows_no_test_score(tmp_path, monkeypatch, capsys):
+    """A PostgreSQL user allowed only to read the study: the test split is not shown unrecorded
+    (one line, no score, no report); the validation split still is."""
+    from sqlalchemy import create_engine, text
+
+    results = tmp_path / "results"
+    name = f"audit-{uuid.uuid4().hex[:8]}"
+    role = f"tt_reader_{uuid.uuid4().hex[:8]}"
+    make_study(results, name, url=PG, trials=TRIALS[:1])
+    monkeypatch.setenv("TRADETUNE_RESULTS", str(results))
+    engine = create_engine(PG, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f"CREATE ROLE {role} LOGIN"))
+        connection.execute(text(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"))
+    reader = f"postgresql://{role}@127.0.0.1:5432/test"
+    try:
+        capsys.readouterr()
+        for args in (["evaluate", "--study", name, "--storage", reader],
+                     ["report", "--study", name, "--storage", reader, "--out",
+                      str(tmp_path / "report")]):
+            assert main(args) == 1
+            error = one_line_error(capsys, args[0])
+            assert (f"cannot record this look at the test split of study {name!r} in its "
+                    "storage (permission denied for table study_user_attributes)") in error
+        assert not (tmp_path / "report").exists()
+        assert out_json(capsys, ["evaluate", "--study", name, "--storage", reader, "--split",
+                                 "val"])["split"] == "val"
+        assert looks(PG, name) == []
+    finally:
+        optuna.delete_study(study_name=name, storage=PG)
+        with engine.connect() as connection:
+            connection.execute(text(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}"))
+            connection.execute(text(f"DROP ROLE {role}"))
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
