@@ -5,7 +5,8 @@ and their metrics, then shows Optuna's optimisation history, parameter importanc
 plot of the most important parameters and the per-evaluation validation scores, and the best
 trial's kept checkpoint traded on the validation and test splits against buy-and-hold. The
 study is read once into an in-memory copy, so every plot of a running study shows the same
-snapshot.
+snapshot. Trading checkpoints on the test split is a look at it: the report records it in the
+study once (``search/audit.py``) and shows the study's count.
 """
 from __future__ import annotations
 
