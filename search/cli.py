@@ -216,7 +216,8 @@ def _table_best(rows: list[dict]) -> None:
               "first): no trial below is beaten on every objective by another trial")
     for row in rows:
         m = row["metrics"]
-        print(f"trial {row['number']}: value {_number(row['value'])}  (val sharpe "
+        print(f"trial {row['number']}: value {_number(row['value'])}{_never_trades(row)}"
+              f"  (val sharpe "
               f"{_number(m.get('sharpe'))}, P&L {_number(m.get('pnl_pct'))}%, buy&hold "
               f"{_number(m.get('buy_and_hold_pct'))}%, max drawdown "
               f"{_number(m.get('max_drawdown'))}, trades {_number(m.get('trades'))}; "
@@ -234,6 +235,23 @@ def _table_best(rows: list[dict]) -> None:
             print("  fresh seeds: " + _promotion_line(row["promotion"]))
     if "overfitting" in rows[0]:
         print(f"overfitting check: {rows[0]['overfitting']['verdict']}")
+    if "study_test_looks" in rows[0]:
+        print(f"test split: {_looks(rows[0]['study_test_looks'])}")
+
+
+NEVER_TRADES = "NEVER TRADES on validation (stays in cash)"
+
+
+def _never_trades(row: dict) -> str:
+    """A marker for a trial whose kept checkpoint made no trade on validation: its value is
+    the score of staying in cash, not of a strategy."""
+    return f" [{NEVER_TRADES}]" if row.get("never_trades") else ""
+
+
+def _looks(test_looks: dict) -> str:
+    from search.audit import describe
+
+    return describe(test_looks)
 
 
 def _promotion_line(p: dict) -> str:
@@ -263,7 +281,10 @@ def _table_status(data: Any) -> None:
     for row in rows:
         counts = ", ".join(f"{k} {v}" for k, v in row["counts"].items())
         print(f"{row['study']}: {counts}; best value {_number(row['best_value'])}"
-              + (f" (trial {row['best_trial']})" if row["best_trial"] is not None else ""))
+              + (f" (trial {row['best_trial']}"
+                 + (f", {NEVER_TRADES}" if row.get("best_never_trades") else "") + ")"
+                 if row["best_trial"] is not None else "")
+              + (f"; test split {_looks(row['test_looks'])}" if "test_looks" in row else ""))
 
 
 def _table_metrics(data: dict) -> None:
@@ -273,12 +294,15 @@ def _table_metrics(data: dict) -> None:
 
 def _table_compare(data: dict) -> None:
     print(f"{'trial':>5} {'value':>8} {'val Sharpe':>10} {'test Sharpe':>11} {'val P&L%':>9} "
-          f"{'test P&L%':>9} {'test B&H%':>9}")
+          f"{'test P&L%':>9} {'test B&H%':>9}  note")
     for row in data["trials"]:
         print(f"{row['trial']:>5} {_number(row['value']):>8} {_number(row['val_sharpe']):>10} "
               f"{_number(row['test_sharpe']):>11} {_number(row['val_pnl_pct']):>9} "
-              f"{_number(row['test_pnl_pct']):>9} {_number(row['test_buy_and_hold_pct']):>9}")
+              f"{_number(row['test_pnl_pct']):>9} {_number(row['test_buy_and_hold_pct']):>9}"
+              + (f"  {NEVER_TRADES}" if row.get("never_trades") else ""))
     print(f"overfitting check: {data['overfitting']['verdict']}")
+    if "study_test_looks" in data:
+        print(f"test split: {_looks(data['study_test_looks'])} (this look included)")
 
 
 def _table_studies(rows: list[dict]) -> None:

@@ -41,7 +41,7 @@ def write_bundle(out: Path, url: str, study: Any, trial: Any) -> list[str]:
     """
     import torch
 
-    from search import query
+    from search import audit, query
     from search import study as studies
     from search.searcher_attrs import ATTR_METRICS
     from trainables import onnx_policy
@@ -77,7 +77,9 @@ def write_bundle(out: Path, url: str, study: Any, trial: Any) -> list[str]:
     spec = _spec(config, study, trial, env, info, features, window,
                  None if unsupported else lookback, unsupported)
     (out / SPEC_FILE).write_text(json.dumps(spec, indent=2, default=str))
-    (out / CARD_FILE).write_text(_card(config, study, trial, settings, spec, info, overfitting))
+    looks = audit.describe(audit.summary(storage, study._study_id))
+    (out / CARD_FILE).write_text(_card(config, study, trial, settings, spec, info, overfitting,
+                                       looks))
     return written
 
 
@@ -160,10 +162,19 @@ def _number(value: Any) -> str:
     return "n/a" if value is None else str(value)
 
 
+def _promotion(promotion: dict[str, Any] | None) -> str:
+    if not promotion:
+        return ("not run (`tradetune promote --study NAME --trial N --seeds K` retrains on "
+                "seeds the study never used)")
+    return (f"{promotion.get('verdict')} (mean {_number(promotion.get('mean'))} over seeds "
+            f"{promotion.get('seeds')}; rule: {promotion.get('rule')})")
+
+
 def _card(config: dict[str, Any], study: Any, trial: Any, settings: dict[str, Any],
-          spec: dict[str, Any], info: dict[str, Any], overfitting: dict[str, Any]) -> str:
+          spec: dict[str, Any], info: dict[str, Any], overfitting: dict[str, Any],
+          test_looks: str) -> str:
     """MODEL_CARD.md: provenance, scores, the overfitting verdict, data and limitations."""
-    from search.searcher_attrs import ATTR_METRICS, ATTR_STOP
+    from search.searcher_attrs import ATTR_METRICS, ATTR_PROMOTION, ATTR_STOP
 
     metrics = trial.user_attrs.get(ATTR_METRICS, {})
     trained = spec["trained_for"]
@@ -207,8 +218,8 @@ def _card(config: dict[str, Any], study: Any, trial: Any, settings: dict[str, An
         "it makes it less of a fresh check).",
         f"- Overfitting check (deflated Sharpe ratio over the study's trials): "
         f"{overfitting.get('verdict')}",
-        "- Promotion verdict: not recorded.",
-        "- Times the test split had been looked at: not recorded.",
+        f"- Promotion on fresh seeds: {_promotion(trial.user_attrs.get(ATTR_PROMOTION))}",
+        f"- The study's test split: {test_looks} before this export.",
         "",
         "## Data",
         "",

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from search import audit
 from search.errors import StudyError
 from search.onnx_export import BUNDLE_FILES, ONNX_FILE
 from search.outdir import write_folder
@@ -82,6 +83,7 @@ def trial_summary(trial: Any, space: Any | None = None,
         "checkpoint": str(checkpoint) if checkpoint and checkpoint.exists() else None,
         "stop_reason": trial.user_attrs.get(ATTR_STOP),
         "seed": trial.user_attrs.get(ATTR_SEED),
+        "never_trades": never_trades(trial),
     }
     if objectives and len(objectives) > 1 and trial.values:
         summary["objectives"] = dict(zip(objectives, trial.values, strict=True))
@@ -92,6 +94,12 @@ def trial_summary(trial: Any, space: Any | None = None,
     if space is not None and trial.state.name == "COMPLETE":
         summary["settings"] = space.replay(trial.params)
     return summary
+
+
+def never_trades(trial: Any) -> bool:
+    """Whether the trial's kept checkpoint made no trade on the validation split: it stayed in
+    cash, so its score (0 for Sharpe and P&L) is the absence of a strategy, not a strategy."""
+    return trial.user_attrs.get(ATTR_METRICS, {}).get("trades") == 0
 
 
 def _space_of(study: Any):
@@ -156,6 +164,8 @@ def best(url: str, name: str, top: int) -> list[dict[str, Any]]:
 
     A multi-objective study has no single ranking: its rows are the Pareto front (trials no
     other trial beats on every objective), highest first objective first, at most ``top``.
+    Every row carries ``study_test_looks``, the study's test-split audit count (the rows stay a
+    list, so existing consumers keep working).
     """
     storage = open_existing(url)
     study = studies.load_study(storage, name)
@@ -168,6 +178,9 @@ def best(url: str, name: str, top: int) -> list[dict[str, Any]]:
         rows = [trial_summary(t, space) for t in top_trials(storage, study._study_id, top)]
     if rows:
         rows[0]["overfitting"] = overfitting_check(storage, study._study_id, rows[0]["metrics"])
+    test_looks = audit.summary(storage, study._study_id)
+    for row in rows:
+        row["study_test_looks"] = test_looks
     return rows
 
 
@@ -216,7 +229,9 @@ def _status_of(storage: Any, name: str) -> dict[str, Any]:
     top = top_trials(storage, study_id, 1)
     return {"study": name, "counts": counts,
             "best_value": first_value(top[0]) if top else None,
-            "best_trial": top[0].number if top else None}
+            "best_trial": top[0].number if top else None,
+            "best_never_trades": never_trades(top[0]) if top else None,
+            "test_looks": audit.summary(storage, study_id)}
 
 
 def get_trial(url: str, name: str, number: int | None):
@@ -323,16 +338,24 @@ def export_study(folder: Path) -> str | None:
 
 
 def evaluate_trial(url: str, name: str, number: int | None, split: str,
-                   actions: Path | None = None) -> dict[str, Any]:
+                   actions: Path | None = None, command: str | None = None) -> dict[str, Any]:
     """Restore a trial's kept checkpoint and score it on ``split`` against buy-and-hold; with
-    ``actions``, also write its per-bar actions there as CSV."""
+    ``actions``, also write its per-bar actions there as CSV.
+
+    A score on the test split is recorded in the study as a look (``command`` names it, default
+    ``evaluate --split test [--trial N]``) before it is returned; see ``search/audit.py``.
+    """
     if actions is not None and actions.is_dir():
         raise StudyError(f"--actions {actions} is a directory; give a file name such as "
                          "actions.csv")
     study, trial = get_trial(url, name, number)
     space = _space_of(study)
     check_data_unchanged(study)
-    return _score_checkpoint(study, space, trial, split, actions)
+    result = _score_checkpoint(study, space, trial, split, actions)
+    if split == "test":
+        audit.record_look(study, [trial.number], command or "evaluate --split test" + (
+            f" --trial {number}" if number is not None else ""))
+    return result
 
 
 def _score_checkpoint(study: Any, space: Any, trial: Any, split: str,
@@ -360,9 +383,13 @@ def _score_checkpoint(study: Any, space: Any, trial: Any, split: str,
             "beats_buy_and_hold": result.pnl_pct > result.buy_and_hold_pct, **written}
 
 
-def compare_top(url: str, name: str, top: int) -> dict[str, Any]:
+def compare_top(url: str, name: str, top: int, record: bool = True) -> dict[str, Any]:
     """Validation versus test, side by side, for the ``top`` best trials, plus the deflated
-    Sharpe ratio of the best: how much of the validation ranking survives unseen data."""
+    Sharpe ratio of the best: how much of the validation ranking survives unseen data.
+
+    The look at the test split is recorded in the study (``evaluate --top K``) with the study's
+    audit count in ``study_test_looks``, unless ``record`` is False (the report records its
+    looks itself, once)."""
     storage = open_existing(url)
     study = studies.load_study(storage, name)
     space = _space_of(study)
@@ -378,6 +405,11 @@ def compare_top(url: str, name: str, top: int) -> dict[str, Any]:
                      "val_sharpe": val.get("sharpe"), "test_sharpe": test["sharpe"],
                      "val_pnl_pct": val.get("pnl_pct"), "test_pnl_pct": test["pnl_pct"],
                      "test_buy_and_hold_pct": test["buy_and_hold_pct"],
-                     "beats_buy_and_hold": test["beats_buy_and_hold"]})
+                     "beats_buy_and_hold": test["beats_buy_and_hold"],
+                     "never_trades": never_trades(trial)})
     check = overfitting_check(storage, study._study_id, trials[0].user_attrs.get(ATTR_METRICS, {}))
-    return {"study": name, "trials": rows, "overfitting": check}
+    result = {"study": name, "trials": rows, "overfitting": check}
+    if record:
+        audit.record_look(study, [t.number for t in trials], f"evaluate --top {top}")
+        result["study_test_looks"] = audit.summary(storage, study._study_id)
+    return result

@@ -5,7 +5,8 @@ and their metrics, then shows Optuna's optimisation history, parameter importanc
 plot of the most important parameters and the per-evaluation validation scores, and the best
 trial's kept checkpoint traded on the validation and test splits against buy-and-hold. The
 study is read once into an in-memory copy, so every plot of a running study shows the same
-snapshot.
+snapshot. Trading checkpoints on the test split is a look at it: the report records it in the
+study once (``search/audit.py``) and shows the study's count.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from search import query
+from search import audit, query
 from search import study as studies
 from search.errors import StudyError
 from search.outdir import write_folder
@@ -32,6 +33,8 @@ IMAGES = ("pareto.png", "history.png", "importances.png", "slices.png", "evaluat
 # report does not draw is removed) and touches nothing else there.
 REPORT_NAMES = ("index.html", *IMAGES)
 TITLE = "TradeTune report: "
+# A trial whose kept checkpoint made no trade on validation: its 0 is no strategy.
+NEVER_TRADES = "never trades (cash)"
 # Validation metrics of a trial's kept checkpoint: key, column header, scale.
 METRICS = (("sharpe", "Sharpe", 1), ("pnl_pct", "P&L %", 1), ("buy_and_hold_pct", "B&H %", 1),
            ("max_drawdown", "max DD %", 100), ("trades", "trades", 1))
@@ -69,13 +72,19 @@ def write_report(url: str, study_name: str, out: Path, force: bool = False) -> P
     def write(folder: Path) -> None:
         data_problem = _data_problem(study) if top and config else None
         sections = _optuna_sections(snapshot, top, folder, target, objectives)
+        looked: list[int] = []  # trials this report scored on the test split
         sections.append(_equity_section(study, space, top[0] if top else None, folder,
-                                        data_problem))
+                                        data_problem, looked))
         check = None
         if top:
             check = ({"note": f"cannot trade the top trials on the test split: {data_problem}"}
                      if data_problem else _overfitting_check(url, study_name))
-        page = _page(study_name, url, config, counts, top, snapshot, sections, target, check)
+            looked.extend(row["trial"] for row in check.get("trials", []))
+        if looked:  # one look per report, recorded before the page shows any test score
+            audit.record_look(study, looked, "report")
+        test_looks = audit.summary(storage, study._study_id)
+        page = _page(study_name, url, config, counts, top, snapshot, sections, target, check,
+                     test_looks)
         (folder / "index.html").write_text(page, encoding="utf-8")
 
     write_folder(out, REPORT_NAMES, write, ours=_is_report, force=force,
@@ -180,7 +189,9 @@ def _optuna_sections(snapshot: Any, top: list, out: Path, target: str,
 
 
 def _equity_section(study: Any, space: Any, best: Any | None, out: Path,
-                    data_problem: str | None) -> dict[str, str | None]:
+                    data_problem: str | None, looked: list[int]) -> dict[str, str | None]:
+    """The best trial traded on validation and test; its number is added to ``looked`` once
+    it has been scored on the test split."""
     from search import report_plots as plots
 
     title = "Best trial against buy-and-hold"
@@ -211,6 +222,7 @@ def _equity_section(study: Any, space: Any, best: Any | None, out: Path,
         result = evaluate(module, env, split)
         closes = bars["close"].reindex(pd.to_datetime(result.dates)).to_numpy()
         runs.append({"label": label, "evaluation": result, "closes": closes})
+    looked.append(best.number)
     plots.equity(runs, out / "equity.png", f"Trial {best.number}: kept checkpoint, greedy")
     return _section(title, "equity.png",
                     f"Trial {best.number}'s kept checkpoint trading greedily on the validation "
@@ -219,11 +231,12 @@ def _equity_section(study: Any, space: Any, best: Any | None, out: Path,
 
 
 def _overfitting_check(url: str, study_name: str) -> dict[str, Any]:
-    """``evaluate --top``'s comparison for the report; a note instead when it cannot be made."""
+    """``evaluate --top``'s comparison for the report (not recorded: the report records its one
+    look itself); a note instead when it cannot be made."""
     from trainables.data import DataError
 
     try:
-        return query.compare_top(url, study_name, COMPARED)
+        return query.compare_top(url, study_name, COMPARED, record=False)
     except (StudyError, DataError, OSError) as exc:
         return {"note": f"cannot trade the top trials on the test split: {exc}"}
 
@@ -235,9 +248,9 @@ def _overfitting_html(check: dict[str, Any]) -> list[str]:
         return parts + [f'<p class="note">{e(check["note"])}</p>']
     rows = [[r["trial"], r["value"], r["val_sharpe"], r["test_sharpe"], r["val_pnl_pct"],
              r["test_pnl_pct"], r["test_buy_and_hold_pct"], "yes" if r["beats_buy_and_hold"]
-             else "no"] for r in check["trials"]]
+             else "no", NEVER_TRADES if r.get("never_trades") else ""] for r in check["trials"]]
     parts.append(_table(["trial", "value", "val Sharpe", "test Sharpe", "val P&L %",
-                         "test P&L %", "test B&H %", "beats B&H"], rows))
+                         "test P&L %", "test B&H %", "beats B&H", "note"], rows))
     verdict = check["overfitting"]
     dsr = verdict.get("deflated_sharpe")
     parts.append(f'<p class="best">{e(verdict["verdict"])}</p>')
@@ -287,7 +300,8 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 
 
 def _page(name: str, url: str, config: dict, counts: dict[str, int], top: list, snapshot: Any,
-          sections: list[dict], target: str, check: dict[str, Any] | None = None) -> str:
+          sections: list[dict], target: str, check: dict[str, Any] | None = None,
+          test_looks: dict[str, Any] | None = None) -> str:
     e = html.escape
     parts = [f"<h1>Study {e(name)}</h1>",
              f"<p>{e(redact(url))} &middot; snapshot {e(time.strftime('%Y-%m-%d %H:%M:%S'))}"
@@ -296,6 +310,10 @@ def _page(name: str, url: str, config: dict, counts: dict[str, int], top: list, 
                 if config else "") + "</p>",
              "<p>" + (", ".join(f"{e(k)} {v}" for k, v in counts.items() if v)
                       or "no trials yet") + "</p>"]
+    if test_looks is not None:
+        parts.append(f'<p class="looks">Test split: {e(audit.describe(test_looks))}. Each look '
+                     "at the test split is a selection step: after many looks its score is no "
+                     "longer an unbiased estimate of unseen data.</p>")
     if counts.get("RUNNING"):
         parts.append(f'<p class="note">The study is running: this is a snapshot. Rerun '
                      f'<code>tradetune report</code> to refresh, or watch it live with '
@@ -308,11 +326,12 @@ def _page(name: str, url: str, config: dict, counts: dict[str, int], top: list, 
         summaries = [query.trial_summary(t) for t in top]
         rows = [[rank, s["number"], s["value"], *(_scaled(s["metrics"].get(k), scale)
                                                   for k, _, scale in METRICS),
-                 s["stop_reason"], *(s["params"].get(p) for p in params)]
+                 NEVER_TRADES if s["never_trades"] else "", s["stop_reason"],
+                 *(s["params"].get(p) for p in params)]
                 for rank, s in enumerate(summaries, 1)]
         parts.append(f"<h2>Top {len(top)} trials</h2>")
         parts.append(_table(["rank", "trial", "value", *(label for _, label, _ in METRICS),
-                             "stopped by", *params], rows))
+                             "note", "stopped by", *params], rows))
         parts.extend(_promotion_html(summaries))
     else:
         parts.append('<p class="note">No COMPLETE trial yet: there is no best trial.</p>')
