@@ -215,6 +215,7 @@ def counted_trials(study: Any, budget: int) -> list[Any]:
 def test_scores(study: Any, trials: list[Any]) -> dict[int, dict[str, float]]:
     """Test-split figures of each COMPLETE trial's kept checkpoint, scored directly (no look
     is recorded: these studies are the benchmark's own and are thrown away)."""
+    from search.errors import StudyError
     from search.query import checkpoint_of
     from search.study import stored_config
     from spaces import get_space
@@ -229,7 +230,12 @@ def test_scores(study: Any, trials: list[Any]) -> dict[int, dict[str, float]]:
             continue
         settings = space.replay(trial.params)
         env = {"data": config["data"], **config["env"], **settings["env"]}
-        result = evaluate(load_module(checkpoint_of(trial)), env, "test")
+        try:
+            module = load_module(checkpoint_of(trial))
+        except StudyError as exc:  # one lost checkpoint must not end a run of hours
+            print(f"  skipping trial {trial.number} of {study.study_name}: {exc}", flush=True)
+            continue
+        result = evaluate(module, env, "test")
         scores[trial.number] = {"sharpe": result.sharpe, "pnl_pct": result.pnl_pct,
                                 "bh_pct": result.buy_and_hold_pct, "trades": result.trades}
     return scores
