@@ -20,3 +20,11 @@ class StudyError(UserError):
 
 class StorageUnavailable(StorageError):
     """The study storage stopped answering (and retries ran out); finished trials are safe."""
+
+
+class ClusterError(UserError):
+    """The Ray cluster cannot be reached, or no node of it can run one trial."""
+
+
+class SweepFailed(UserError):
+    """The sweep ran but no trial of it completed."""

@@ -66,9 +66,7 @@ def create_study(storage: Any, config: dict[str, Any], space: Any, data_fingerpr
     try:
         study = optuna.create_study(study_name=name, storage=storage, directions=directions)
     except optuna.exceptions.DuplicatedStudyError:
-        raise StudyError(f"study {name!r} already exists in {_where(storage)}; continue it "
-                         f"with `tradetune resume --study {name}`, or launch under a new name "
-                         "with --study NAME (`tradetune status` lists studies)") from None
+        raise name_taken(storage, name) from None
     saved = {**config, "storage": redact(config["storage"]) if config.get("storage") else None}
     study.set_user_attr(ATTR_CONFIG, saved)
     study.set_user_attr(ATTR_SPACE, {"algorithm": space.algorithm,
@@ -79,6 +77,13 @@ def create_study(storage: Any, config: dict[str, Any], space: Any, data_fingerpr
     study.set_user_attr(ATTR_COMMAND, redact(command or " ".join(sys.argv)))
     study.set_user_attr(ATTR_CREATED, time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     return study
+
+
+def name_taken(storage: Any, name: str) -> StudyError:
+    """The error for launching under the name of an existing study."""
+    return StudyError(f"study {name!r} already exists in {_where(storage)}; continue it with "
+                      f"`tradetune resume --study {name}`, or launch under a new name with "
+                      "--study NAME (`tradetune status` lists studies)")
 
 
 def objective_names(config: dict[str, Any]) -> list[str]:
