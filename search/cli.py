@@ -22,6 +22,9 @@ EPILOG = """environment:
                       how long a sweep retries a study storage that stopped answering
                       before it stops cleanly (default 300; then `resume` continues)
   RAY_ADDRESS         run trials on an existing Ray cluster (same as --address)
+  TRADETUNE_RAY_CONNECT_S
+                      how long launch/resume wait for the Ray cluster at --address to
+                      answer before they stop with one line (default 10)
 """
 
 
@@ -286,9 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     except argparse.ArgumentTypeError as exc:
         parser.exit(2, f"tradetune {args.command}: error: {exc}\n")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # a sweep's own stops print more and exit 128 + signal
         print("interrupted", file=sys.stderr)
-        return 130
+        return getattr(exc, "exit_code", 130)
     except Exception as exc:
         # trainables.data (and pandas) load only when needed; no DataError without them.
         data = sys.modules.get("trainables.data")
