@@ -119,15 +119,18 @@ class StopSignals:
 
     def _force(self, signum: int) -> None:
         """The stop overran STOP_GRACE_S (the main thread is stuck in a Ray call): say the last
-        words and exit at once. Ray's local processes die with this one (Ray binds them to
-        it); a remote cluster ends this driver's actors when it disconnects."""
-        try:
-            self.last_words(signum)
-        except BaseException:  # exiting regardless
-            pass
-        finally:
-            sys.stdout.flush()
-            os._exit(128 + signum)
+        words (given STOP_GRACE_S too: they write to the study) and exit. Ray's local
+        processes die with this one (Ray binds them to it); a remote cluster ends this
+        driver's actors when it disconnects."""
+        def say() -> None:
+            with contextlib.suppress(BaseException):  # exiting regardless
+                self.last_words(signum)
+
+        words = threading.Thread(target=say, daemon=True)
+        words.start()
+        words.join(STOP_GRACE_S)
+        sys.stdout.flush()
+        os._exit(128 + signum)
 
     @contextlib.contextmanager
     def graceful(self) -> Iterator[None]:

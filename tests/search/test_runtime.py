@@ -122,6 +122,31 @@ def test_deferred_and_graceful_blocks():
     assert not StopOnSignal().stop_all()
 
 
+STUCK = """
+import signal, time
+from search import stopping
+stopping.STOP_GRACE_S = 1.0
+def last_words(signum):
+    print("marked FAIL; resume with ...", flush=True)
+    return 128 + signum
+with stopping.StopSignals() as stop:
+    stop.last_words = last_words
+    with stop.graceful():
+        signal.raise_signal(signal.SIGTERM)
+        time.sleep(120)  # a Ray call that never returns
+print("not reached")
+"""
+
+
+def test_a_stop_that_hangs_is_forced_after_the_grace_period():
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", STUCK], cwd=REPO, env=cli_env(REPO),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 143, done.stdout + done.stderr
+    assert done.stdout == "marked FAIL; resume with ...\n" and not done.stderr
+    assert time.monotonic() - start < 30
+
+
 # -- the Ray cluster: reachable, and big enough for one trial ---------------------------------------
 
 class _NotRay:
@@ -276,6 +301,8 @@ def test_sigterm_and_sighup_stop_like_ctrl_c(sig, group, tmp_path):
     # With the whole group signalled, the trial's worker may die first and fail on its own.
     _assert_stopped_cleanly(driver, url, "stopped", signal.Signals(sig).name,
                             reason=None if group else "sweep interrupted")
+    if not group:
+        assert not driver.err, driver.report()  # no stack dumps, no Ray log lines
     assert states(url, "stopped").get("FAIL"), "the trial in flight is FAIL, not RUNNING"
 
 
