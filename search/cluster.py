@@ -44,7 +44,7 @@ def ray_address(address: str | None) -> str | None:
 
 
 def _fix(port: str) -> str:
-    return (f"start it with `ray start --head --port={port}` or check --address/RAY_ADDRESS")
+    return f"start it with `ray start --head --port={port}` or check --address/RAY_ADDRESS"
 
 
 def probe_address(address: str, wait_s: float | None = None) -> None:
@@ -53,11 +53,11 @@ def probe_address(address: str, wait_s: float | None = None) -> None:
     wait_s = connect_seconds() if wait_s is None else wait_s
     target = address.split("://", 1)[-1]
     host, sep, port = target.rpartition(":")
+    host = host.strip("[]")  # [::1]:6380
     if not sep or not host or not port.isdigit():
         raise ClusterError(f"Ray address {address!r} must look like HOST:PORT (the head's "
                            "`ray start --head --port`), e.g. 10.0.0.5:6380")
     deadline = time.monotonic() + wait_s
-    reason = "no answer"
     while True:
         left = deadline - time.monotonic()
         try:
