@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared/data/Coinbase_BTCUSD_1h.csv"
+DEFAULT_CSV = REPO / "examples" / "data" / "Coinbase_BTCUSD_1h.csv.gz"
 WINDOW_SIZE = 17
 MAX_ALLOWED_LOSS = 0.32
 

@@ -25,7 +25,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-COINBASE = REPO.parent / "shared" / "data" / "Coinbase_BTCUSD_1h.csv"
+COINBASE = REPO / "examples" / "data" / "Coinbase_BTCUSD_1h.csv.gz"
 LEARNING_RATES = [3.29e-05, 1e-4, 3e-4, 1e-5, 5e-5, 2e-4, 5e-4, 2e-5]
 
 
@@ -55,6 +55,7 @@ def plain_loop(config_path: Path) -> None:
 
     import ray
 
+    from search.config import read_yaml_file
     from spaces import get_space
     from trainables.evaluation import evaluate
     from trainables.metrics import OBJECTIVES
@@ -65,7 +66,7 @@ def plain_loop(config_path: Path) -> None:
     # A one-CPU Tune trial runs torch with one thread (Ray sets OMP_NUM_THREADS=1); give the plain
     # loop the same, so the ratio measures the service, not torch's thread contention.
     torch.set_num_threads(1)
-    sweep = yaml.safe_load(config_path.read_text())
+    sweep = read_yaml_file(config_path)
     sweep["env"] = {}
     ray.init(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     space = get_space("ppo")

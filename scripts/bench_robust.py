@@ -28,7 +28,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-COINBASE = REPO.parent / "shared" / "data" / "Coinbase_BTCUSD_1h.csv"
+COINBASE = REPO / "examples" / "data" / "Coinbase_BTCUSD_1h.csv.gz"
 # A fast corner of the PPO space, the same in both arms.
 OVERRIDES = {"train_batch_size": {"low": 500, "high": 1500}, "num_epochs": {"low": 3, "high": 8},
              "hidden_width": {"choices": [32, 64]}, "hidden_layers": {"low": 1, "high": 2}}

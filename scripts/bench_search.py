@@ -27,7 +27,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-COINBASE = REPO.parent / "shared" / "data" / "Coinbase_BTCUSD_1h.csv"
+COINBASE = REPO / "examples" / "data" / "Coinbase_BTCUSD_1h.csv.gz"
 # A faster corner of the PPO space, the same for every method.
 OVERRIDES = {"train_batch_size": {"low": 500, "high": 1500}, "num_epochs": {"low": 3, "high": 8},
              "hidden_width": {"choices": [32, 64]}, "hidden_layers": {"low": 1, "high": 2}}
@@ -92,12 +92,13 @@ def tutorial_loop(config_path: Path, out: Path) -> None:
     import optuna
     import ray
 
+    from search.config import read_yaml_file
     from spaces import get_space
     from trainables.evaluation import evaluate
     from trainables.metrics import OBJECTIVES
     from trainables.rllib_trainable import _lifetime_env_steps, algorithm_config, env_config
 
-    config = yaml.safe_load(config_path.read_text())
+    config = read_yaml_file(config_path)
     config["env"] = {}
     ray.init(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

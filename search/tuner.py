@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from search.cluster import check_resources, connect, probe_address, ray_address, trial_needs
+from search.claims import claim_lock
 from search.errors import StorageUnavailable, SweepFailed, UserError
-from search.storage import (check_url, open_storage, redact, resolve_url, results_dir,
-                            retry_seconds, sqlite_path)
+from search.storage import (check_url, open_existing, open_storage, redact, resolve_url,
+                            results_dir, retry_seconds, sqlite_path)
 from search import study as studies
 from trainables import metrics as M
 
@@ -46,7 +47,7 @@ def launch(config: dict[str, Any], storage_url: str | None = None,
     space, the storage URL, the results directory, the Ray cluster (bounded wait) and whether
     one trial fits on a node of it. A stop signal before the study exists leaves nothing."""
     from search.stopping import StopRequested, StopSignals
-    from spaces import get_space
+    from spaces import dry_run, get_space
     from trainables.data import prepare_market
 
     study = None
@@ -58,6 +59,7 @@ def launch(config: dict[str, Any], storage_url: str | None = None,
             prepare_market(config["data"])
             space = get_space(config["algorithm"], config["search"]["space_overrides"],
                               config["search"]["space"])
+            dry_run(space, config)  # a custom space runs once here, before anything is created
             check_url(url, create_dirs=True)
             experiment_dir = _check_results_dir(config["study"])
             target = ray_address(address)
@@ -93,7 +95,7 @@ def resume(study_name: str, storage_url: str | None = None, address: str | None 
     """Continue a study after a crash or interruption, running only its remaining budget.
     Nothing in the study changes until the Ray cluster answers and a trial fits on it."""
     from search.stopping import StopRequested, StopSignals
-    from spaces import get_space
+    from spaces import dry_run, get_space
     from trainables.data import prepare_market
 
     with StopSignals() as stop, contextlib.ExitStack() as ray_session:
@@ -104,7 +106,7 @@ def resume(study_name: str, storage_url: str | None = None, address: str | None 
             if target not in (None, "auto"):
                 probe_address(target)  # before the storage is even opened
             url = resolve_url(storage_url)
-            storage = open_storage(url, retry_s=retry_seconds())
+            storage = open_existing(url, retry_s=retry_seconds())  # a missing study: nothing made
             study = studies.load_study(storage, study_name)
             config = studies.stored_config(study)
             if config.get("storage"):
@@ -113,6 +115,7 @@ def resume(study_name: str, storage_url: str | None = None, address: str | None 
             space = get_space(config["algorithm"], config["search"]["space_overrides"],
                               config["search"]["space"])
             studies.check_unchanged(study, space, studies.data_fingerprint(config["data"]))
+            dry_run(space, config)
             experiment_dir = _check_results_dir(study_name)
             budget = config["search"]["num_samples"]
             counts = state_counts(study)
@@ -122,7 +125,8 @@ def resume(study_name: str, storage_url: str | None = None, address: str | None 
                 _print_ray_logs()
             with stop.deferred():
                 experiment_dir = _experiment_dir(experiment_dir)
-                orphans = fail_orphaned_trials(study)
+                with claim_lock(study):  # a trial being claimed is tagged before it is seen
+                    orphans = fail_orphaned_trials(study)
                 stop.last_words = _Farewell(study, None, url)
             counts = state_counts(study)
             done = counts["COMPLETE"] + counts["PRUNED"]
@@ -276,6 +280,10 @@ def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, u
             max_evals = max(1, training["max_iterations"] // training["eval_every"])
             scheduler = ASHAScheduler(time_attr=M.EVALS, max_t=max_evals,
                                       grace_period=max(1, min(training["min_evals"], max_evals)))
+        elif search["scheduler"] == "racing":
+            from search.racing_scheduler import racing_scheduler
+
+            scheduler = racing_scheduler(searcher, search)
         _quiet_tune()
         # Trials never touch the study: they get the sweep config without its storage URL.
         trainable = tune.with_resources(

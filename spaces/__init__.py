@@ -4,6 +4,8 @@
 define-by-run function of an Optuna trial that returns ready-to-use RLlib settings
 (``{"training": ..., "model": ..., "env": ...}``), plus what the service needs around it
 (the tutorial's first trial, a fingerprint of the ranges, replay on stored parameters).
+A custom space (``search.space: "package.module:function"``) is the user's own code: ``dry_run``
+calls it once before a study is created or resumed and checks what it returns.
 """
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import difflib
 import hashlib
 import importlib
 import inspect
+import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -29,6 +33,7 @@ class SearchSpace:
     fingerprint: str
     first_params: dict[str, Any] | None = None
     description: dict[str, str] = field(default_factory=dict)
+    custom: str | None = None  # "module:function" of a user's own space
 
     def __call__(self, trial: Any) -> dict:
         return self.sample(trial)
@@ -73,7 +78,7 @@ def get_space(algorithm: str, overrides: dict[str, Any] | None = None,
         except (OSError, TypeError):
             source = custom
         digest = hashlib.sha256(source.encode()).hexdigest()[:16]
-        return SearchSpace(algorithm, fn, digest, description={"custom": custom})
+        return SearchSpace(algorithm, fn, digest, description={"custom": custom}, custom=custom)
     module = SEARCH_SPACES[algorithm]
     searched, fixed = apply_overrides(module.DIMENSIONS, overrides)
     first = getattr(module, "TUTORIAL_PARAMS", None)
@@ -101,11 +106,138 @@ def load_custom(reference: str) -> Callable[[Any], dict]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise SpaceError(f"search.space {reference!r}: cannot import {module_name!r} ({exc})") from None
+        raise SpaceError(f"search.space {reference!r}: cannot import {module_name!r} ({exc}); "
+                         "install it, or add its folder to PYTHONPATH on every machine of the "
+                         "sweep (README, \"Custom search spaces\")") from None
+    except Exception as exc:  # noqa: BLE001 - the module's own code failed on import
+        raise SpaceError(f"search.space {reference!r}: importing {module_name!r} raised "
+                         f"{exception_line(exc)}") from None
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise SpaceError(f"search.space {reference!r}: {module_name!r} has no function {attr!r}")
     return fn
 
 
-__all__ = ["SEARCH_SPACES", "SearchSpace", "SpaceError", "check_algorithm", "get_space"]
+SETTINGS_SHAPE = ('{"training": {...}, "model": {...}, "env": {...}} of plain values (numbers, '
+                  'strings, booleans, None, lists)')
+# The env settings a space may set; the market frictions and the reward are the sweep config's.
+SEARCHED_ENV_KEYS = ("window_size", "max_allowed_loss", "max_episode_steps")
+
+
+def dry_run(space: SearchSpace, sweep: dict[str, Any]) -> None:
+    """Call a custom space once on a throwaway in-memory trial and check what it returns: the
+    documented shape, plain values, a pure function of the trial (replaying its parameters
+    gives the same settings), env settings a space may set, and RLlib's own validation of the
+    training and model settings (as the built-in spaces are checked in the tests). Raises
+    ``SpaceError`` with one line; does nothing for a built-in space."""
+    if not space.custom:
+        return
+    import optuna
+
+    name = f"search.space {space.custom!r}"
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created in memory" line
+    try:
+        trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    try:
+        settings = space(trial)
+    except Exception as exc:  # noqa: BLE001 - the user's code
+        raise SpaceError(f"{name} raised {exception_line(exc)} when called on a test "
+                         "trial") from None
+    problem = settings_problem(settings)
+    if problem:
+        raise SpaceError(f"{name} is not a valid space: {problem}; it must return "
+                         f"{SETTINGS_SHAPE}")
+    try:
+        replayed = space.replay(trial.params)
+    except Exception as exc:  # noqa: BLE001
+        replayed = exc
+    if replayed != settings:
+        raise SpaceError(f"{name} is not a pure function of the trial: called again with the "
+                         "same parameters it returned other settings; take every searched "
+                         "value from trial.suggest_* and nothing from elsewhere")
+    _check_with_rllib(name, space.algorithm, settings, sweep)
+
+
+def _check_with_rllib(name: str, algorithm: str, settings: dict, sweep: dict[str, Any]) -> None:
+    """RLlib's own validation of a space's settings, as the tests apply it to the built-in
+    spaces (it imports RLlib and torch: a few seconds, paid only by custom spaces)."""
+    from trainables.rllib_trainable import algorithm_config
+
+    def refused(exc: Exception) -> SpaceError:
+        return SpaceError(f"{name} returned settings RLlib refuses for {algorithm}: "
+                          f"{exception_line(exc)}")
+
+    try:
+        config = algorithm_config(algorithm, settings, sweep)  # imports RLlib
+    except Exception as exc:  # noqa: BLE001 - RLlib's own message names the setting
+        raise refused(exc) from None
+    rllib_log = logging.getLogger("ray.rllib")  # RLlib set its level when imported
+    level = rllib_log.level
+    rllib_log.setLevel(logging.ERROR)  # its new-API-stack notice is not the user's problem
+    try:
+        config.validate()
+    except Exception as exc:  # noqa: BLE001
+        raise refused(exc) from None
+    finally:
+        rllib_log.setLevel(level)
+
+def settings_problem(settings: Any) -> str | None:
+    """What is wrong with a space's settings dict, or None."""
+    if not isinstance(settings, dict):
+        return f"it returned {type(settings).__name__}, not a dict"
+    unknown = sorted(str(k) for k in set(settings) - {"training", "model", "env"})
+    if unknown:
+        return f"unknown key(s) {unknown}"
+    for part in ("training", "model", "env"):
+        value = settings.get(part, {}) if part == "env" else settings.get(part)
+        if not isinstance(value, dict):
+            return f"{part!r} is {'missing' if value is None else type(value).__name__}, not a dict"
+        problem = _plain_problem(value, part)
+        if problem:
+            return problem
+    refused = sorted(set(settings.get("env", {})) - set(SEARCHED_ENV_KEYS))
+    if refused:
+        return (f"env setting(s) {refused} cannot be searched (a space may set "
+                f"{', '.join(SEARCHED_ENV_KEYS)}; commission, cash and reward are set in the "
+                "sweep config's env section)")
+    window = settings.get("env", {}).get("window_size", 1)
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        return f"env.window_size must be a whole number >= 1, got {window!r}"
+    return None
+
+
+def _plain_problem(value: Any, path: str) -> str | None:
+    """Settings are stored, printed as JSON and replayed: plain Python values only."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{path} has a non-string key {key!r}"
+            problem = _plain_problem(item, f"{path}.{key}")
+            if problem:
+                return problem
+        return None
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            problem = _plain_problem(item, f"{path}[{index}]")
+            if problem:
+                return problem
+        return None
+    if value is None or type(value) in (str, bool, int):
+        return None
+    if type(value) is float:
+        return None if math.isfinite(value) else f"{path} is {value!r}, not a finite number"
+    return (f"{path} is a {type(value).__module__}.{type(value).__name__} ({value!r}); use "
+            "plain Python values (int(...), float(...), str(...))")
+
+
+def exception_line(exc: BaseException) -> str:
+    """``Type: first line of the message``, at most 300 characters."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__)[:300]
+
+
+__all__ = ["SEARCH_SPACES", "SearchSpace", "SpaceError", "check_algorithm", "dry_run",
+           "exception_line", "get_space", "settings_problem"]

@@ -65,6 +65,14 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _is_finite(value: Any) -> bool:
+    """A number (not true/false) a float can hold: not NaN, infinity or a 400-digit int."""
+    try:
+        return _is_number(value) and math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 Dimension = Union[Float, Int, Categorical]
 
 
@@ -74,7 +82,7 @@ def check_dimension(name: str, dim: Dimension) -> None:
         if not dim.choices:
             raise SpaceError(f"parameter {name!r}: choices must not be empty")
         return
-    if not all(_is_number(v) and math.isfinite(v) for v in (dim.low, dim.high)):
+    if not all(_is_finite(v) for v in (dim.low, dim.high)):
         raise SpaceError(f"parameter {name!r}: low and high must be finite numbers, got "
                          f"{dim.low!r} and {dim.high!r}")
     if dim.low > dim.high:
@@ -89,7 +97,9 @@ def check_dimension(name: str, dim: Dimension) -> None:
 def _override(name: str, dim: Dimension, change: Any) -> Dimension | Any:
     """One override: a plain value fixes the parameter; a mapping changes its range."""
     if not isinstance(change, dict):
-        return change if isinstance(dim, Categorical) else _fixed_number(name, dim, change)
+        if isinstance(dim, Categorical):
+            return _choice(name, dim, change)
+        return _fixed_number(name, dim, change)
     allowed = {"choices"} if isinstance(dim, Categorical) else {"low", "high", "log"}
     unknown = sorted(set(change) - allowed)
     if unknown:
@@ -99,16 +109,30 @@ def _override(name: str, dim: Dimension, change: Any) -> Dimension | Any:
         choices = change.get("choices")
         if not isinstance(choices, (list, tuple)):
             raise SpaceError(f"parameter {name!r}: choices must be a list, got {choices!r}")
-        new = replace(dim, choices=tuple(choices), source="sweep config")
+        new = replace(dim, choices=tuple(_choice(name, dim, c) for c in choices),
+                      source="sweep config")
     else:
-        try:
-            values = {k: float(v) if k != "log" else bool(v) for k, v in change.items()}
-        except (TypeError, ValueError):
-            raise SpaceError(f"parameter {name!r}: override values must be numbers, got "
-                             f"{change}") from None
+        values = {}
+        for key, value in change.items():
+            if key == "log":
+                if not isinstance(value, bool):
+                    raise SpaceError(f"parameter {name!r}: log must be true or false, got "
+                                     f"{value!r}")
+                values[key] = value
+                continue
+            try:  # a number, or text that reads as one ('1e-5')
+                values[key] = float(value) if not isinstance(value, bool) else None
+            except OverflowError:
+                values[key] = math.inf  # refused below as not finite
+            except (TypeError, ValueError):
+                values[key] = None
+            if values[key] is None:
+                raise SpaceError(f"parameter {name!r}: override values must be numbers, got "
+                                 f"{key}={value!r}")
         if isinstance(dim, Int):
             # int() would silently truncate 2.5 to 2: whole numbers only.
-            if not all(v.is_integer() for k, v in values.items() if k != "log"):
+            if not all(math.isfinite(v) and v.is_integer()
+                       for k, v in values.items() if k != "log"):
                 raise SpaceError(f"parameter {name!r}: integer range needs whole numbers, "
                                  f"got {change}")
             values = {k: int(v) if k != "log" else v for k, v in values.items()}
@@ -117,13 +141,35 @@ def _override(name: str, dim: Dimension, change: Any) -> Dimension | Any:
     return new
 
 
+def _choice(name: str, dim: Categorical, value: Any) -> Any:
+    """A choice (or fixed value) of a categorical parameter, of the kind of its built-in
+    choices: true/false, whole numbers (``1.28e2`` is 128) or text. A 'true' for a layer width
+    or a NaN would pass Optuna and fail inside every trial."""
+    kinds = {type(c) for c in dim.choices}
+    if kinds == {bool}:
+        ok, want = isinstance(value, bool), "true or false"
+    elif kinds == {int}:
+        ok = _is_finite(value) and float(value).is_integer()
+        value, want = int(value) if ok else value, "a whole number"
+    elif kinds <= {int, float}:
+        ok, want = _is_finite(value), "a finite number"
+    elif kinds == {str}:
+        ok, want = isinstance(value, str), "text"
+    else:
+        ok, want = not (isinstance(value, float) and not math.isfinite(value)), "finite"
+    if not ok:
+        raise SpaceError(f"parameter {name!r}: a choice must be {want} like its built-in "
+                         f"choices {list(dim.choices)}, got {value!r}")
+    return value
+
+
 def _fixed_number(name: str, dim: Float | Int, value: Any) -> float | int:
-    """A numeric parameter fixed by the config. YAML reads ``1e-5`` (no dot) as a string."""
+    """A numeric parameter fixed by the config: a number, or text that reads as one."""
     try:
         number = value if _is_number(value) else float(value)
     except (TypeError, ValueError):
         number = None
-    if number is None or isinstance(value, bool) or not math.isfinite(number):
+    if number is None or isinstance(value, bool) or not _is_finite(number):
         raise SpaceError(f"parameter {name!r}: a fixed value must be a number, got {value!r}")
     if isinstance(dim, Int):
         if not float(number).is_integer():

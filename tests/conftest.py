@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-COINBASE = REPO.parent / "shared" / "data" / "Coinbase_BTCUSD_1h.csv"
+COINBASE = REPO / "examples" / "data" / "Coinbase_BTCUSD_1h.csv.gz"  # shipped: never skipped
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -40,8 +40,8 @@ def results_dir(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture
 def coinbase_csv() -> Path:
-    if not COINBASE.is_file():
-        pytest.skip(f"real market data not found at {COINBASE}")
+    """The real hourly BTC/USD file that ships in examples/data/."""
+    assert COINBASE.is_file(), f"{COINBASE} is part of the repository and must be there"
     return COINBASE
 
 

@@ -1,10 +1,11 @@
-"""Market data for TradeTune: load and validate bar CSVs, compute features, split chronologically.
+"""Market data for TradeTune: load and validate bar files, compute features, split chronologically.
 
 Every trial builds many env copies, and each one needs the same bars, features and splits, so
 :func:`prepare_market` does that work once per process and caches the result. Bad input fails
 early with a one-line :class:`DataError` naming the file, the column and the row, because a
 sweep that dies an hour in on a malformed row (or silently trains on a NaN) is the expensive
-failure mode.
+failure mode. Reading files (formats, dates, separators, spacing) is
+``trainables.bar_files``; :func:`load_bars` and :class:`DataError` are re-exported here.
 
 Conventions:
 
@@ -19,284 +20,70 @@ Conventions:
 """
 from __future__ import annotations
 
-import csv
 import difflib
 import functools
-import io
 import json
 import math
 import os
-import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from trainables.bar_files import (  # noqa: F401  (re-exported: the loading API lives here)
+    DATE_NAMES,
+    MAX_DATA_BYTES,
+    PRICE_COLUMNS,
+    DataError,
+    check_spacing,
+    load_bars,
+)
+from trainables.regimes import REGIMES_DEFAULTS, regimes_ohlcv
 from trainables.settings import fold_names
 
-PRICE_COLUMNS = ("open", "high", "low", "close")
 BAR_COLUMNS = (*PRICE_COLUMNS, "volume")
 SPLIT_NAMES = ("train", "val", "test")
-DATE_NAMES = ("date", "datetime", "timestamp", "time", "unix")
 DEFAULT_SPLITS: dict[str, float] = {"train": 0.7, "val": 0.15, "test": 0.15}
-SYNTHETIC_DEFAULTS: dict[str, Any] = {"n_bars": 6000, "seed": 42, "freq": "1h"}
-DATA_KEYS = ("path", "synthetic", "splits", "features", "walk_forward")
+SYNTHETIC_DEFAULTS: dict[str, Any] = {"kind": "gbm", "n_bars": 6000, "seed": 42, "freq": "1h"}
+SYNTHETIC_KINDS = ("gbm", "regimes")
+MAX_SYNTHETIC_BARS = 5_000_000
+FILE_KEYS = ("date_column", "sep", "decimal")
+DATA_KEYS = ("path", "synthetic", "splits", "features", "walk_forward", *FILE_KEYS)
 WALK_FORWARD_KEYS = ("folds", "mode")
 WALK_FORWARD_MODES = ("expanding", "rolling")
 
-# Formats pandas cannot infer on its own, seen in real exchange exports.
-_DATE_FORMATS = (
-    "%Y-%m-%d %I-%p",        # CryptoDataDownload: 2019-10-17 09-AM
-    "%Y-%m-%d %I-%M %p",
-    "%Y-%m-%d %I:%M:%S %p",
-    "%Y-%m-%d %I:%M %p",
-    "%d.%m.%Y %H:%M:%S",     # Dukascopy
-    "%d.%m.%Y %H:%M",
-    "%Y.%m.%d %H:%M",        # MetaTrader
-    "%Y%m%d %H%M%S",
-    "%Y%m%d",
-)
-_QUOTE_CURRENCIES = ("usd", "usdt", "usdc", "busd", "eur", "gbp", "jpy", "krw", "aud", "cad",
-                     "chf", "try", "dai")
 _FEATURE_CLIP = 10.0
 _YEAR = pd.Timedelta(days=365.25)
 
 
-class DataError(ValueError):
-    """Bad market data; message is ONE line naming the problem (and where: file, row/timestamp)."""
+# -- loading ----------------------------------------------------------------------------------
 
+def synthetic_bars(n_bars: int = 6000, seed: int = 42, freq: str = "1h", kind: str = "gbm",
+                   **params: Any) -> pd.DataFrame:
+    """An embedded market, so a sweep runs without any data file.
 
-# -- loading ---------------------------------------------------------------------------------
-
-def load_bars(path: str | os.PathLike) -> pd.DataFrame:
-    """Load and validate a CSV of price bars.
-
-    Copes with real exports: a source-comment line above the header, rows newest first,
-    exchange-specific date formats (``2019-10-17 09-AM``), epoch seconds or milliseconds, and
-    column names in any case (``Close``, ``Volume USD``).
-
-    Args:
-        path: CSV file. A ``close`` column (any case) and a date column named date, datetime,
-            timestamp, time or unix are required; open/high/low/volume are used when present.
-
-    Returns:
-        float64 columns ``open, high, low, close, volume`` (those present; close always), then
-        every other numeric column, lower-cased and kept as-is (user feature columns), indexed
-        by a naive-UTC ``DatetimeIndex`` named ``date`` in ascending order.
-
-    Raises:
-        DataError: the file is missing, unreadable, not a CSV of bars, or has a bad value; the
-            message names the file and the first offending row.
-    """
-    if not isinstance(path, (str, os.PathLike)):
-        raise DataError(f"a data path must be a file name, got {path!r}")
-    where = str(path)
-    text = _read_text(Path(path))
-    header_line = _find_header(text)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            # Rows longer than the header: pandas would silently drop fields (index_col=False)
-            # or turn the first column into the index; both misalign the data.
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            raw = pd.read_csv(io.StringIO(text), skiprows=header_line, skipinitialspace=True,
-                              index_col=False)
-    except pd.errors.ParserWarning:
-        raise DataError(f"{where}: some rows have more fields than the header (line "
-                        f"{header_line + 1}); check the delimiter and trailing commas") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, csv.Error) as exc:
-        raise DataError(f"{where}: cannot parse as CSV: {_one_line(exc)}") from None
-    raw.columns = [str(c).strip() for c in raw.columns]
-    if raw.empty:
-        raise DataError(f"{where}: has a header but no data rows (columns: {list(raw.columns)})")
-    # File line (1-based) of each row, to point users at the exact row.
-    lines = np.arange(len(raw)) + header_line + 2
-
-    lower = {}
-    for column in raw.columns:
-        lower.setdefault(column.lower(), column)
-    date_col = next((c for c in raw.columns if c.lower() in DATE_NAMES), None)
-    if date_col is None:
-        raise DataError(f"{where}: no date column; name one of {list(DATE_NAMES)} "
-                        f"(columns found: {list(raw.columns)})")
-    if "close" not in lower:
-        raise DataError(f"{where}: no 'close' column (columns found: {list(raw.columns)})")
-    chosen = {name: lower[name] for name in PRICE_COLUMNS if name in lower}
-    volume = _volume_column(raw)
-    if volume is not None:
-        chosen["volume"] = volume
-
-    dates = _parse_dates(raw[date_col], date_col, where, lines)
-    order = np.argsort(dates.to_numpy(), kind="stable")
-    dates = pd.DatetimeIndex(dates.to_numpy()[order], name="date")
-    raw, lines = raw.iloc[order].reset_index(drop=True), lines[order]
-
-    bars = pd.DataFrame(index=dates)
-    for name, column in chosen.items():
-        bars[name] = _numeric_column(raw[column], name, column, where, dates, lines)
-    skip = set(chosen.values()) | {c for c in raw.columns if c.lower() in DATE_NAMES}
-    for column in raw.columns:
-        name = column.lower()
-        if (column in skip or name in bars.columns or name.startswith("unnamed:")
-                or raw[column].dtype == bool
-                or not pd.api.types.is_numeric_dtype(raw[column])):
-            continue
-        bars[name] = raw[column].to_numpy(dtype=np.float64)
-
-    duplicated = np.flatnonzero(dates.duplicated())
-    if len(duplicated):
-        i = int(duplicated[0])
-        raise DataError(f"{where}: duplicate timestamp {dates[i]} (lines {lines[i - 1]} and "
-                        f"{lines[i]}); each bar needs its own time")
-    return bars
-
-
-def _read_text(path: Path) -> str:
-    where = str(path)
-    if not path.exists():
-        raise DataError(f"{where}: no such file")
-    if path.is_dir():
-        raise DataError(f"{where}: is a directory, not a CSV file")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{where}: cannot read: {exc.strerror or exc}") from None
-    if not data.strip():
-        raise DataError(f"{where}: is empty")
-    if b"\x00" in data[:65536]:
-        raise DataError(f"{where}: is a binary file, not a CSV text file")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{where}: is not UTF-8 text (undecodable byte at offset {exc.start}); "
-                        "save it as a UTF-8 CSV") from None
-
-
-def _find_header(text: str) -> int:
-    """Index of the header line, skipping source comments that some exports put above it.
-
-    The header is the first of the opening lines with a ``close`` field; failing that, the
-    first line with as many fields as the line after it (a comment line rarely has).
-    """
-    lines = text.splitlines()[:20]
-    try:
-        rows = list(csv.reader(lines))
-    except csv.Error:
-        return 0
-    for i, row in enumerate(rows):
-        if any(field.strip().lower() == "close" for field in row):
-            return i
-    for i, row in enumerate(rows[:-1]):
-        if len(row) > 1 and len(row) == len(rows[i + 1]) and not row[0].lower().startswith("http"):
-            return i
-    return 0
-
-
-def _volume_column(raw: pd.DataFrame) -> str | None:
-    """The volume column: an exact ``volume``, else the quote-currency one of ``volume*``."""
-    candidates = [c for c in raw.columns if c.lower().startswith("volume")]
-    exact = [c for c in candidates if c.lower() == "volume"]
-    if exact or not candidates:
-        return exact[0] if exact else None
-    suffixes = {c: c.lower()[len("volume"):].strip(" _-.()") for c in candidates}
-    symbol_col = next((c for c in raw.columns if c.lower() in ("symbol", "pair", "ticker")), None)
-    if symbol_col is not None and len(raw):
-        symbol = "".join(ch for ch in str(raw[symbol_col].iloc[0]).lower() if ch.isalnum())
-        for column, suffix in suffixes.items():
-            if suffix and symbol.endswith(suffix) and symbol != suffix:
-                return column
-    for column, suffix in suffixes.items():
-        if suffix in _QUOTE_CURRENCIES:
-            return column
-    return candidates[0]
-
-
-def _parse_dates(column: pd.Series, name: str, where: str, lines: np.ndarray) -> pd.DatetimeIndex:
-    missing = np.flatnonzero(column.isna().to_numpy())
-    if len(missing):
-        raise DataError(f"{where}: empty date in column {name!r} at line {lines[missing[0]]}")
-    if pd.api.types.is_numeric_dtype(column) and column.dtype != bool:
-        values = column.to_numpy(dtype=np.float64)
-        biggest = float(np.nanmax(np.abs(values)))
-        unit = next(u for u, top in (("s", 1e11), ("ms", 1e14), ("us", 1e17), ("ns", math.inf))
-                    if biggest < top)
-        try:
-            parsed = pd.to_datetime(values, unit=unit)
-        except (ValueError, OverflowError) as exc:
-            raise DataError(f"{where}: cannot read column {name!r} as epoch {unit}: "
-                            f"{_one_line(exc)}") from None
-        return pd.DatetimeIndex(parsed)
-
-    strings = column.astype(str).str.strip()
-    formats = (None, *_DATE_FORMATS)
-    for fmt in formats:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                parsed = pd.to_datetime(strings, format=fmt, utc=True)
-            except (ValueError, TypeError, OverflowError):
-                continue
-        return pd.DatetimeIndex(parsed).tz_localize(None)
-    # Nothing parses every row: point at the first row the most successful format misses.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        attempts = [(pd.to_datetime(strings, format=fmt, utc=True, errors="coerce"), fmt)
-                    for fmt in formats]
-    best, best_format = max(attempts, key=lambda attempt: int(attempt[0].notna().sum()))
-    bad = int(np.flatnonzero(best.isna().to_numpy())[0])
-    hint = f" (other rows match {best_format!r})" if best_format and best.notna().any() else ""
-    raise DataError(f"{where}: cannot parse column {name!r} as dates: {strings.iloc[bad]!r} at "
-                    f"line {lines[bad]}{hint}; use ISO dates like 2019-10-17 09:00 or epoch "
-                    f"seconds")
-
-
-def _numeric_column(values: pd.Series, name: str, column: str, where: str,
-                    dates: pd.DatetimeIndex, lines: np.ndarray) -> np.ndarray:
-    """One OHLCV column as float64, rejecting text, gaps and impossible values."""
-    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
-    present = values.notna().to_numpy()
-    bad = np.flatnonzero(present & ~np.isfinite(numbers))
-    if len(bad):
-        i = int(bad[0])
-        raise DataError(f"{where}: non-numeric {name} {values.iloc[i]!r} in column {column!r} at "
-                        f"{dates[i]} (line {lines[i]})")
-    gaps = np.flatnonzero(~present)
-    if len(gaps):
-        i = int(gaps[0])
-        raise DataError(f"{where}: {len(gaps)} missing value(s) in column {column!r}, the first at "
-                        f"{dates[i]} (line {lines[i]}); fill or drop those rows")
-    impossible = np.flatnonzero(numbers < 0 if name == "volume" else numbers <= 0)
-    if len(impossible):
-        i = int(impossible[0])
-        kind = "negative" if name == "volume" else "non-positive"
-        raise DataError(f"{where}: {kind} {name} {numbers[i]:g} in column {column!r} at {dates[i]} "
-                        f"(line {lines[i]})")
-    return numbers
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-def synthetic_bars(n_bars: int = 6000, seed: int = 42, freq: str = "1h") -> pd.DataFrame:
-    """The embedded default market: a reproducible random walk with no edge to find.
-
-    Lets a sweep run without any data file; same output contract as :func:`load_bars`.
+    ``gbm`` (the default) is a driftless random walk: no edge to find, it exercises the
+    machinery. ``regimes`` is the positive control of :mod:`trainables.regimes`: a planted
+    trend edge that a working pipeline must find. Same output contract as :func:`load_bars`.
 
     Args:
         n_bars: number of bars.
         seed: random seed; the same seed gives the same bars.
         freq: bar interval as a pandas frequency ("1h", "15min", "1D").
+        kind: "gbm" or "regimes".
+        params: the ``regimes`` market's parameters (see ``REGIMES_DEFAULTS``).
 
     Raises:
         DataError: a setting is out of range.
     """
     if isinstance(n_bars, bool) or not isinstance(n_bars, int) or n_bars < 2:
         raise DataError(f"data.synthetic.n_bars must be an integer >= 2, got {n_bars!r}")
+    if n_bars > MAX_SYNTHETIC_BARS:
+        raise DataError(f"data.synthetic.n_bars is {n_bars}; at most {MAX_SYNTHETIC_BARS:,} "
+                        f"synthetic bars are generated")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise DataError(f"data.synthetic.seed must be an integer in [0, 2**32), got {seed!r}")
     try:
@@ -304,12 +91,35 @@ def synthetic_bars(n_bars: int = 6000, seed: int = 42, freq: str = "1h") -> pd.D
     except (ValueError, TypeError):
         raise DataError(f"data.synthetic.freq must be a fixed pandas frequency such as '1h' or "
                         f"'15min', got {freq!r}") from None
-    from trainables.env import synthetic_ohlcv
+    if kind == "regimes":
+        frame = regimes_ohlcv(n_bars, seed, freq, **_regimes_params(params))
+    elif kind == "gbm":
+        if params:
+            raise DataError(f"data.synthetic: {sorted(params)} only apply to kind: regimes")
+        from trainables.env import synthetic_ohlcv
 
-    frame = synthetic_ohlcv(n_bars, seed, freq)
+        frame = synthetic_ohlcv(n_bars, seed, freq)
+    else:
+        raise DataError(f"data.synthetic.kind must be one of {', '.join(SYNTHETIC_KINDS)}, "
+                        f"got {kind!r}")
     bars = frame[list(BAR_COLUMNS)].astype(np.float64)
     bars.index = pd.DatetimeIndex(bars.index, name="date")
     return bars.sort_index()
+
+
+def _regimes_params(params: Mapping[str, Any]) -> dict[str, float]:
+    settings = {**REGIMES_DEFAULTS, **params}
+    for name, value in settings.items():
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or not math.isfinite(value)):
+            raise DataError(f"data.synthetic.{name} must be a finite number, got {value!r}")
+    if settings["drift"] < 0 or settings["volatility"] <= 0:
+        raise DataError("data.synthetic: drift must be >= 0 and volatility > 0, got "
+                        f"{settings['drift']!r} and {settings['volatility']!r}")
+    if settings["mean_regime_bars"] < 1 or settings["base_price"] <= 0:
+        raise DataError("data.synthetic: mean_regime_bars must be >= 1 and base_price > 0, got "
+                        f"{settings['mean_regime_bars']!r} and {settings['base_price']!r}")
+    return settings
 
 
 # -- features --------------------------------------------------------------------------------
@@ -578,8 +388,13 @@ class MarketData:
         splits: ``"train"/"val"/"test"`` -> ``[start, end)`` row positions into bars/features;
             with ``data.walk_forward`` also ``"fold{i}_train"/"fold{i}_val"`` for each fold,
             and ``"train"/"val"`` are then the last fold's.
-        interval: median time between bars.
+        interval: the most common time between bars (see ``bar_files.check_spacing``).
         source: the file path, or ``synthetic(seed=..., n_bars=...)``.
+        bars_per_year: bars the data actually has per year (None: from the interval).
+        file_rows: bars in the file (or generated), before the warm-up was dropped.
+        warmup: leading bars dropped because a feature was not yet defined on them.
+        spacing: the interval and the gaps of the file's bars (``check_spacing``).
+        file: how the file was read (separator, decimal mark, layout, date column).
     """
 
     bars: pd.DataFrame
@@ -587,6 +402,11 @@ class MarketData:
     splits: dict[str, tuple[int, int]]
     interval: pd.Timedelta
     source: str
+    bars_per_year: float | None = None
+    file_rows: int = 0
+    warmup: int = 0
+    spacing: dict[str, Any] = field(default_factory=dict)
+    file: dict[str, Any] = field(default_factory=dict)
 
     def split_frame(self, name: str) -> pd.DataFrame:
         """The bars of one split ("train", "val", "test" or a fold's, e.g. "fold0_val")."""
@@ -599,9 +419,12 @@ class MarketData:
     def periods_per_year(self) -> float:
         """Bars per year, to annualise per-bar ratios such as Sharpe.
 
-        Counts 365.25 days a year because crypto trades around the clock; for markets with
-        sessions (stocks: about 252 days) this overstates annualised figures.
+        The bars the data really has per year (bars - 1 over the years they span): 8766 for
+        gap-free hourly crypto, about 252 for daily stock bars (which skip weekends and
+        holidays); counting the calendar at the first interval would overstate those.
         """
+        if self.bars_per_year is not None:
+            return self.bars_per_year
         return _YEAR / self.interval
 
 
@@ -613,7 +436,9 @@ def prepare_market(data: Mapping[str, Any] | None, min_split_bars: int = 64) -> 
     loaded again.
 
     Args:
-        data: keys ``path`` (CSV; absent or None for the synthetic default), ``synthetic``
+        data: keys ``path`` (CSV or .csv.gz; absent or None for the synthetic default),
+            ``date_column``, ``sep``, ``decimal`` (how to read that file, see
+            :func:`load_bars`), ``synthetic``
             (``n_bars``, ``seed``, ``freq``; defaults 6000, 42, "1h"), ``splits`` (see
             :func:`split_positions`) and ``features`` (None for the default set, or a list
             of column names of the CSV), ``walk_forward`` (None, or ``{folds: K, mode:
@@ -669,21 +494,30 @@ def _prepare_cached(canonical: str, file_key: tuple | None, min_split_bars: int)
     if "path" in data:
         if data.get("synthetic"):
             raise DataError("give either data.path or data.synthetic, not both")
-        bars = load_bars(file_key[0])
+        bars = load_bars(file_key[0], **{key: data.get(key) for key in FILE_KEYS})
         source = str(data["path"])
     else:
+        given = [key for key in FILE_KEYS if key in data]
+        if given:
+            raise DataError(f"data.{given[0]} says how to read data.path, but there is no "
+                            f"data.path (the market is synthetic)")
         synthetic = data.get("synthetic") or {}
         if not isinstance(synthetic, dict):
             raise DataError(f"data.synthetic must be a mapping with keys "
                             f"{list(SYNTHETIC_DEFAULTS)}, got {synthetic!r}")
-        _check_keys("data.synthetic", synthetic, tuple(SYNTHETIC_DEFAULTS))
+        _check_keys("data.synthetic", synthetic, (*SYNTHETIC_DEFAULTS, *REGIMES_DEFAULTS))
         settings = {**SYNTHETIC_DEFAULTS, **synthetic}
-        bars = synthetic_bars(settings["n_bars"], settings["seed"], settings["freq"])
+        bars = synthetic_bars(**settings)
         source = f"synthetic(seed={settings['seed']}, n_bars={settings['n_bars']}"
+        source += "" if settings["kind"] == "gbm" else f", kind={settings['kind']}"
         source += ")" if settings["freq"] == "1h" else f", freq={settings['freq']})"
     if len(bars) < 2:
         raise DataError(f"{source}: has {len(bars)} bar(s); at least two are needed")
-    interval = pd.Timedelta(pd.Series(bars.index).diff().median())
+    spacing = bars.attrs.get("spacing") or check_spacing(bars.index, source)
+    file_info = dict(bars.attrs.get("file", {}))
+    bars.attrs.clear()  # pandas deep-copies attrs on every operation; the features need none
+    file_rows = len(bars)
+    bars_per_year = (file_rows - 1) * (_YEAR / (bars.index[-1] - bars.index[0]))
 
     features = compute_features(bars, data.get("features"))
     defined = features.notna().all(axis=1).to_numpy()
@@ -703,6 +537,13 @@ def _prepare_cached(canonical: str, file_key: tuple | None, min_split_bars: int)
     splits = split_positions(bars.index, data.get("splits"))
     walk_forward = walk_forward_settings(data.get("walk_forward"))
     if walk_forward is not None:
+        available = splits["test"][0] - splits["train"][0]
+        fit = available // min_split_bars - 1
+        if walk_forward[0] > fit:
+            raise DataError(f"data.walk_forward.folds is {walk_forward[0]}, but the {available} "
+                            f"bars before the test split fit at most {max(fit, 0)} folds (K "
+                            f"folds cut them into K + 1 blocks of at least {min_split_bars} "
+                            f"bars); use fewer folds or more data")
         folds = walk_forward_positions(splits["train"][0], splits["test"][0], *walk_forward)
         for name, (lo, hi) in folds.items():
             if hi - lo < min_split_bars:
@@ -721,8 +562,9 @@ def _prepare_cached(canonical: str, file_key: tuple | None, min_split_bars: int)
             raise DataError(f"split {name!r} has {hi - lo} bars; at least {min_split_bars} are "
                             f"needed (window size + evaluation) — give more data or change "
                             f"data.splits")
-    return MarketData(bars=bars, features=features, splits=splits, interval=interval,
-                      source=source)
+    return MarketData(bars=bars, features=features, splits=splits,
+                      interval=spacing["interval"], source=source, bars_per_year=bars_per_year,
+                      file_rows=file_rows, warmup=start, spacing=spacing, file=file_info)
 
 
 def describe(market: MarketData) -> dict[str, Any]:
@@ -734,10 +576,20 @@ def describe(market: MarketData) -> dict[str, Any]:
         splits[name] = {"rows": int(end - start),
                         "first": part[0].isoformat() if len(part) else None,
                         "last": part[-1].isoformat() if len(part) else None}
+    spacing = market.spacing
+    largest = spacing.get("largest")
+    gaps = {"count": spacing.get("gaps", 0), "missing_bars": spacing.get("missing_bars", 0),
+            "weekends_closed": bool(spacing.get("weekends_closed", False)),
+            "largest": None if largest is None else {
+                "missing_bars": largest["missing_bars"], "after": largest["after"].isoformat(),
+                "before": largest["before"].isoformat(), "after_line": largest["after_line"],
+                "before_line": largest["before_line"]}}
     return {"source": market.source, "rows": int(len(index)),
             "first": index[0].isoformat(), "last": index[-1].isoformat(),
             "interval": _format_interval(market.interval),
             "periods_per_year": round(market.periods_per_year, 2),
+            "file_rows": market.file_rows, "warmup_bars": market.warmup,
+            "gaps": gaps, "file": market.file,
             "splits": splits, "features": list(market.features.columns),
             "bar_columns": list(market.bars.columns)}
 

@@ -26,6 +26,7 @@ import gymnasium as gym
 import numpy as np
 
 from trainables.settings import ENV_DEFAULTS, REWARDS  # noqa: F401 (REWARDS re-exported)
+from trainables.settings import env_settings as _env_settings
 
 
 def _import_tensortrade() -> None:
@@ -120,22 +121,6 @@ class _NeverStop(Stopper):
 
     def stop(self, env) -> bool:  # noqa: D102
         return False
-
-
-def _env_settings(config: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(config) - set(ENV_DEFAULTS) - {"data"})
-    if unknown:
-        raise ValueError(f"unknown env setting(s) {unknown}; known: {sorted(ENV_DEFAULTS)}")
-    settings = {**ENV_DEFAULTS, **config}
-    if settings["reward"] not in REWARDS:
-        raise ValueError(f"unknown reward {settings['reward']!r}; choose one of {list(REWARDS)}")
-    if int(settings["window_size"]) < 1:
-        raise ValueError(f"window_size must be >= 1, got {settings['window_size']}")
-    if not 0 <= float(settings["commission"]) < 1:
-        raise ValueError(f"commission must be in [0, 1), got {settings['commission']}")
-    if float(settings["initial_cash"]) <= 0:
-        raise ValueError(f"initial_cash must be > 0, got {settings['initial_cash']}")
-    return settings
 
 
 class TradingEnv(gym.Env):

@@ -7,7 +7,9 @@ so a validation score always covers the whole period.
 """
 from __future__ import annotations
 
+import csv
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -36,11 +38,35 @@ class Evaluation:
     equity: np.ndarray = field(repr=False)
     positions: np.ndarray = field(repr=False)
     dates: list[str] = field(repr=False)
+    closes: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    actions: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def metrics(self) -> dict[str, float]:
         """The scalar metrics, for reporting to Tune and printing."""
-        skip = {"equity", "positions", "dates", "split"}
+        skip = {"equity", "positions", "dates", "split", "closes", "actions"}
         return {k: v for k, v in asdict(self).items() if k not in skip}
+
+    def per_bar(self) -> dict[str, list]:
+        """One row per bar of the run, as columns: ``timestamp``, ``close``, ``action`` (the
+        greedy action at that bar's close, given ``position``; on the last bar, the action the
+        policy would take next), ``position`` (held coming into the bar, 0 cash, 1 long),
+        ``portfolio_value`` (net worth at the bar's close, before that bar's trade) and
+        ``buy_and_hold_value`` (the starting cash invested at the first bar's close, no
+        commission, as ``buy_and_hold_pct`` counts it)."""
+        n = len(self.equity)
+        start = self.equity[0]
+        return {"timestamp": self.dates[:n], "close": self.closes[:n].tolist(),
+                "action": self.actions[:n].tolist(), "position": self.positions[:n].tolist(),
+                "portfolio_value": self.equity.tolist(),
+                "buy_and_hold_value": (start * self.closes[:n] / self.closes[0]).tolist()}
+
+    def write_actions(self, path: str | os.PathLike) -> None:
+        """Write :meth:`per_bar` as a CSV file (header row, then one row per bar)."""
+        columns = self.per_bar()
+        with open(path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(list(columns))
+            writer.writerows(zip(*columns.values(), strict=True))
 
 
 def as_policy(agent: Any) -> Policy:
@@ -54,16 +80,27 @@ def as_policy(agent: Any) -> Policy:
             import torch
 
             with torch.no_grad():
-                out = module.forward_inference({"obs": torch.as_tensor(obs)})
-            if "actions" in out:
-                return np.asarray(out["actions"]).astype(np.int64)
-            return out["action_dist_inputs"].argmax(dim=-1).numpy()
+                return greedy_actions(module, torch.as_tensor(obs)).numpy()
 
         return greedy
     if callable(agent):
         return agent
     raise TypeError(f"cannot evaluate {type(agent).__name__}: expected a function of an "
                     "observation batch, an RLlib Algorithm or an RLModule")
+
+
+def greedy_actions(module: Any, obs: Any) -> Any:
+    """The greedy actions (int64 torch tensor) of an RLlib RLModule for a batch of observations.
+
+    RLlib's inference contract: ``forward_inference`` returns either the ``actions`` themselves
+    (DQN: the argmax of its Q-values) or the ``action_dist_inputs`` whose argmax is the greedy
+    action of a categorical policy (PPO). Evaluation and the ONNX export both read actions here,
+    so every registered algorithm is scored and exported the same way.
+    """
+    out = module.forward_inference({"obs": obs})
+    if "actions" in out:
+        return out["actions"].long()
+    return out["action_dist_inputs"].argmax(dim=-1)
 
 
 def evaluate(policy: Any, env_config: dict[str, Any], split: str) -> Evaluation:
@@ -79,18 +116,22 @@ def evaluate(policy: Any, env_config: dict[str, Any], split: str) -> Evaluation:
     env.reset(seed=0)
     equity = [env.net_worth]
     positions = [env.position]
+    actions = []
     row = 0
     truncated = terminated = False
     while not (terminated or truncated):
-        _, _, terminated, truncated, info = env.step(int(table[row, env.position]))
+        actions.append(int(table[row, env.position]))
+        _, _, terminated, truncated, info = env.step(actions[-1])
         row += 1
         equity.append(info["net_worth"])
         positions.append(info["position"])
-    return _measure(env, split, np.asarray(equity), np.asarray(positions), info["trades"])
+    actions.append(int(table[row, env.position]))  # what the policy would do after the split
+    return _measure(env, split, np.asarray(equity), np.asarray(positions), info["trades"],
+                    np.asarray(actions, dtype=np.int64))
 
 
 def _measure(env, split: str, equity: np.ndarray, positions: np.ndarray,
-             trades: int) -> Evaluation:
+             trades: int, actions: np.ndarray) -> Evaluation:
     closes = env.market.bars["close"].to_numpy()[env.first_bar:env.end_bar]
     dates = [str(d) for d in env.market.bars.index[env.first_bar:env.end_bar]]
     returns = np.diff(equity) / equity[:-1]
@@ -117,6 +158,8 @@ def _measure(env, split: str, equity: np.ndarray, positions: np.ndarray,
         equity=equity,
         positions=positions,
         dates=dates,
+        closes=closes,
+        actions=actions,
     )
 
 

@@ -37,6 +37,8 @@ FOLD = "fold"                  # the run's walk-forward fold (None: the plain tr
 SEED_INDEX = "seed_index"      # the run's seed index (0 = the trial seed)
 RUN_SEED = "run_seed"          # the run's RLlib seed
 RUN_STOP_REASON = "run_stop_reason"
+RUNG = "rung"                  # only on the report that ends a run before the last: its index
+RUNG_SCORE = "rung_score"      # ...and the aggregate of the runs done, what racing judges
 FOLD_SCORES = BEST_PREFIX + "fold_scores"        # per fold: mean over its seeds
 SEED_SCORES = BEST_PREFIX + "seed_scores"        # per seed index: mean over the folds
 RUN_SCORES = BEST_PREFIX + "run_scores"          # [fold][seed index]: each run's best score

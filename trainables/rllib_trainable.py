@@ -32,6 +32,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "objective": M.DEFAULT_OBJECTIVE,
     "objectives": None,
     "envs_per_runner": 8,
+    "vector_env": True,
     "max_failures": 2,
     "seeds": 1,
     "aggregate": M.DEFAULT_AGGREGATE,
@@ -68,6 +69,23 @@ def env_config(sweep: dict[str, Any], settings: dict[str, Any], split: str) -> d
             "split": split}
 
 
+def train_env_maker(vector_env: bool) -> tuple[Any, str]:
+    """How a trial's env runner builds its envs: (RLlib env, ``gym_env_vectorize_mode``).
+
+    ``vector_env``: in the ``vector_entry_point`` mode RLlib's env runner calls the env class
+    once, with ``env_config | {"num_envs": N}``, for one ``VectorTradingEnv`` of N markets.
+    Otherwise it builds N TensorTrade-backed ``TradingEnv`` and steps them one by one in a
+    ``SyncVectorEnv`` (the ``sync`` mode).
+    """
+    if vector_env:
+        from trainables.vector_env import VectorTradingEnv
+
+        return VectorTradingEnv, "vector_entry_point"
+    from trainables.env import TradingEnv
+
+    return TradingEnv, "sync"
+
+
 def algorithm_config(algorithm: str, settings: dict[str, Any], sweep: dict[str, Any],
                      seed: int | None = None, split: str = "train"):
     """The full RLlib AlgorithmConfig for one trial (new API stack, torch), training on
@@ -76,16 +94,18 @@ def algorithm_config(algorithm: str, settings: dict[str, Any], sweep: dict[str, 
     from ray.rllib.algorithms.ppo import PPOConfig
 
     from trainables.callbacks import TradingMetrics
-    from trainables.env import TradingEnv
 
     training = {**TRAINING_DEFAULTS, **(sweep.get("training") or {})}
     config_class = {"ppo": PPOConfig, "dqn": DQNConfig}[algorithm]
     train_env = {**env_config(sweep, settings, split), "random_start": True}
+    env, vectorize = train_env_maker(bool(training["vector_env"]))
     return (
         config_class()
-        .environment(TradingEnv, env_config=train_env)
+        # Discrete actions need no unsquashing; RLlib would still deep-copy every action batch.
+        .environment(env, env_config=train_env, normalize_actions=False)
         .framework("torch")
-        .env_runners(num_env_runners=0, num_envs_per_env_runner=int(training["envs_per_runner"]))
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=int(training["envs_per_runner"]),
+                     gym_env_vectorize_mode=vectorize)
         .training(**settings["training"])
         .rl_module(model_config=settings["model"])
         .callbacks(TradingMetrics)
@@ -187,6 +207,8 @@ def _train_run(run: Run, trial: TrialRuns, trial_seed: int | None, sweep: dict[s
                 report.update({M.RUN: run.index, M.RUNS: len(trial.runs), M.FOLD: run.fold,
                                M.SEED_INDEX: run.seed_index, M.RUN_SEED: seed,
                                M.RUN_STOP_REASON: stop_reason or ""})
+                if done and not trial.is_last(run):
+                    report.update({M.RUNG: run.index, M.RUNG_SCORE: report[M.BEST_VAL_SCORE]})
             # A run that is not the last checkpoints its end too, so a restart goes on with the
             # next run; only the last run's best checkpoint is kept (see trainables/runs.py).
             if improved or (done and not trial.is_last(run)):

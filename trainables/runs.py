@@ -13,8 +13,8 @@ finished so far plus the current run's best so far; after the last run it is the
 aggregate, which is the value Optuna stores.
 
 The trial keeps one checkpoint: the best of seed 0 on the last fold (the most training data).
-Runs are ordered so that run comes last, because Tune never deletes the latest checkpoint and
-the study records the latest one's path. Its own score is reported as
+Runs start with the most recent fold (see :func:`plan_runs`), but that run comes last, because
+Tune never deletes the latest checkpoint and the study records the latest one's path. Its own score is reported as
 ``best_val_checkpoint_score``, and the ``best_val_<metric>`` figures are its validation metrics.
 """
 from __future__ import annotations
@@ -53,16 +53,25 @@ class Run:
 
 
 def plan_runs(folds: int | None, seeds: int) -> list[Run]:
-    """The runs of a trial in training order: folds in time order, and within a fold the seeds
-    from the highest index down, so seed 0 of the last fold (the kept checkpoint's run) is last.
+    """The runs of a trial in training order: seed by seed from the highest index down, and
+    within a seed every fold from the most recent back; then seed 0 of the last fold (the kept
+    checkpoint's run), which always trains last.
+
+    Why: after each run the trial's score is the aggregate of the runs done so far, and fold
+    racing (``search.scheduler: racing``) stops trials on it. The most recent fold is the period
+    closest to the test split, and covering every fold once before repeating a seed makes the
+    running aggregate an estimate of the final one (an aggregate over folds) as early as
+    possible. The kept run comes last because Tune never deletes a trial's latest checkpoint.
 
     Args:
         folds: walk-forward folds, or None for the plain train/val split.
         seeds: runs per fold (``training.seeds``).
     """
-    fold_ids = [None] if folds is None else list(range(folds))
-    pairs = [(fold, s) for fold in fold_ids for s in reversed(range(seeds))]
-    return [Run(i, fold, s) for i, (fold, s) in enumerate(pairs)]
+    fold_ids = [None] if folds is None else list(reversed(range(folds)))
+    kept = (fold_ids[0], 0)
+    pairs = [(fold, s) for s in reversed(range(seeds)) for fold in fold_ids
+             if (fold, s) != kept]
+    return [Run(i, fold, s) for i, (fold, s) in enumerate([*pairs, kept])]
 
 
 @dataclass

@@ -23,6 +23,27 @@ ENV_DEFAULTS: dict[str, Any] = {
 MARKET_KEYS = ("commission", "initial_cash", "reward")
 
 
+def env_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """An env config checked and completed with ``ENV_DEFAULTS`` (``data`` passes through).
+
+    Shared by both envs (``trainables/env.py``, ``trainables/vector_env.py``), so they accept
+    and reject exactly the same configs. Raises ``ValueError`` naming the bad setting.
+    """
+    unknown = sorted(set(config) - set(ENV_DEFAULTS) - {"data"})
+    if unknown:
+        raise ValueError(f"unknown env setting(s) {unknown}; known: {sorted(ENV_DEFAULTS)}")
+    settings = {**ENV_DEFAULTS, **config}
+    if settings["reward"] not in REWARDS:
+        raise ValueError(f"unknown reward {settings['reward']!r}; choose one of {list(REWARDS)}")
+    if int(settings["window_size"]) < 1:
+        raise ValueError(f"window_size must be >= 1, got {settings['window_size']}")
+    if not 0 <= float(settings["commission"]) < 1:
+        raise ValueError(f"commission must be in [0, 1), got {settings['commission']}")
+    if float(settings["initial_cash"]) <= 0:
+        raise ValueError(f"initial_cash must be > 0, got {settings['initial_cash']}")
+    return settings
+
+
 def fold_names(fold: int) -> tuple[str, str]:
     """The split names of walk-forward fold ``fold``: ``("fold{i}_train", "fold{i}_val")``
     (here, not in trainables.data, so the trainable's run plan imports no pandas)."""

@@ -84,9 +84,13 @@ def json_out(completed: subprocess.CompletedProcess) -> Any:
     return json.loads(completed.stdout)
 
 
-def assert_consistent(url: str, study: str, budget: int) -> None:
+def assert_consistent(url: str, study: str, budget: int, results: Path | None = None) -> None:
     """Exactly ``budget`` COMPLETE trials, none RUNNING, no Tune trial counted twice, every
-    COMPLETE trial's checkpoint on disk, study best == best COMPLETE value."""
+    COMPLETE trial's checkpoint on disk (stored relative to ``results``, by default the folder
+    of a SQLite study database), study best == best COMPLETE value."""
+    if results is None:
+        assert url.startswith("sqlite:///"), "give the results directory of a non-SQLite study"
+        results = Path(url[len("sqlite:///"):]).parent
     all_trials = trials(url, study)
     complete = [t for t in all_trials if t.state.name == "COMPLETE"]
     assert len(complete) == budget, states(url, study)
@@ -94,7 +98,9 @@ def assert_consistent(url: str, study: str, budget: int) -> None:
     tune_ids = [t.user_attrs.get("tune_trial_id") for t in all_trials]
     assert len(tune_ids) == len(set(tune_ids)), tune_ids
     for trial in complete:
-        assert Path(trial.user_attrs["checkpoint"]).is_dir(), trial.number
+        stored = trial.user_attrs["checkpoint"]
+        assert not Path(stored).is_absolute(), f"stored absolute, not relative: {stored}"
+        assert (results / stored).is_dir(), trial.number
         assert trial.value == trial.user_attrs["metrics"]["sharpe"]  # objective of the kept checkpoint
     import optuna
 

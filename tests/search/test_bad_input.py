@@ -8,6 +8,7 @@ not the PostgreSQL server's studies.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,7 +22,8 @@ from pg_private import private_pg  # noqa: F401 - fixture
 from sweep_helpers import REPO, TRADETUNE, cli_env, write_config
 
 STUDY = "seeded"
-COMMANDS = ("launch", "resume", "best", "status", "export", "evaluate", "report", "data")
+COMMANDS = ("launch", "resume", "best", "status", "export", "evaluate", "report", "data",
+            "promote")
 BAD_CSV = {  # name -> (file contents or None for a directory, what the error line must say)
     "missing.csv": (None, "missing.csv: no such file"),
     "malformed.csv": ("date,open,high,low,close,volume\n2020-01-01 00:00,1,2,0.5,1.5,10,99\n",
@@ -36,6 +38,9 @@ BAD_CSV = {  # name -> (file contents or None for a directory, what the error li
     "duplicate_times.csv": ("duplicate", "duplicate_times.csv: duplicate timestamp"),
     "non_positive.csv": ("non_positive", "non_positive.csv: non-positive close"),
     "too_few_rows.csv": ("too_few", "at least 64 are needed"),
+    "high_below_low.csv": ("high_low", "high_below_low.csv: high 49.5"),
+    "case_twins.csv": ("case_twins", "columns 'close' and 'Close' differ only in case"),
+    "hourly_then_daily.csv": ("interval_change", "the bar interval changes: most bars are 1h"),
 }
 
 
@@ -67,6 +72,13 @@ def _write_csv(path: Path, kind: str | bytes | None) -> None:
         frame.loc[1500, "close"] = 0.0
     elif kind == "too_few":
         frame = frame.head(120)
+    elif kind == "high_low":
+        frame.loc[1500, ["high", "low"]] = [49.5, 50.0]
+    elif kind == "case_twins":
+        frame["Close"] = frame["close"]
+    elif kind == "interval_change":
+        frame.loc[2000:, "date"] = pd.date_range(frame.loc[1999, "date"] + pd.Timedelta("1D"),
+                                                 periods=1000, freq="1D")
     else:
         path.write_text(kind)
         return
@@ -115,6 +127,18 @@ def _config(root: Path, name: str, text: str) -> str:
     path.write_text(text if text.startswith(("study", "-")) else f"study: bad\n{text}")
     return str(path)
 
+
+def _fifo(root: Path) -> str:
+    """A named pipe as config: opening it for reading would wait for a writer forever."""
+    path = root / "fifo.yaml"
+    if not path.exists():
+        os.mkfifo(path)
+    return str(path)
+
+
+# A few hundred bytes that expand to 10**9 list entries once the aliases are followed.
+ALIAS_BOMB = "".join(f"l{n}: &l{n} [" + ", ".join([f"*l{n - 1}" if n else "x"] * 10) + "]\n"
+                     for n in range(9))
 
 # id -> (argv builder, exit code, text the one error line must contain)
 ROWS: dict[str, tuple] = {
@@ -170,6 +194,36 @@ ROWS: dict[str, tuple] = {
     "config-num-samples-zero": (
         lambda i: ["launch", str(i["root"] / "good.yaml"), "--num-samples", "0"],
         1, "search.num_samples must be >= 1, got 0"),
+    "config-nan-number": (
+        lambda i: ["launch", _config(i["root"], "c15.yaml", "env: {commission: .nan}\n")],
+        1, "env.commission must be a finite number, got nan"),
+    "config-inf-number-set": (
+        lambda i: ["launch", str(i["root"] / "good.yaml"), "--set",
+                   "resources.gpus_per_trial=.inf"],
+        1, "resources.gpus_per_trial must be a finite number, got inf"),
+    "config-nan-space-bound": (
+        lambda i: ["launch", _config(i["root"], "c16.yaml",
+                                     "search: {space_overrides: {lr: {low: .nan, high: 1e-3}}}\n")],
+        1, "search.space_overrides.lr.low must be a finite number, got nan"),
+    "config-bool-as-number": (
+        lambda i: ["launch", _config(i["root"], "c17.yaml", "search: {num_samples: true}\n")],
+        1, "search.num_samples must be a whole number, got True"),
+    "config-bool-range-bound": (
+        lambda i: ["launch", str(i["root"] / "good.yaml"), "--set",
+                   "search.space_overrides.lr.low=true"],
+        1, "parameter 'lr': override values must be numbers, got low=True"),
+    "config-set-through-a-value": (
+        lambda i: ["launch", _config(i["root"], "c18.yaml",
+                                     "search: {space_overrides: {gamma: 0.99}}\n"),
+                   "--set", "search.space_overrides.gamma.low=0.9"],
+        1, "search.space_overrides.gamma is 0.99, not a mapping"),
+    "config-alias-bomb": (lambda i: ["launch", _config(i["root"], "c19.yaml", ALIAS_BOMB)],
+                          1, "YAML anchors and aliases (&name, *name) are not supported"),
+    "config-fifo": (lambda i: ["launch", _fifo(i["root"])], 1,
+                    "fifo.yaml is not a regular file (a pipe, socket or device)"),
+    "config-too-large": (
+        lambda i: ["launch", _config(i["root"], "c20.yaml", "# padding\n" * 200_000)],
+        1, "c20.yaml is larger than 1024 KB"),
     # -- study names -----------------------------------------------------------------------------
     "study-empty": (lambda i: ["launch", str(i["root"] / "good.yaml"), "--study", ""],
                     1, "study name is empty"),
@@ -214,6 +268,25 @@ ROWS: dict[str, tuple] = {
     "storage-empty-database": (
         lambda i: ["status", "--storage", f"sqlite:///{i['root'] / 'empty.db'}"],
         1, "holds no studies yet"),
+    "storage-in-memory-launch": (
+        lambda i: ["launch", str(i["root"] / "good.yaml"), "--storage", "sqlite://"],
+        1, "in-memory storage 'sqlite://' keeps nothing"),
+    "storage-in-memory-resume": (
+        lambda i: ["resume", "--study", STUDY, "--storage", "sqlite:///:memory:"],
+        1, "in-memory storage 'sqlite:///:memory:' keeps nothing"),
+    "storage-in-memory-query": (lambda i: ["best", "--study", STUDY, "--storage", "sqlite://"],
+                                1, "in-memory storage 'sqlite://' keeps nothing"),
+    "storage-mysql": (
+        lambda i: ["status", "--storage", "mysql://u:hunter2@127.0.0.1/db"],
+        1, "unsupported storage URL 'mysql://u:***@127.0.0.1/db' (no MySQL driver is installed "
+           "with TradeTune): use sqlite:///PATH or postgresql://"),
+    "storage-uninstalled-postgres-driver": (
+        lambda i: ["launch", str(i["root"] / "good.yaml"), "--storage",
+                   "postgresql+psycopg2://postgres@127.0.0.1:5432/test"],
+        1, "(TradeTune connects to PostgreSQL through psycopg 3 only)"),
+    "storage-sqlite-is-a-directory": (
+        lambda i: ["best", "--study", STUDY, "--storage", f"sqlite:///{i['root']}"],
+        1, "is a directory; give a database file"),
     "storage-no-database-file": (
         lambda i: ["best", "--study", STUDY, "--storage", f"sqlite:///{i['root'] / 'none.db'}"],
         1, "no study database at"),
@@ -242,6 +315,15 @@ ROWS: dict[str, tuple] = {
                                 "trial 0 is FAIL"),
     "cli-evaluate-without-complete-trial": (lambda i: ["evaluate", "--study", STUDY], 1,
                                             "study 'seeded' has no COMPLETE trial yet"),
+    "cli-promote-seeds-zero": (lambda i: ["promote", "--study", STUDY, "--seeds", "0"], 1,
+                               "--seeds must be between 1 and 100, got 0"),
+    "cli-promote-missing-seeds": (lambda i: ["promote", "--study", STUDY], 2,
+                                  "the following arguments are required: --seeds"),
+    "cli-promote-failed-trial": (
+        lambda i: ["promote", "--study", STUDY, "--trial", "1", "--seeds", "2"], 1,
+        "trial 1 of study 'seeded' is FAIL, not COMPLETE; promote a completed trial"),
+    "cli-promote-without-complete-trial": (lambda i: ["promote", "--study", STUDY, "--seeds", "2"],
+                                           1, "study 'seeded' has no COMPLETE trial yet"),
     "cli-launch-existing-study": (
         lambda i: ["launch", str(i["root"] / "good.yaml"), "--study", STUDY], 1,
         "study 'seeded' already exists"),
@@ -249,6 +331,9 @@ ROWS: dict[str, tuple] = {
         lambda i: ["data", str(i["data"] / "good.csv"), "--splits",
                    "{train: 0.9, val: 0.2, test: 0.1}"], 1,
         "data.splits fractions must sum to 1, got 1.2"),
+    "cli-data-splits-alias": (
+        lambda i: ["data", str(i["data"] / "good.csv"), "--splits", "{train: &f 0.5, val: *f}"],
+        1, "--splits: YAML anchors and aliases (&name, *name) are not supported"),
 }
 # Every bad data file, through `tradetune data FILE` and through `launch` with data.path.
 for _name, (_kind, _says) in BAD_CSV.items():
@@ -266,8 +351,10 @@ def _snapshot(*paths: Path) -> dict[str, str]:
         for path in sorted([top, *top.rglob("*")]):
             if path.is_dir():
                 seen[str(path)] = "dir"
-            else:
+            elif path.is_file():
                 seen[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:  # a named pipe (reading it would wait forever)
+                seen[str(path)] = "special"
     return seen
 
 

@@ -193,7 +193,7 @@ def test_postgres_outage_is_ridden_out_or_stops_cleanly_and_resumes(tmp_path, ou
     assert kept.items() >= finished.items(), "a finished trial was lost"
     done = run_cli(["resume", "--study", study, "--storage", url], results)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert_consistent(url, study, 3)
+    assert_consistent(url, study, 3, results)
     assert _complete(url, study).items() >= kept.items()
 
 

@@ -127,3 +127,57 @@ def test_resume_refuses_changed_data(study, tmp_path):
     before = data_fingerprint({"path": str(csv)})
     csv.write_text("date,close\n2020-01-01,2\n")
     assert data_fingerprint({"path": str(csv)}) != before
+
+
+def test_a_space_that_raises_fails_its_trial_and_stops_the_sweep(study):
+    from spaces import SpaceError
+
+    study, space = study
+
+    def flaky(trial):
+        if trial.number == 1:
+            raise ValueError("no settings for this combination\nsecond line")
+        return space(trial)
+
+    searcher = StudySearcher(flaky, study, optuna.samplers.RandomSampler(seed=1), 3, 42, "drv")
+    assert isinstance(searcher.suggest("t0"), dict)
+    with pytest.raises(SpaceError, match=r"^the search space raised ValueError: no settings for "
+                                         r"this combination while sampling trial 1 \(marked "
+                                         r"FAIL\); the sweep stopped.*resume --study unit`$"):
+        searcher.suggest("t1")
+    assert study.trials[1].state.name == "FAIL"
+    assert (study.trials[1].user_attrs["fail_reason"]
+            == "the search space raised ValueError: no settings for this combination")
+    searcher.fail_all_awaiting()  # the end of the run: this driver's trials still in flight
+    assert study.trials[0].state.name == "FAIL"
+    assert study.trials[0].user_attrs["fail_reason"].startswith("sweep stopped: the search space")
+    assert searcher.suggest("t2") == "FINISHED" and len(study.trials) == 2
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_intermediate_score_fails_the_trial(study, value):
+    study, space = study
+    searcher = _searcher(study, space)
+    searcher.suggest("t1")
+    searcher.on_trial_result("t1", {"val_score": 0.3, "evals": 1, "training_iteration": 1})
+    searcher.on_trial_result("t1", {"val_score": value, "evals": 2, "training_iteration": 2})
+    searcher.on_trial_complete("t1", {SEARCH_METRIC: 0.3})
+    trial = study.trials[0]
+    assert trial.state.name == "FAIL"
+    assert trial.intermediate_values == {1: 0.3}
+    assert trial.user_attrs["fail_reason"] == f"validation val_score of evaluation 2 is {value!r}"
+
+
+def test_non_finite_metrics_are_stored_as_null_and_numpy_scores_count(study):
+    import numpy as np
+
+    study, space = study
+    searcher = _searcher(study, space)
+    searcher.suggest("t1")
+    searcher.on_trial_complete("t1", {SEARCH_METRIC: np.float32(0.5), "best_val_sharpe": 0.5,
+                                      "best_val_return_skew": math.nan,
+                                      "best_val_calmar": math.inf})
+    trial = study.trials[0]
+    assert trial.state.name == "COMPLETE" and trial.value == 0.5
+    assert trial.user_attrs["metrics"] == {"score": 0.5, "sharpe": 0.5, "return_skew": None,
+                                           "calmar": None}

@@ -11,10 +11,64 @@ from search.storage import check_url, open_storage, redact, resolve_url
 
 def test_precedence(results_dir, monkeypatch):
     assert resolve_url() == f"sqlite:///{results_dir / 'tradetune.db'}"
-    assert resolve_url(config_url="sqlite:///c.db") == "sqlite:///c.db"
-    monkeypatch.setenv("TRADETUNE_STORAGE", "sqlite:///env.db")
-    assert resolve_url(config_url="sqlite:///c.db") == "sqlite:///env.db"
-    assert resolve_url("sqlite:///cli.db", "sqlite:///c.db") == "sqlite:///cli.db"
+    assert resolve_url(config_url="sqlite:////c.db") == "sqlite:////c.db"
+    monkeypatch.setenv("TRADETUNE_STORAGE", "sqlite:////env.db")
+    assert resolve_url(config_url="sqlite:////c.db") == "sqlite:////env.db"
+    assert resolve_url("sqlite:////cli.db", "sqlite:////c.db") == "sqlite:////cli.db"
+
+
+def test_relative_paths_are_taken_from_the_working_directory(tmp_path, monkeypatch):
+    """The URL is stored and printed in `resume` hints: a relative SQLite file must not move
+    with the directory a later command runs in."""
+    monkeypatch.chdir(tmp_path)
+    assert resolve_url("sqlite:///db/x.db?timeout=5") == f"sqlite:///{tmp_path}/db/x.db?timeout=5"
+    monkeypatch.setenv("TRADETUNE_RESULTS", "res")
+    assert resolve_url() == f"sqlite:///{tmp_path / 'res' / 'tradetune.db'}"
+    assert resolve_url("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite:///",
+                                 "sqlite:///file::memory:?cache=shared",
+                                 "sqlite:///x.db?mode=memory&uri=true"])
+def test_in_memory_sqlite_is_refused(url):
+    """An in-memory database vanishes with the command: a sweep's study would be lost."""
+    with pytest.raises(StorageError, match="in-memory storage .* keeps nothing"):
+        check_url(url)
+
+
+@pytest.mark.parametrize("url, why", [
+    ("mysql://u@h/db", "no MySQL driver is installed"),
+    ("mysql+pymysql://u@h/db", "no MySQL driver is installed"),
+    ("postgresql+psycopg2://u@h/db", "psycopg 3 only"),
+    ("postgresql+asyncpg://u@h/db", "psycopg 3 only"),
+    ("redis://h", "use sqlite:///PATH"),
+    ("sqlite:relative.db", "use sqlite:///PATH")])
+def test_only_schemes_that_work_are_accepted(url, why):
+    with pytest.raises(StorageError) as info:
+        check_url(url)
+    message = str(info.value)
+    assert message.startswith(f"unsupported storage URL {url!r}") and why in message
+    assert message.endswith(": use sqlite:///PATH or postgresql://USER@HOST:PORT/DB "
+                            "(postgres:// also works)")
+
+
+def test_postgres_scheme_is_postgresql_through_psycopg():
+    """SQLAlchemy has no `postgres` dialect: the URL failed with a driver error."""
+    from search.storage import _connect_url
+
+    assert _connect_url("postgres://u@h:5432/db") == "postgresql+psycopg://u@h:5432/db"
+    assert _connect_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    storage = open_storage("postgres://postgres@127.0.0.1:5432/test")
+    assert isinstance(storage.get_all_studies(), list)
+    assert storage.display_url == "postgres://postgres@127.0.0.1:5432/test"
+
+
+def test_a_read_creates_no_sqlite_file(tmp_path):
+    with pytest.raises(StorageError, match="no study database at"):
+        open_storage(f"sqlite:///{tmp_path / 'x.db'}", read_only=True)
+    with pytest.raises(StorageError, match="no study database at"):
+        open_storage(f"sqlite:///{tmp_path / 'new' / 'x.db'}", read_only=True)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_redact_hides_passwords_only():

@@ -93,7 +93,8 @@ def test_export_and_onnx_match_the_rllib_module(launched, tmp_path):
     done = run_cli(["export", "--study", "e2e", "--out", str(out), "--onnx"],
                    launched["results"])
     assert done.returncode == 0, done.stderr
-    for name in ("rllib_config.json", "sweep_config.json", "trial.json", "policy.onnx"):
+    for name in ("rllib_config.json", "sweep_config.json", "trial.json", "policy.onnx",
+                 "policy_obs.onnx"):
         assert (out / name).is_file(), name
     rllib = json.loads((out / "rllib_config.json").read_text())
     assert rllib["algorithm"] == "PPO" and rllib["rl_module"]["model_config"]["fcnet_hiddens"]
@@ -107,7 +108,7 @@ def test_export_and_onnx_match_the_rllib_module(launched, tmp_path):
     settings = json.loads((out / "trial.json").read_text())
     env = TradingEnv({**rllib["environment"]["env_config"], "split": "val"})
     obs = np.concatenate([env.observations(0), env.observations(1)])
-    session = onnxruntime.InferenceSession(str(out / "policy.onnx"))
+    session = onnxruntime.InferenceSession(str(out / "policy_obs.onnx"))
     onnx_actions = session.run(["action"], {"obs": obs})[0]
     rllib_actions = as_policy(load_module(out / "checkpoint"))(obs)
     assert settings["number"] >= 0

@@ -176,9 +176,10 @@ def test_fixing_a_value():
 
 
 def test_fixing_a_value_written_the_yaml_way():
-    # YAML reads 1e-5 (no dot) as the string '1e-5'; RLlib would reject it inside every trial.
+    # YAML 1.1 reads 1e-5 (no dot) as the string '1e-5'; the config's loader reads it as a
+    # number, and a quoted number is still taken as one (RLlib would reject text in a trial).
     config = load_config(None, ["study=s", "search.space_overrides={lr: 1e-5, num_epochs: '4'}"])
-    assert config["search"]["space_overrides"]["lr"] == "1e-5"
+    assert config["search"]["space_overrides"]["lr"] == 1e-5
     space = get_space("ppo", config["search"]["space_overrides"])
     settings, _ = sample(space, 0)
     assert settings["training"]["lr"] == 1e-5 and isinstance(settings["training"]["lr"], float)
@@ -413,3 +414,90 @@ def test_sweep_config_file_with_overrides(tmp_path):
     assert 0.97 <= settings["training"]["gamma"] <= 0.98
     assert math.isclose(space.replay(params)["training"]["gamma"], settings["training"]["gamma"])
     algorithm_config("dqn", settings, config).validate()
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"lr": 10 ** 400}, r"parameter 'lr': a fixed value must be a number"),
+    ({"lr": {"low": 1e-5, "high": 10 ** 400}}, r"parameter 'lr': low and high must be finite"),
+    ({"num_epochs": {"low": 1, "high": 10 ** 400}}, r"integer range needs whole numbers"),
+    ({"hidden_width": 10 ** 400}, r"parameter 'hidden_width': a choice must be a whole number"),
+    ({"hidden_width": {"choices": [64, float("nan")]}}, r"a choice must be a whole number"),
+    ({"lr": {"low": True, "high": 1e-3}}, r"override values must be numbers, got low=True"),
+    ({"lr": {"log": "yes"}}, r"parameter 'lr': log must be true or false, got 'yes'"),
+])
+def test_overrides_too_large_for_a_float_or_not_numbers_are_one_line_errors(overrides, match):
+    """Python ints have no bound: 10**400 made float() raise OverflowError (a traceback)."""
+    with pytest.raises(SpaceError, match=match):
+        get_space("ppo", overrides)
+
+
+# -- the dry run of a custom space before a study is created or resumed ---------------------------
+
+BROKEN = {
+    "not_a_dict": ("def sample(trial):\n    return [trial.suggest_float('lr', 1e-4, 1e-3)]\n",
+                   r"is not a valid space: it returned list, not a dict"),
+    "flat_params": ("def sample(trial):\n    return {'lr': trial.suggest_float('lr', 0, 1)}\n",
+                    r"is not a valid space: unknown key\(s\) \['lr'\]"),
+    "no_model": ("def sample(trial):\n    return {'training': {}, 'env': {}}\n",
+                 r"'model' is missing, not a dict"),
+    "numpy_value": ("import numpy as np\ndef sample(trial):\n    return {'training': {'lr': "
+                    "np.float32(trial.suggest_float('lr', 1e-4, 1e-3))}, 'model': {}}\n",
+                    r"training.lr is a numpy.float32 .*use plain Python values"),
+    "nan_value": ("def sample(trial):\n    trial.suggest_int('n', 1, 2)\n    return {'training': "
+                  "{'gamma': float('nan')}, 'model': {}}\n",
+                  r"training.gamma is nan, not a finite"),
+    "friction": ("def sample(trial):\n    return {'training': {}, 'model': {}, 'env': "
+                 "{'commission': trial.suggest_float('c', 0, 0.01)}}\n",
+                 r"env setting\(s\) \['commission'\] cannot be searched"),
+    "raises": ("def sample(trial):\n    raise KeyError('hidden_width')\n",
+               r"raised KeyError: 'hidden_width' when called on a test trial"),
+    "no_argument": ("def sample():\n    return {}\n", r"raised TypeError: sample\(\) takes 0 "),
+    "impure": ("import itertools\n_calls = itertools.count()\ndef sample(trial):\n    return "
+               "{'training': {'lr': 1e-4 * (1 + next(_calls))}, 'model': {}}\n",
+               r"is not a pure function of the trial"),
+    "rllib_refuses": ("def sample(trial):\n    return {'training': {'not_an_rllib_key': 1}, "
+                      "'model': {}}\n", r"returned settings RLlib refuses for ppo: TypeError"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_dry_run_refuses_an_invalid_custom_space_in_one_line(case, tmp_path, monkeypatch):
+    from spaces import dry_run
+
+    code, match = BROKEN[case]
+    module = f"tt_broken_space_{case}"
+    (tmp_path / f"{module}.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    space = get_space("ppo", custom=f"{module}:sample")
+    with pytest.raises(SpaceError, match=match) as error:
+        dry_run(space, sweep_for("ppo"))
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"search.space '{module}:sample'")
+
+
+def test_dry_run_accepts_a_valid_custom_space_and_ignores_built_ins(custom_module):
+    from spaces import dry_run
+
+    dry_run(get_space("ppo", custom=f"{custom_module('tt_custom_space_g')}:sample"),
+            sweep_for("ppo"))
+    dry_run(get_space("ppo"), {})  # built-in spaces are checked by the tests above, not here
+
+
+@pytest.mark.parametrize("algorithm", sorted(SEARCH_SPACES))
+def test_the_shape_check_accepts_every_built_in_space(algorithm):
+    from spaces import settings_problem
+
+    space = get_space(algorithm)
+    for seed in range(10):
+        assert settings_problem(sample(space, seed)[0]) is None
+
+
+def test_a_module_that_fails_on_import_is_one_line(tmp_path, monkeypatch):
+    (tmp_path / "tt_import_fails.py").write_text("import json\nx = 1 / 0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(SpaceError, match=r"search.space 'tt_import_fails:f': importing "
+                                         r"'tt_import_fails' raised ZeroDivisionError: division "
+                                         r"by zero$"):
+        get_space("ppo", custom="tt_import_fails:f")
+    with pytest.raises(SpaceError, match=r"cannot import 'tt_no_such_module_q' .*PYTHONPATH"):
+        get_space("ppo", custom="tt_no_such_module_q:f")

@@ -1,8 +1,11 @@
 """Tests for trainables.data: loading real and malformed CSVs, features, splits, caching."""
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +26,8 @@ from trainables.data import (
     walk_forward_settings,
 )
 
-COINBASE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "Coinbase_BTCUSD_1h.csv"
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "tests" / "data"  # real exports, see tests/data/README.md
 
 
 def random_walk(n: int = 400, seed: int = 0, freq: str = "1h") -> pd.DataFrame:
@@ -57,9 +61,8 @@ GOOD_ROW = "2021-01-01 00:00,10,11,9,10.5,100\n"
 
 # -- the real file ---------------------------------------------------------------------------
 
-@pytest.mark.skipif(not COINBASE.exists(), reason="shared Coinbase data file not present")
-def test_real_coinbase_file_loads():
-    bars = load_bars(COINBASE)
+def test_real_coinbase_file_loads(coinbase_csv):
+    bars = load_bars(coinbase_csv)
     assert 19_000 < len(bars) < 21_000
     assert bars.index.name == "date"
     assert bars.index.is_monotonic_increasing and bars.index.is_unique
@@ -69,7 +72,7 @@ def test_real_coinbase_file_loads():
     assert all(dtype == np.float64 for dtype in bars.dtypes)
     assert (bars["volume"] > bars["volume_btc"]).mean() > 0.99  # the USD volume was chosen
 
-    market = prepare_market({"path": str(COINBASE)})
+    market = prepare_market({"path": str(coinbase_csv)})
     info = describe(market)
     assert info["interval"] == "1h"
     assert info["rows"] == len(bars) - FEATURE_WARMUP
@@ -126,8 +129,11 @@ def test_directory(tmp_path):
 
 def test_binary_file(tmp_path):
     path = tmp_path / "bars.csv"
-    path.write_bytes(b"PK\x03\x04\x00\x00binary\x00zip")
+    path.write_bytes(b"\x7fELF\x02\x01\x00\x00binary")
     with pytest.raises(DataError, match=r"binary file"):
+        load_bars(path)
+    path.write_bytes(b"PK\x03\x04\x00\x00binary\x00zip")
+    with pytest.raises(DataError, match=r"is a zip archive; unzip it"):
         load_bars(path)
 
 
@@ -437,12 +443,20 @@ def test_walk_forward_is_part_of_the_cache_key(tmp_path):
         is not folded
 
 
-def test_walk_forward_fold_too_small_names_the_fold(tmp_path):
+def test_walk_forward_folds_are_bounded_by_the_bars_before_the_test_split(tmp_path):
     path = str(write_bars(tmp_path, random_walk(FEATURE_WARMUP + 600)))
-    prepare_market({"path": path, "walk_forward": {"folds": 3}})
-    with pytest.raises(DataError, match=r"walk-forward split 'fold0_train' has 57 bars; at least "
-                                        r"64 are needed .*fewer data\.walk_forward\.folds"):
-        prepare_market({"path": path, "walk_forward": {"folds": 8}})
+    # 510 bars before the test split: 7 blocks of >= 64 bars, so at most 6 folds.
+    market = prepare_market({"path": path, "walk_forward": {"folds": 6}})
+    assert min(hi - lo for lo, hi in market.splits.values()) >= 64
+    message = (r"data\.walk_forward\.folds is {}, but the 510 bars before the test split fit at "
+               r"most 6 folds \(K folds cut them into K \+ 1 blocks of at least 64 bars\); use "
+               r"fewer folds or more data")
+    with pytest.raises(DataError, match=message.format(7)):
+        prepare_market({"path": path, "walk_forward": {"folds": 7}})
+    started = time.monotonic()  # was a MemoryError after 30 s: 50M folds were laid out first
+    with pytest.raises(DataError, match=message.format(50000000)):
+        prepare_market({"path": path, "walk_forward": {"folds": 50_000_000}})
+    assert time.monotonic() - started < 5
 
 
 @pytest.mark.parametrize("walk_forward, message", [
@@ -477,3 +491,353 @@ def test_data_command_shows_the_folds(tmp_path, capsys):
     assert main(["data", path, "--walk-forward", "{folds: 1}"]) == 1
     assert capsys.readouterr().err.strip() == (
         "tradetune data: error: data.walk_forward.folds must be a whole number >= 2, got 1")
+
+
+# -- real exports of other exchanges and vendors (tests/data/README.md names each source) ----
+
+def test_yfinance_three_row_header_loads():
+    bars = load_bars(SAMPLES / "yfinance_eurusd_1d.csv")
+    assert len(bars) == 500 and bars.index[0] == pd.Timestamp("2020-12-18")
+    assert list(bars.columns) == ["open", "high", "low", "close", "volume"]
+    assert bars["close"].iloc[0] == pytest.approx(1.226271629333496)
+    assert bars.attrs["file"]["date_column"] == "Date"
+    intraday = load_bars(SAMPLES / "yfinance_spy_5m.csv")  # -04:00 times become UTC
+    assert intraday.index[0] == pd.Timestamp("2026-04-24 13:30")
+    assert intraday.attrs["spacing"]["interval"] == pd.Timedelta("5min")
+
+
+def test_headerless_kraken_and_binance_files_load():
+    kraken = load_bars(SAMPLES / "kraken_xbtusd_60.csv")  # timestamp,o,h,l,c,volume,trades
+    assert kraken.index[0] == pd.Timestamp(1671285600, unit="s")
+    assert list(kraken.columns) == ["open", "high", "low", "close", "volume", "trades"]
+    assert kraken.attrs["file"]["layout"] == "no header: Kraken OHLCVT columns"
+    spot = load_bars(SAMPLES / "binance_btcusdt_1h_2025-01.csv")  # microsecond open times
+    assert spot.index[0] == pd.Timestamp("2025-01-01 00:00")
+    assert spot["close"].iloc[0] == pytest.approx(94401.14)
+    futures = load_bars(SAMPLES / "binance_futures_btcusdt_1h_2023-01.csv")  # open_time header
+    assert futures.index[0] == pd.Timestamp("2023-01-01 00:00")
+    assert futures.attrs["file"]["date_column"] == "open_time"
+    for bars in (kraken, spot, futures):
+        assert bars.attrs["spacing"]["interval"] == pd.Timedelta("1h")
+
+
+def test_stooq_alpha_vantage_and_metatrader_names_load():
+    stooq = load_bars(SAMPLES / "stooq_spy.us_1d.txt")  # <DATE> as YYYYMMDD integers
+    assert stooq.index[0] == pd.Timestamp("2005-02-25") and stooq["volume"].iloc[0] == 79289004
+    alpha = load_bars(SAMPLES / "alphavantage_aapl_1d.csv")  # "1. open", newest first
+    assert alpha.index[-1] == pd.Timestamp("2024-03-20") and "close" in alpha
+    mt5 = load_bars(SAMPLES / "mt5_xauusd_m15_tab.csv")  # tabs, <DATE> 2025.04.08 + <TIME>
+    assert mt5.index[0] == pd.Timestamp("2025-04-08 11:30")
+    assert mt5.attrs["file"]["separator"] == "\t"
+    assert {"tickvol", "spread"} <= set(mt5.columns)
+
+
+def test_semicolon_file_with_decimal_commas_says_so_and_loads_when_told(tmp_path):
+    path = SAMPLES / "european_semicolon_decimal_comma_1d.csv"
+    with pytest.raises(DataError, match=r"open '92,7949' in column 'Open' at 2005-02-25 00:00:00 "
+                                        r"\(line 2\) has a decimal comma; set data\.decimal: ','"):
+        load_bars(path)
+    bars = load_bars(path, decimal=",")
+    assert bars["open"].iloc[0] == pytest.approx(92.7949)
+    assert bars.attrs["file"]["separator"] == ";"
+    tabs = write(tmp_path, GOOD_HEADER.replace(",", "\t") + GOOD_ROW.replace(",", "\t"))
+    assert load_bars(tabs)["close"].iloc[0] == 10.5
+    assert load_bars(tabs, sep="tab")["close"].iloc[0] == 10.5
+    with pytest.raises(DataError, match=r"data\.sep must be one of"):
+        load_bars(tabs, sep=":")
+    with pytest.raises(DataError, match=r"data\.decimal must be '\.' or ','"):
+        load_bars(tabs, decimal="'")
+
+
+def test_pandas_index_column_and_date_column_option(tmp_path):
+    bars = random_walk(300)
+    bars.index.name = None  # DataFrame.to_csv() then writes ",open,high,..."
+    loaded = load_bars(write_bars(tmp_path, bars))
+    assert loaded.index.equals(pd.DatetimeIndex(bars.index, name="date"))
+    path = write(tmp_path, "when,close\n2021-01-01,1\n2021-01-02,2\n", "custom.csv")
+    with pytest.raises(DataError, match=r"no date column \(columns found: \['when', 'close'\]\); "
+                                        r"say which column holds the bar times with "
+                                        r"data\.date_column: NAME \(tradetune data FILE "
+                                        r"--date-column NAME\)"):
+        load_bars(path)
+    assert load_bars(path, date_column="When").index[1] == pd.Timestamp("2021-01-02")
+    with pytest.raises(DataError, match=r"data\.date_column 'day' is not a column \(columns "
+                                        r"found: \['when', 'close'\]\)"):
+        load_bars(path, date_column="day")
+
+
+def test_headerless_file_of_unknown_layout_and_first_line_of_data(tmp_path):
+    with pytest.raises(DataError, match=r"has no header row \(its first line is 3 numbers\).*add "
+                                        r"a header line"):
+        load_bars(write(tmp_path, "1600000000,1,2\n1600003600,1,2\n"))
+    with pytest.raises(DataError, match=r"has no header row \(its first line starts with the "
+                                        r"date '2021-01-01'\)"):
+        load_bars(write(tmp_path, "2021-01-01,1,2,0.5,1.5,9\n2021-01-02,1,2,0.5,1.5,9\n"))
+
+
+def test_gzip_file_loads(tmp_path):
+    path = tmp_path / "bars.csv.gz"
+    path.write_bytes(gzip.compress((GOOD_HEADER + GOOD_ROW).encode()))
+    assert load_bars(path)["close"].iloc[0] == 10.5
+    path.write_bytes(b"\x1f\x8bnot really gzip")
+    with pytest.raises(DataError, match=r"is not a valid gzip file"):
+        load_bars(path)
+
+
+# -- dates: integers are YYYYMMDD dates or plausible epochs, never a guess ----------------------
+
+def test_yyyymmdd_integers_are_dates_not_epoch_seconds(tmp_path):
+    days = pd.bdate_range("2010-01-04", periods=500)
+    text = "date,close\n" + "".join(f"{d:%Y%m%d},{100 + i}\n" for i, d in enumerate(days))
+    path = write(tmp_path, text)
+    bars = load_bars(path)
+    assert bars.index[0] == pd.Timestamp("2010-01-04")  # was 1970-08-22 (epoch seconds)
+    info = describe(prepare_market({"path": str(path), "features": ["close"]}))
+    assert info["interval"] == "1d"  # was "every 1s"
+    assert 250 < info["periods_per_year"] < 262  # was 31.5 million
+
+
+@pytest.mark.parametrize("values, first", [
+    ([1_600_000_000, 1_600_003_600], "2020-09-13 12:26:40"),  # Kraken: seconds
+    ([1_600_000_000_000, 1_600_003_600_000], "2020-09-13 12:26:40"),  # Binance: ms
+    ([1_735_689_600_000_000, 1_735_693_200_000_000], "2025-01-01"),  # Binance spot 2025: us
+    ([1_600_000_000 * 10**9, 1_600_003_600 * 10**9], "2020-09-13 12:26:40"),  # ns
+    ([201001040930, 201001041030], "2010-01-04 09:30"),  # YYYYMMDDHHMM
+])
+def test_epochs_and_long_integer_dates(tmp_path, values, first):
+    path = write(tmp_path, "timestamp,close\n" + "".join(f"{v},{i + 1}\n"
+                                                         for i, v in enumerate(values)))
+    assert load_bars(path).index[0] == pd.Timestamp(first)
+
+
+@pytest.mark.parametrize("values", [
+    [0, 1, 2],                        # a row number
+    [20101332, 20101333, 20101334],   # not dates, and 1970 as epoch seconds
+    [2010010409, 2010010410],         # YYYYMMDDHH: 2033 as epoch seconds, in the future
+])
+def test_numbers_that_are_no_plausible_dates_are_refused(tmp_path, values):
+    path = write(tmp_path, "date,close\n" + "".join(f"{v},1\n" for v in values))
+    with pytest.raises(DataError, match=r"column 'date' holds numbers from .* that are neither "
+                                        r"YYYYMMDD dates nor epoch seconds/ms/us/ns between 1973 "
+                                        r"and now"):
+        load_bars(path)
+
+
+# -- spacing: one interval per file, gaps reported, long holes refused -------------------------
+
+def test_a_file_whose_interval_changes_is_refused(tmp_path):
+    hourly = random_walk(300)
+    daily = random_walk(300, seed=1, freq="1D")
+    daily.index = daily.index + (hourly.index[-1] - daily.index[0]) + pd.Timedelta("1D")
+    path = write_bars(tmp_path, pd.concat([hourly, daily]))
+    with pytest.raises(DataError, match=r"the bar interval changes: most bars are (1h|1d) apart"):
+        prepare_market({"path": str(path)})  # was accepted, annualised at 1h
+    # Hourly, then 4-hourly: whole multiples of the hour, but a different interval.
+    four = random_walk(300, seed=2, freq="4h")
+    four.index = four.index + (hourly.index[-1] - four.index[0]) + pd.Timedelta("4h")
+    with pytest.raises(DataError, match=r"most bars are 1h apart, but from .* they are mostly 4h "
+                                        r"apart; a file must keep one interval"):
+        load_bars(write_bars(tmp_path, pd.concat([hourly, four, hourly.iloc[:0]]).iloc[:550]))
+    odd = random_walk(100)
+    odd.index = odd.index.where(odd.index != odd.index[50], odd.index[50] + pd.Timedelta("30min"))
+    with pytest.raises(DataError, match=r"most bars are 1h apart, but 2021-01-03 01:00:00 and "
+                                        r"2021-01-03 02:30:00 \(lines 51 and 52\) are 1h 30min "
+                                        r"apart"):
+        load_bars(write_bars(tmp_path, odd))
+
+
+@pytest.mark.parametrize("name, message", [
+    ("audusd_h4_daily_then_4h.csv", r"most bars are 4h apart, but from 1997-07-15 00:00:00 to "
+                                    r"1999-01-05 04:00:00 \(lines 2 to 388\) they are mostly 1d"),
+    ("kraken_xbtusd_60_2013.csv", r"most bars are 1h apart, but from 2013-10-06 21:00:00"),
+])
+def test_real_files_with_a_changing_interval_are_refused(name, message):
+    with pytest.raises(DataError, match=message):
+        load_bars(SAMPLES / name)
+
+
+def test_gaps_are_reported_and_long_holes_refused(tmp_path):
+    bars = random_walk(900)
+    holed = bars.drop(bars.index[500:600])  # 100 hours missing: reported
+    holed = holed.drop(holed.index[100:103])  # and 3 more
+    market = prepare_market({"path": str(write_bars(tmp_path, holed))})
+    gaps = describe(market)["gaps"]
+    assert gaps["count"] == 2 and gaps["missing_bars"] == 103
+    assert gaps["largest"]["missing_bars"] == 100
+    assert gaps["largest"]["after"] == bars.index[499].isoformat()
+    assert gaps["largest"]["before"] == bars.index[600].isoformat()
+    assert market.periods_per_year == pytest.approx((len(holed) - 1) * 8766 / (900 - 1))
+    long = bars.copy()
+    long.index = long.index.where(np.arange(900) < 450, long.index + pd.Timedelta(days=20))
+    with pytest.raises(DataError, match=r"a hole of 20d 1h between 2021-01-19 17:00:00 and "
+                                        r"2021-02-08 18:00:00 \(lines 451 and 452\); holes "
+                                        r"longer than 14d are refused"):
+        load_bars(write_bars(tmp_path, long))
+
+
+def test_daily_stock_bars_skip_weekends_without_gaps(tmp_path):
+    days = pd.bdate_range("2015-01-05", periods=700)
+    bars = random_walk(700, freq="1D")
+    bars.index = pd.DatetimeIndex(days, name="date")
+    holiday = bars.drop(bars.index[300])  # a Wednesday the market was closed
+    market = prepare_market({"path": str(write_bars(tmp_path, holiday))})
+    info = describe(market)
+    assert info["interval"] == "1d"
+    assert info["gaps"]["count"] == 1 and info["gaps"]["missing_bars"] == 1
+    assert info["gaps"]["weekends_closed"] is True
+    assert 250 < info["periods_per_year"] < 262  # trading days, not 365.25
+    crypto = random_walk(500)  # trades at weekends: a missing Saturday hour is a gap
+    crypto = crypto.drop(crypto.index[crypto.index.dayofweek == 5][3])
+    assert describe(prepare_market({"path": str(write_bars(tmp_path, crypto, "c.csv")),
+                                    "features": ["close"]}))["gaps"]["count"] == 1
+
+
+# -- impossible bars and ambiguous columns -----------------------------------------------------
+
+def test_high_below_low_is_refused(tmp_path):
+    text = GOOD_HEADER + GOOD_ROW + "2021-01-01 01:00,10,9,11,10,100\n"
+    with pytest.raises(DataError, match=r"high 9 is below low 11 at 2021-01-01 01:00:00 \(line 3; "
+                                        r"1 such row\(s\)\); check the column order") as info:
+        load_bars(write(tmp_path, text))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("header, message", [
+    ("date,Close,close\n", r"columns 'Close' and 'close' differ only in case; keep one"),
+    ("date,close,close\n", r"columns 'close' and 'close' differ only in case"),
+    ("date,close,4. close\n", r"columns 'close' and '4\. close' name the same column"),
+])
+def test_duplicate_columns_are_refused(tmp_path, header, message):
+    with pytest.raises(DataError, match=message):
+        load_bars(write(tmp_path, header + "2021-01-01,1,2\n2021-01-02,1,2\n"))
+
+
+def test_describe_says_how_many_bars_the_warmup_uses(tmp_path):
+    market = prepare_market({"path": str(write_bars(tmp_path, random_walk(1000)))})
+    info = describe(market)
+    assert info["warmup_bars"] == FEATURE_WARMUP and info["file_rows"] == 1000
+    assert info["rows"] == 1000 - FEATURE_WARMUP
+    bars = random_walk(600)
+    bars["signal"] = np.r_[[np.nan] * 10, np.ones(590)]
+    own = describe(prepare_market({"path": str(write_bars(tmp_path, bars, "own.csv")),
+                                   "features": ["signal"]}))
+    assert own["warmup_bars"] == 10 and own["rows"] == 590
+
+
+# -- what is read and what is asked is bounded -------------------------------------------------
+
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "bars.csv"
+    os.mkfifo(fifo)
+    outcome = []
+
+    def load():
+        try:
+            load_bars(fifo)
+        except DataError as exc:
+            outcome.append(str(exc))
+
+    reader = threading.Thread(target=load, daemon=True)  # the old code blocked in open()
+    reader.start()
+    reader.join(timeout=10)
+    assert outcome and outcome[0].endswith("is a FIFO (named pipe), not a regular file; save "
+                                           "the bars to a CSV file and give its path")
+    with pytest.raises(DataError, match=r"/dev/null: is a device, not a regular file"):
+        load_bars("/dev/null")
+
+
+def test_a_huge_file_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    from trainables import bar_files
+
+    path = tmp_path / "huge.csv"
+    with path.open("wb") as handle:  # sparse: the size without the disk space
+        handle.truncate(bar_files.MAX_DATA_BYTES + 1)
+    started = time.monotonic()
+    with pytest.raises(DataError, match=r"huge\.csv: is 256 MiB; data files are limited to 256 "
+                                        r"MiB: keep only the period you train and test on"):
+        load_bars(path)
+    assert time.monotonic() - started < 2
+    monkeypatch.setattr(bar_files, "MAX_DATA_BYTES", 1 << 20)
+    bomb = tmp_path / "bomb.csv.gz"
+    bomb.write_bytes(gzip.compress((GOOD_HEADER + GOOD_ROW * 100_000).encode()))
+    with pytest.raises(DataError, match=r"bomb\.csv\.gz: decompresses to more than 1 MiB"):
+        load_bars(bomb)
+
+
+def test_synthetic_bars_are_bounded():
+    with pytest.raises(DataError, match=r"data\.synthetic\.n_bars is 10000000000; at most "
+                                        r"5,000,000 synthetic bars"):
+        prepare_market({"synthetic": {"n_bars": 10**10}})
+
+
+# -- the data section's reading keys, the command, the example -------------------------------
+
+def test_reading_keys_need_a_file_and_are_part_of_the_cache_key(tmp_path):
+    with pytest.raises(DataError, match=r"data\.sep says how to read data\.path, but there is "
+                                        r"no data\.path"):
+        prepare_market({"sep": ";"})
+    path = str(write(tmp_path, GOOD_HEADER.replace(",", ";") + "".join(
+        f"2021-01-{d:02d};10;11;9;10,5;100\n" for d in range(1, 29)), "semi.csv"))
+    with pytest.raises(DataError, match=r"has a decimal comma"):
+        prepare_market({"path": path})
+    assert load_bars(path, decimal=",")["close"].iloc[0] == 10.5
+    with pytest.raises(DataError, match=r"the separator and the decimal mark are both ','"):
+        prepare_market({"path": path, "sep": ",", "decimal": ","})
+
+
+def test_data_command_reads_other_layouts_and_shows_gaps_and_warmup(capsys):
+    from search.cli import main
+
+    path = str(SAMPLES / "european_semicolon_decimal_comma_1d.csv")
+    assert main(["data", path]) == 1
+    assert "set data.decimal: ','" in capsys.readouterr().err
+    assert main(["data", path, "--decimal", ",", "--sep", ";"]) == 0
+    out = capsys.readouterr().out
+    assert "separator ';'; decimal ','" in out
+    assert f"warm-up:  {FEATURE_WARMUP} of the 500 bars only feed the features" in out
+    assert "gaps:     18 (19 bars missing; weekends are closed, not missing); the largest: 2 " \
+           "bar(s) between 2006-12-29T00:00:00 and 2007-01-03T00:00:00" in out
+    assert "251 bars a year" in out
+    custom = str(SAMPLES / "kraken_xbtusd_60.csv")
+    assert main(["data", custom, "--date-column", "timestamp", "-f", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["file"]["date_column"] == "timestamp"
+    assert main(["data", custom, "--date-column", "nope"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tradetune data: error: ") and "\n" not in err
+    assert "data.date_column 'nope' is not a column" in err
+
+
+def test_example_config_finds_its_shipped_data_from_any_directory(tmp_path, monkeypatch):
+    from search.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    config = load_config(REPO / "examples" / "coinbase_btc_1h.yaml")
+    assert config["data"]["path"] == str(REPO / "examples" / "data" / "Coinbase_BTCUSD_1h.csv.gz")
+    market = prepare_market(config["data"])
+    assert market.splits["test"][1] - market.splits["test"][0] == 720
+    (tmp_path / "data").mkdir()  # a path that exists from the current directory wins
+    here = tmp_path / "data" / "Coinbase_BTCUSD_1h.csv.gz"
+    here.write_bytes(b"")
+    assert load_config(REPO / "examples" / "coinbase_btc_1h.yaml")["data"]["path"] == str(here)
+
+
+def test_nothing_needs_a_data_folder_beside_the_repository():
+    beside = ("shared" + "/data", '"shared" / ' + '"data"', "../" + "shared")
+    for folder in ("tests", "scripts", "examples"):
+        for path in [*(REPO / folder).rglob("*.py"), *(REPO / folder).rglob("*.yaml")]:
+            assert not any(text in path.read_text() for text in beside), path
+
+
+def test_data_fingerprint_covers_the_reading_keys_and_gzip_files(tmp_path):
+    from search.study import data_fingerprint
+
+    path = tmp_path / "bars.csv.gz"
+    path.write_bytes(gzip.compress((GOOD_HEADER + GOOD_ROW).encode()))
+    base = {"path": str(path), "date_column": None, "sep": None, "decimal": None}
+    prints = {data_fingerprint(base)}
+    for key, value in (("date_column", "date"), ("sep", ";"), ("decimal", ",")):
+        prints.add(data_fingerprint({**base, key: value}))
+    assert len(prints) == 4
+    before = data_fingerprint(base)
+    path.write_bytes(gzip.compress((GOOD_HEADER + GOOD_ROW.replace("10.5", "10.6")).encode()))
+    assert data_fingerprint(base) != before

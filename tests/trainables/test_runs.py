@@ -43,12 +43,14 @@ def test_one_run_without_folds_or_seeds():
     assert run.seed(1234) == 1234 and run.seed(None) is None
 
 
-def test_runs_go_fold_by_fold_and_end_with_seed_0_of_the_last_fold():
+def test_runs_start_with_the_most_recent_fold_and_end_with_seed_0_of_the_last_fold():
     runs = plan_runs(3, 2)
-    assert [(r.fold, r.seed_index) for r in runs] == [(0, 1), (0, 0), (1, 1), (1, 0), (2, 1),
+    # Seed by seed, every fold from the most recent back; the kept run (2, 0) last.
+    assert [(r.fold, r.seed_index) for r in runs] == [(2, 1), (1, 1), (0, 1), (1, 0), (0, 0),
                                                       (2, 0)]
     assert [r.index for r in runs] == list(range(6))
     assert (runs[-1].train_split, runs[-1].val_split) == ("fold2_train", "fold2_val")
+    assert [(r.fold, r.seed_index) for r in plan_runs(3, 1)] == [(1, 0), (0, 0), (2, 0)]
     assert [(r.fold, r.seed_index) for r in plan_runs(None, 3)] == [(None, 2), (None, 1),
                                                                     (None, 0)]
 
@@ -79,20 +81,20 @@ def test_aggregates(aggregate, expected):
 
 
 def test_folds_are_the_mean_over_seeds_then_the_aggregate_over_folds():
-    runs = plan_runs(2, 2)  # (0, 1), (0, 0), (1, 1), (1, 0)
+    runs = plan_runs(2, 2)  # (1, 1), (0, 1), (0, 0), (1, 0)
     trial = TrialRuns(runs, "worst", 1.0, finished(runs, [1.0, 3.0, 10.0]).checkpoint_state(
         runs[2], {}, RunResult(2, 10.0, {}, 1, 1, 1, "patience")))
     scores = trial.scores(runs[3], 20.0)
-    assert scores[M.RUN_SCORES] == [[3.0, 1.0], [20.0, 10.0]]  # [fold][seed index]
-    assert scores[M.FOLD_SCORES] == [2.0, 15.0]
-    assert scores[M.SEED_SCORES] == [11.5, 5.5]
-    assert scores[M.BEST_VAL_SCORE] == 2.0  # the worst fold
-    assert scores[M.SCORE_STD] == pytest.approx(6.5)
+    assert scores[M.RUN_SCORES] == [[10.0, 3.0], [20.0, 1.0]]  # [fold][seed index]
+    assert scores[M.FOLD_SCORES] == [6.5, 10.5]
+    assert scores[M.SEED_SCORES] == [15.0, 2.0]
+    assert scores[M.BEST_VAL_SCORE] == 6.5  # the worst fold
+    assert scores[M.SCORE_STD] == pytest.approx(2.0)
     assert scores[M.CHECKPOINT_SCORE] == 20.0
     # While a run is under way: the finished runs plus the current one's best so far.
     early = finished(runs, [1.0]).scores(runs[1], 5.0)
-    assert early[M.RUN_SCORES] == [[5.0, 1.0], [None, None]]
-    assert early[M.FOLD_SCORES] == [3.0, None] and early[M.BEST_VAL_SCORE] == 3.0
+    assert early[M.RUN_SCORES] == [[None, 5.0], [None, 1.0]]
+    assert early[M.FOLD_SCORES] == [5.0, 1.0] and early[M.BEST_VAL_SCORE] == 3.0  # mean
     assert early[M.CHECKPOINT_SCORE] is None, "the kept run has not started"
 
 

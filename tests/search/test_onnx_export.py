@@ -1,0 +1,412 @@
+"""The deployable export: in-graph features against trainables/data.py, per-bar actions of
+``evaluate --actions``, and the proof that ``policy.onnx`` run by onnxruntime on raw bars trades
+like ``evaluate`` for every registered algorithm, also outside TradeTune's environment."""
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import make_tiny_sweep
+from search.cli import main
+from spaces import SEARCH_SPACES
+from sweep_helpers import REPO, run_cli, write_config
+from trainables import onnx_policy
+from trainables.data import compute_features, load_bars, synthetic_bars
+from trainables.evaluation import evaluate
+
+# A one-trial, one-iteration sweep per algorithm (it trains in seconds). The sweep seeds give
+# a kept policy that trades, so the agreement below is not the trivial one of a policy that
+# never leaves cash (seen on validation: PPO 91 trades, 65% in the market; DQN 67 trades,
+# 80%). A newly registered algorithm needs its entry here; the proof fails until it has one.
+TINY = {
+    "ppo": {"search.seed": 2},  # make_tiny_sweep's own PPO space
+    "dqn": {"search.seed": 5,
+            "search.space_overrides": "{train_batch_size: 32, hidden_width: 16, hidden_layers: 1, "
+                                      "window_size: 5, replay_capacity: 10000, "
+                                      "epsilon_timesteps: 1000}"},
+}
+MAX_WINDOW = 30  # the largest window_size the built-in spaces search
+
+
+# -- the features graph against data.py ------------------------------------------------------
+
+def _graph_features(bars: pd.DataFrame, names: list[str], window: int, ends: np.ndarray,
+                    tmp_path: Path) -> np.ndarray:
+    """The feature rows the exported graph computes for windows ending at ``ends``, run by
+    onnxruntime: (len(ends), window, n_features)."""
+    import onnxruntime
+    import torch
+
+    model = onnx_policy.BarFeatures(names, window)
+    lookback = model.lookback
+    path = tmp_path / "features.onnx"
+    onnx_policy.export_onnx(model, (torch.ones(1, lookback, 5),), ["bars"], str(path))
+    session = onnxruntime.InferenceSession(str(path))
+    raw = bars[list(onnx_policy.BAR_COLUMNS)].to_numpy(np.float32)
+    windows = np.lib.stride_tricks.sliding_window_view(raw, (lookback, 5))[:, 0]
+    out = [session.run(None, {"bars": np.ascontiguousarray(windows[chunk - lookback + 1])})[0]
+           for chunk in np.array_split(ends, max(1, len(ends) // 1000))]
+    return np.concatenate(out)
+
+
+def _largest_difference(bars: pd.DataFrame, tmp_path: Path, window: int = MAX_WINDOW
+                        ) -> tuple[float, str]:
+    """max |graph - data.py| over every bar and every row of the observation window."""
+    features = compute_features(bars).astype(np.float32)
+    names = list(features.columns)
+    assert names == list(onnx_policy.DEFAULT_FEATURES)
+    lookback = onnx_policy.lookback_for(window)
+    ends = np.arange(lookback - 1, len(bars))
+    graph = _graph_features(bars, names, window, ends, tmp_path)
+    reference = np.lib.stride_tricks.sliding_window_view(
+        features.to_numpy(), (window, len(names)))[:, 0][ends - window + 1]
+    assert np.isfinite(reference).all() and np.isfinite(graph).all()
+    difference = np.abs(graph - reference).reshape(-1, len(names)).max(axis=0)
+    return float(difference.max()), names[int(difference.argmax())]
+
+
+def _with_flat_stretches(bars: pd.DataFrame) -> pd.DataFrame:
+    """Bars with a 60-bar stretch of one price and one volume, and zero-volume bars: the
+    zero-spread branches of Bollinger %B, the volume z-score and RSI."""
+    bars = bars.copy()
+    bars.iloc[1000:1060, :] = bars.iloc[1000, :].to_numpy()
+    bars.iloc[1500:1530, bars.columns.get_loc("volume")] = 0.0
+    return bars
+
+
+def test_graph_features_match_data_py_on_the_real_coinbase_bars(coinbase_csv, tmp_path):
+    bars = load_bars(coinbase_csv)
+    largest, name = _largest_difference(bars, tmp_path)
+    print(f"Coinbase: largest |graph - data.py| = {largest:.2e} ({name})")
+    assert largest <= onnx_policy.FEATURE_TOLERANCE, name
+    assert largest <= 1.5 * max(onnx_policy.MEASURED_DIFFERENCE.values())
+    # On bars already rounded to float32 (what the graph receives), what is left is float32
+    # arithmetic: a few units in the last place of features up to 10.
+    rounded, name = _largest_difference(bars.astype(np.float32).astype(np.float64), tmp_path)
+    assert rounded <= 1e-6, name
+
+
+def test_graph_features_match_data_py_on_synthetic_bars_with_flat_stretches(tmp_path):
+    bars = _with_flat_stretches(synthetic_bars(3000, seed=3))
+    largest, name = _largest_difference(bars, tmp_path)
+    print(f"synthetic: largest |graph - data.py| = {largest:.2e} ({name})")
+    assert largest <= onnx_policy.FEATURE_TOLERANCE, name
+
+
+@pytest.mark.parametrize("window", [1, 5, 17])
+def test_graph_features_match_for_every_window_and_feature_subset(window, tmp_path):
+    """The lookback follows the window, and a CSV without volume (no volume_z_24 feature)
+    gets a graph without it, columns in data.py's order."""
+    bars = synthetic_bars(1200, seed=11)
+    no_volume = compute_features(bars.drop(columns="volume")).astype(np.float32)
+    names = list(no_volume.columns)
+    assert "volume_z_24" not in names
+    lookback = onnx_policy.lookback_for(window)
+    ends = np.arange(lookback - 1, len(bars), 3)
+    graph = _graph_features(bars, names, window, ends, tmp_path)
+    reference = np.stack([no_volume.to_numpy()[e - window + 1:e + 1] for e in ends])
+    assert graph.shape == reference.shape == (len(ends), window, len(names))
+    assert np.abs(graph - reference).max() <= onnx_policy.FEATURE_TOLERANCE
+
+
+def test_a_lookback_shorter_than_the_slowest_average_is_refused():
+    with pytest.raises(ValueError, match="too short"):
+        onnx_policy.BarFeatures(list(onnx_policy.DEFAULT_FEATURES), 10, lookback=50)
+
+
+# -- every registered algorithm's network exports -------------------------------------------
+
+def _untrained_module(algorithm: str, overrides: dict):
+    """A freshly initialised RLModule of ``algorithm`` for a 5-bar window on synthetic data."""
+    import optuna
+
+    from spaces import get_space
+    from trainables.env import TradingEnv
+    from trainables.rllib_trainable import algorithm_config
+
+    space = get_space(algorithm, {"window_size": 5, "hidden_width": 16, **overrides})
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    settings = space(trial)
+    data = {"synthetic": {"n_bars": 1200, "seed": 7}}
+    sweep = {"algorithm": algorithm, "data": data, "env": {}, "training": {}}
+    env = TradingEnv({"data": data, **settings["env"], "split": "test"})
+    config = algorithm_config(algorithm, settings, sweep)
+    spec = config.get_default_rl_module_spec()
+    spec.observation_space, spec.action_space = env.observation_space, env.action_space
+    spec.model_config = config.model_config
+    return spec.build(), env
+
+
+@pytest.mark.parametrize(("algorithm", "overrides"), [
+    *[(name, {}) for name in sorted(SEARCH_SPACES)],
+    ("dqn", {"dueling": True}), ("dqn", {"dueling": False})])  # dueling: torch.nanmean
+def test_every_algorithm_exports_through_the_same_path(algorithm, overrides, tmp_path):
+    """The greedy action of every registered algorithm's network, read the way evaluation
+    reads it, survives the ONNX export (DQN used to crash with KeyError 'qf_preds')."""
+    import onnxruntime
+    import torch
+
+    from trainables.evaluation import as_policy
+
+    module, env = _untrained_module(algorithm, overrides)
+    obs = np.concatenate([env.observations(0), env.observations(1)])
+    path = tmp_path / "policy_obs.onnx"
+    onnx_policy.export_onnx(onnx_policy.ObsPolicy(module), (torch.as_tensor(obs[:1]),),
+                            ["obs"], str(path))
+    actions = onnxruntime.InferenceSession(str(path)).run(["action"], {"obs": obs})[0]
+    assert actions.dtype == np.int64 and actions.shape == (len(obs),)
+    assert np.array_equal(actions, as_policy(module)(obs))
+
+
+# -- per-bar actions -------------------------------------------------------------------------
+
+def _sticky(obs: np.ndarray) -> np.ndarray:
+    """Enter after an up bar, leave after a fall of more than 0.2%: depends on its position."""
+    last = obs[:, -1 - (obs.shape[1] - 1) // 5]  # log_return_1 of the newest row
+    return np.where(obs[:, -1] == 1, last > -0.002, last > 0).astype(np.int64)
+
+
+def test_per_bar_rows_follow_the_run(tmp_path):
+    config = {"data": {"synthetic": {"n_bars": 1500, "seed": 7}}, "window_size": 5}
+    result = evaluate(_sticky, config, "test")
+    path = tmp_path / "actions.csv"
+    result.write_actions(path)
+    rows = list(csv.DictReader(path.open()))
+    assert list(rows[0]) == ["timestamp", "close", "action", "position", "portfolio_value",
+                             "buy_and_hold_value"]
+    assert len(rows) == result.bars and rows[0]["timestamp"] == result.dates[0]
+    actions = [int(r["action"]) for r in rows]
+    positions = [int(r["position"]) for r in rows]
+    assert positions[0] == 0 and positions[1:] == actions[:-1]  # each action is the next position
+    assert 0 < sum(actions) < len(actions)
+    assert float(rows[-1]["portfolio_value"]) == pytest.approx(result.final_net_worth)
+    assert float(rows[-1]["buy_and_hold_value"]) == pytest.approx(
+        10_000 * (1 + result.buy_and_hold_pct / 100))
+    assert float(rows[0]["portfolio_value"]) == float(rows[0]["buy_and_hold_value"]) == 10_000
+
+
+def test_actions_with_top_is_a_usage_error(tmp_path, results_dir, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--study", "s", "--top", "2", "--actions", str(tmp_path / "a.csv")])
+    assert exit_info.value.code == 2
+    assert "--actions writes one trial's actions" in capsys.readouterr().err
+
+
+def test_actions_into_a_directory_is_one_line(tmp_path, results_dir, capsys):
+    assert main(["evaluate", "--study", "s", "--actions", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a directory" in err
+
+
+def test_export_onnx_refuses_data_that_changed_since_launch(tmp_path, results_dir, capsys):
+    """The bundle describes the data the policy trained on: an edited or removed data file is
+    a one-line error, not a policy.json with other dates and fingerprint."""
+    from search.storage import open_storage
+    from search.study import create_study, data_fingerprint
+    from spaces import get_space
+
+    csv_path = tmp_path / "bars.csv"
+    synthetic_bars(1500, seed=7).to_csv(csv_path)
+    config = make_tiny_sweep(**{"study": "csv", "data.path": str(csv_path),
+                                "data.synthetic": "null"})
+    search = config["search"]
+    space = get_space(config["algorithm"], search["space_overrides"], search["space"])
+    url = f"sqlite:///{results_dir / 'tradetune.db'}"
+    study = create_study(open_storage(url, create_dirs=True), config, space,
+                         data_fingerprint(config["data"]))
+    trial = study.ask()
+    space(trial)
+    (tmp_path / "checkpoint").mkdir()
+    trial.set_user_attr("checkpoint", str(tmp_path / "checkpoint"))
+    study.tell(trial, 0.5)
+    capsys.readouterr()
+
+    with csv_path.open("a") as handle:
+        handle.write("2020-03-04 00:00:00,1,1,1,1,1\n")
+    out = ["export", "--study", "csv", "--out", str(tmp_path / "x"), "--onnx"]
+    assert main(out) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "changed since study" in err, err
+    csv_path.unlink()
+    assert main(out) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot be read" in err, err
+    assert not (tmp_path / "x" / "policy.json").exists()
+
+
+# -- the proof: policy.onnx on raw bars trades like evaluate, for every algorithm -----------
+
+@pytest.fixture(scope="module", params=sorted(SEARCH_SPACES))
+def exported(request, tmp_path_factory, ray_session):
+    """One tiny trial of the algorithm, exported with --onnx and evaluated with --actions."""
+    algorithm = request.param
+    if algorithm not in TINY:
+        pytest.fail(f"add a tiny sweep for {algorithm!r} to TINY")
+    root = tmp_path_factory.mktemp(f"onnx-{algorithm}")
+    results = root / "results"
+    changes = {"study": algorithm, "algorithm": algorithm, "search.num_samples": 1,
+               "training.max_iterations": 1, "training.min_evals": 1, **TINY[algorithm]}
+    path = write_config(root / "sweep.yaml", make_tiny_sweep(**changes))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRADETUNE_RESULTS", str(results))
+        patch.delenv("TRADETUNE_STORAGE", raising=False)
+        assert main(["launch", str(path)]) == 0
+    out = root / "export"
+    done = run_cli(["export", "--study", algorithm, "--out", str(out), "--onnx"], results)
+    assert done.returncode == 0, done.stderr
+    actions = root / "actions.csv"
+    done = run_cli(["evaluate", "--study", algorithm, "--split", "test", "--actions",
+                    str(actions), "-f", "json"], results)
+    assert done.returncode == 0, done.stderr
+    return {"algorithm": algorithm, "out": out, "actions": actions, "stdout": done.stdout,
+            "config": yaml_config(path)}
+
+
+def yaml_config(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
+def _raw_bars(config: dict) -> pd.DataFrame:
+    synthetic = config["data"]["synthetic"]
+    return synthetic_bars(synthetic["n_bars"], synthetic["seed"], synthetic["freq"])
+
+
+def _onnx_rollout(session, bars: pd.DataFrame, timestamps: list[str], lookback: int,
+                  first_position: int) -> tuple[list[int], list[int]]:
+    """Run policy.onnx bar by bar on raw bars, feeding back its own position."""
+    raw = bars[list(onnx_policy.BAR_COLUMNS)].to_numpy(np.float32)
+    ends = bars.index.get_indexer(pd.DatetimeIndex(timestamps))
+    assert (ends >= lookback - 1).all()
+    windows = np.stack([raw[e - lookback + 1:e + 1] for e in ends])
+    # Every bar in both positions in one batch (the dynamic batch axis), then the rollout.
+    table = [session.run(["action"], {"bars": windows,
+                                      "position": np.full((len(ends), 1), p, np.float32)})[0]
+             for p in (0, 1)]
+    actions, positions, position = [], [], first_position
+    for row in range(len(ends)):
+        positions.append(position)
+        actions.append(int(table[position][row]))
+        position = actions[-1]
+    return actions, positions
+
+
+@pytest.mark.slow
+def test_policy_onnx_on_raw_bars_trades_like_evaluate(exported):
+    import onnxruntime
+
+    out = exported["out"]
+    names = {p.name for p in out.iterdir()}
+    assert {"policy.onnx", "policy_obs.onnx", "policy.json", "MODEL_CARD.md", "checkpoint",
+            "rllib_config.json", "sweep_config.json", "trial.json"} <= names
+    spec = json.loads((out / "policy.json").read_text())
+    bars_spec = spec["policy.onnx"]
+    lookback = bars_spec["lookback"]
+    assert lookback == onnx_policy.lookback_for(spec["window_size"])
+    assert [i["name"] for i in bars_spec["inputs"]] == ["bars", "position"]
+    assert bars_spec["inputs"][0]["shape"] == ["batch", lookback, 5]
+    assert bars_spec["inputs"][0]["columns"] == ["open", "high", "low", "close", "volume"]
+    assert spec["algorithm"] == exported["algorithm"] and spec["study"] == exported["algorithm"]
+    assert spec["bar_interval"] == "1h" and spec["trained_for"]["commission"] == 0.001
+    assert spec["trained_for"]["reward"] == "log_return" and len(spec["data"]["fingerprint"]) == 16
+    assert set(spec["action_meanings"]) == {"0", "1"}
+    assert {"torch", "onnxruntime"} <= set(spec["versions"]["exported_with"])
+
+    session = onnxruntime.InferenceSession(str(out / "policy.onnx"))
+    io = ([(i.name, i.type, i.shape) for i in session.get_inputs()],
+          [(o.name, o.type) for o in session.get_outputs()])
+    assert io[0][0][1:] == ("tensor(float)", ["batch", lookback, 5])
+    assert io[0][1][1:] == ("tensor(float)", ["batch", 1])
+    assert io[1] == [("action", "tensor(int64)")]
+
+    rows = list(csv.DictReader(exported["actions"].open()))
+    result = json.loads(exported["stdout"])
+    assert len(rows) == result["bars"] > 100
+    actions, positions = _onnx_rollout(session, _raw_bars(exported["config"]),
+                                       [r["timestamp"] for r in rows], lookback,
+                                       int(rows[0]["position"]))
+    expected = [int(r["action"]) for r in rows]
+    assert 0 < sum(expected) < len(expected), "the kept policy never trades: pick another seed"
+    agreement = np.mean(np.asarray(actions) == np.asarray(expected))
+    print(f"{exported['algorithm']}: policy.onnx agrees with evaluate on {agreement:.2%} of "
+          f"{len(rows)} bars ({sum(expected)} long)")
+    assert agreement >= 0.999
+    assert positions == [int(r["position"]) for r in rows]
+
+
+@pytest.mark.slow
+def test_policy_obs_onnx_matches_the_rllib_module(exported):
+    import onnxruntime
+
+    from trainables.env import TradingEnv
+    from trainables.evaluation import as_policy
+    from trainables.rllib_trainable import load_module
+
+    out = exported["out"]
+    rllib = json.loads((out / "rllib_config.json").read_text())
+    env = TradingEnv({**rllib["environment"]["env_config"], "split": "test"})
+    obs = np.concatenate([env.observations(0), env.observations(1)])
+    session = onnxruntime.InferenceSession(str(out / "policy_obs.onnx"))
+    onnx_actions = session.run(["action"], {"obs": obs})[0]
+    assert np.array_equal(onnx_actions, as_policy(load_module(out / "checkpoint"))(obs))
+
+
+@pytest.mark.slow
+def test_model_card_says_what_it_knows_and_what_was_not_done(exported):
+    card = (exported["out"] / "MODEL_CARD.md").read_text()
+    trial = json.loads((exported["out"] / "trial.json").read_text())
+    assert f"trial {trial['number']}" in card
+    assert "Promotion on fresh seeds: not run" in card
+    assert re.search(r"The study's test split: (not looked at yet|looked at \w+ times?)", card)
+    assert "Overfitting check" in card and "long-only" in card and "commission of 0.001" in card
+    for split in ("train", "val", "test"):
+        assert f"- {split}: " in card
+    assert f"| sharpe | {trial['metrics']['sharpe']:.4g} |" in card
+
+
+@pytest.mark.slow
+def test_run_onnx_example_runs_without_tradetune(exported, tmp_path):
+    """examples/run_onnx.py, copied out of the repository and run by an isolated interpreter
+    whose sys.path cannot reach TradeTune's packages, prints the action of the last bar."""
+    rows = list(csv.DictReader(exported["actions"].open()))
+    last = rows[-1]
+    bars = _raw_bars(exported["config"])
+    bars = bars.loc[:pd.Timestamp(last["timestamp"])]
+    bars_csv = tmp_path / "bars.csv"
+    bars.rename_axis("date").to_csv(bars_csv)
+    script = tmp_path / "run_onnx.py"
+    script.write_text((REPO / "examples" / "run_onnx.py").read_text())
+
+    spec = json.loads((exported["out"] / "policy.json").read_text())
+    session_position = last["position"]
+    driver = (
+        "import os, runpy, sys\n"
+        f"repo = os.path.realpath({str(REPO)!r})\n"
+        "sys.path = [p for p in sys.path if os.path.realpath(p or '.') != repo]\n"
+        "try:\n"
+        "    import search\n"
+        "except ImportError:\n"
+        "    pass\n"
+        "else:\n"
+        "    raise SystemExit('TradeTune importable: ' + search.__file__)\n"
+        f"sys.argv = ['run_onnx.py', {str(exported['out'])!r}, {str(bars_csv)!r}, "
+        f"'--position', {session_position!r}]\n"
+        "runpy.run_path('run_onnx.py', run_name='__main__')\n"
+        "loaded = {'search', 'trainables', 'spaces', 'torch', 'ray'} & set(sys.modules)\n"
+        "assert not loaded, loaded\n")
+    done = subprocess.run([sys.executable, "-I", "-c", driver], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    match = re.search(r"action (\d)", done.stdout)
+    assert match, done.stdout
+    assert int(match.group(1)) == int(last["action"]), done.stdout
+    assert str(spec["policy.onnx"]["lookback"]) in done.stdout
