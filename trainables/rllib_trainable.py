@@ -90,22 +90,25 @@ def algorithm_config(algorithm: str, settings: dict[str, Any], sweep: dict[str, 
                      seed: int | None = None, split: str = "train"):
     """The full RLlib AlgorithmConfig for one trial (new API stack, torch), training on
     ``split``."""
-    from ray.rllib.algorithms.dqn import DQNConfig
-    from ray.rllib.algorithms.ppo import PPOConfig
-
+    from spaces import algorithm_of
     from trainables.callbacks import TradingMetrics
 
     training = {**TRAINING_DEFAULTS, **(sweep.get("training") or {})}
-    config_class = {"ppo": PPOConfig, "dqn": DQNConfig}[algorithm]
+    declared = algorithm_of(algorithm)
     train_env = {**env_config(sweep, settings, split), "random_start": True}
     env, vectorize = train_env_maker(bool(training["vector_env"]))
-    return (
-        config_class()
+    config = (
+        declared.config_class()()
         # Discrete actions need no unsquashing; RLlib would still deep-copy every action batch.
         .environment(env, env_config=train_env, normalize_actions=False)
         .framework("torch")
         .env_runners(num_env_runners=0, num_envs_per_env_runner=int(training["envs_per_runner"]),
                      gym_env_vectorize_mode=vectorize)
+    )
+    for method, kwargs in declared.rllib_calls.items():
+        config = getattr(config, method)(**kwargs)
+    return (
+        config
         .training(**settings["training"])
         .rl_module(model_config=settings["model"])
         .callbacks(TradingMetrics)
