@@ -23,7 +23,7 @@ from spaces.dimensions import SpaceError, apply_overrides, fingerprint, sampler
 
 # The registered algorithms, in the order they are listed to users: one space module each
 # (``spaces/<name>.py``), which declares its dimensions, ``build`` and ``ALGORITHM``.
-ALGORITHMS = ("ppo", "dqn")
+ALGORITHMS = ("ppo", "dqn", "appo")
 SEARCH_SPACES = {name: importlib.import_module(f"spaces.{name}") for name in ALGORITHMS}
 
 
