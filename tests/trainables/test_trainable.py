@@ -21,7 +21,8 @@ import pytest
 from spaces import get_space
 from trainables import metrics as M
 from trainables.rllib_trainable import (STATE_FILE, TrainingDiverged, _check_finite, env_config,
-                                        load_module, train_trial, trial_seed)
+                                        load_module, train_trial)
+from trainables.seeds import trial_seed
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SWEEP_SEED = 42
