@@ -87,6 +87,16 @@ def test_each_space_declares_its_algorithm_and_the_trainable_builds_that_class(a
     config.validate()
 
 
+def test_each_greedy_output_column_is_read_one_way():
+    """Evaluation picks a reading by the column a module's output has (spaces.greedy_readings):
+    two algorithms reading one column differently would change how the other is scored."""
+    from spaces import greedy_readings
+
+    keys = [reading.key for reading in greedy_readings()]
+    assert len(keys) == len(set(keys)), keys
+    assert [r.argmax for r in greedy_readings()] == sorted(r.argmax for r in greedy_readings())
+
+
 def test_the_spaces_import_no_ray():
     """The query commands read the registry: naming a config class must not import RLlib."""
     code = "import sys, spaces; assert 'ray' not in sys.modules, 'ray imported'"
