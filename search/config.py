@@ -26,8 +26,7 @@ import yaml
 from search.errors import ConfigError
 from search.racing import DEFAULTS as RACING_DEFAULTS, check_config as check_racing
 from trainables import metrics as M
-from trainables.rllib_trainable import TRAINING_DEFAULTS
-from trainables.settings import ENV_DEFAULTS, MARKET_KEYS, REWARDS
+from trainables.settings import ENV_DEFAULTS, MARKET_KEYS, REWARDS, TRAINING_DEFAULTS
 
 DEFAULTS: dict[str, Any] = {
     "study": None,

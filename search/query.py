@@ -290,7 +290,10 @@ def export(url: str, name: str, number: int | None, out: Path, onnx: bool = Fals
     source = checkpoint_of(trial)
     config = studies.stored_config(study)
     settings = _space_of(study).replay(trial.params)
+    from spaces import algorithm_of
+
     algorithm = config["algorithm"].upper()
+    declared = algorithm_of(config["algorithm"])  # its RLlib config class, named by its space
     env = {"data": config["data"], **config["env"], **settings["env"]}
     rllib = {
         "algorithm": algorithm,
@@ -299,8 +302,8 @@ def export(url: str, name: str, number: int | None, out: Path, onnx: bool = Fals
         "training": settings["training"],
         "rl_module": {"model_config": settings["model"]},
         "debugging": {"seed": trial.user_attrs.get(ATTR_SEED)},
-        "how_to_load": (f"from ray.rllib.algorithms.{config['algorithm']} import {algorithm}Config;"
-                        f" cfg = {algorithm}Config().training(**d['training'])"
+        "how_to_load": (f"from {declared.config_module} import {declared.config_class_name};"
+                        f" cfg = {declared.config_class_name}().training(**d['training'])"
                         ".rl_module(**d['rl_module'])"),
     }
     summary = {"study": name, **trial_summary(trial)}

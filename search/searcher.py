@@ -32,7 +32,7 @@ from search.searcher_attrs import (ATTR_CHECKPOINT, ATTR_DRIVER, ATTR_FAIL, ATTR
 from search.storage import relative_to_results
 from spaces import SpaceError, exception_line
 from trainables import metrics as M
-from trainables.rllib_trainable import trial_seed
+from trainables.seeds import trial_seed
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from spaces import dqn, ppo
+from spaces.algorithm import Algorithm, Greedy
 from spaces.dimensions import SpaceError, apply_overrides, fingerprint, sampler
 
-SEARCH_SPACES = {"ppo": ppo, "dqn": dqn}
+# The registered algorithms, in the order they are listed to users: one space module each
+# (``spaces/<name>.py``), which declares its dimensions, ``build`` and ``ALGORITHM``.
+ALGORITHMS = ("ppo", "dqn", "appo")
+SEARCH_SPACES = {name: importlib.import_module(f"spaces.{name}") for name in ALGORITHMS}
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,18 @@ class SearchSpace:
         return self.sample(optuna.trial.FixedTrial(params))
 
 
+def algorithm_of(name: str) -> Algorithm:
+    """What the trainable, evaluation and export must know about a registered algorithm."""
+    return SEARCH_SPACES[check_algorithm(name)].ALGORITHM
+
+
+def greedy_readings() -> list[Greedy]:
+    """The registered algorithms' greedy readings, each once: those reading the ``actions`` a
+    module picked itself first (RLlib's env runner prefers them too), then argmax readings."""
+    readings = {space.ALGORITHM.greedy: None for space in SEARCH_SPACES.values()}
+    return sorted(readings, key=lambda reading: reading.argmax)
+
+
 def check_algorithm(name: str) -> str:
     """Return ``name`` lower-cased if it is a registered algorithm, else raise with a hint."""
     key = str(name).lower()
@@ -61,7 +76,7 @@ def get_space(algorithm: str, overrides: dict[str, Any] | None = None,
     """The search space for ``algorithm``, with a sweep config's overrides applied.
 
     Args:
-        algorithm: ``ppo`` or ``dqn``.
+        algorithm: a registered algorithm (``ALGORITHMS``).
         overrides: ``{param: value}`` fixes a parameter, ``{param: {low, high, log}}`` or
             ``{param: {choices: [...]}}`` changes its range.
         custom: ``"module:function"``, a user's own define-by-run function returning the same
@@ -239,5 +254,6 @@ def exception_line(exc: BaseException) -> str:
     return (f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__)[:300]
 
 
-__all__ = ["SEARCH_SPACES", "SearchSpace", "SpaceError", "check_algorithm", "dry_run",
+__all__ = ["ALGORITHMS", "SEARCH_SPACES", "Algorithm", "SearchSpace", "SpaceError",
+           "algorithm_of", "check_algorithm", "dry_run", "greedy_readings",
            "exception_line", "get_space", "settings_problem"]

