@@ -487,15 +487,14 @@ def _dry_run(config: dict[str, Any], storage_url: str | None, address: str | Non
 
 def _check_command(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     """An unknown subcommand is a usage error that names the closest command."""
-    import difflib
+    from search.errors import did_you_mean
 
     word = next((a for a in argv if not a.startswith("-")), None)
     commands = next(a.choices for a in parser._actions
                     if isinstance(a, argparse._SubParsersAction))
     if word is not None and word not in commands:
-        close = difflib.get_close_matches(word, list(commands), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        parser.error(f"unknown command {word!r}{hint} (commands: {', '.join(commands)})")
+        parser.error(f"unknown command {word!r}{did_you_mean(word, commands)} "
+                     f"(commands: {', '.join(commands)})")
 
 
 class _SweepStdout:
@@ -584,13 +583,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return 141
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:
-        # trainables.data (and pandas) load only when needed; no DataError without them.
-        data = sys.modules.get("trainables.data")
-        spaces = sys.modules.get("spaces.dimensions")  # SpaceError: a search space's problem
-        if args.debug or not (isinstance(exc, UserError)
-                              or (data is not None and isinstance(exc, data.DataError))
-                              or (spaces is not None and isinstance(exc, spaces.SpaceError))):
+    except UserError as exc:
+        if args.debug:
             raise
         from search.storage import redact
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from search import audit
-from search.errors import StudyError
+from search.errors import SpaceError, StudyError
 from search.onnx_export import BUNDLE_FILES, ONNX_FILE
 from search.outdir import write_folder
 from search.storage import open_existing as _open_existing
@@ -111,7 +111,7 @@ def _space_of(study: Any):
     """
     import importlib
 
-    from spaces import SpaceError, get_space
+    from spaces import get_space
 
     config = studies.stored_config(study)
     custom = config["search"].get("space")

@@ -18,7 +18,7 @@ from typing import Any
 
 from search import audit, query
 from search import study as studies
-from search.errors import StudyError
+from search.errors import DataError, StudyError
 from search.outdir import write_folder
 from search.searcher_attrs import ATTR_FAIL
 from search.storage import redact
@@ -206,7 +206,7 @@ def _equity_section(study: Any, space: Any, best: Any | None, out: Path,
         return _section(title, note=f"cannot trade the best trial: {exc}")
     import pandas as pd
 
-    from trainables.data import DataError, prepare_market
+    from trainables.data import prepare_market
     from trainables.evaluation import evaluate
     from trainables.rllib_trainable import load_module
 
@@ -233,8 +233,6 @@ def _equity_section(study: Any, space: Any, best: Any | None, out: Path,
 def _overfitting_check(url: str, study_name: str) -> dict[str, Any]:
     """``evaluate --top``'s comparison for the report (not recorded: the report records its one
     look itself); a note instead when it cannot be made."""
-    from trainables.data import DataError
-
     try:
         return query.compare_top(url, study_name, COMPARED, record=False)
     except (StudyError, DataError, OSError) as exc:

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from trainables.errors import DataError
+
 PRICE_COLUMNS = ("open", "high", "low", "close")
 DATE_NAMES = ("date", "datetime", "timestamp", "time", "unix")
 SEPARATORS = {",": ",", ";": ";", "\t": "\t", "|": "|", "tab": "\t", "\\t": "\t"}
@@ -82,10 +84,6 @@ _QUOTE_CURRENCIES = ("usd", "usdt", "usdc", "busd", "eur", "gbp", "jpy", "krw", 
                      "chf", "try", "dai")
 _DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*$")
 _DAY = np.int64(86_400 * 10**9)
-
-
-class DataError(ValueError):
-    """Bad market data; message is ONE line naming the problem (and where: file, row/timestamp)."""
 
 
 # -- the file ---------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ Conventions:
 """
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 import math
@@ -37,10 +36,10 @@ from trainables.bar_files import (  # noqa: F401  (re-exported: the loading API 
     DATE_NAMES,
     MAX_DATA_BYTES,
     PRICE_COLUMNS,
-    DataError,
     check_spacing,
     load_bars,
 )
+from trainables.errors import DataError, did_you_mean
 from trainables.regimes import REGIMES_DEFAULTS, regimes_ohlcv
 from trainables.settings import fold_names
 
@@ -192,9 +191,8 @@ def compute_features(bars: pd.DataFrame, columns: list[str] | None = None) -> pd
     for column in columns:
         name = str(column).strip().lower()
         if name not in available:
-            close = difflib.get_close_matches(name, available, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise DataError(f"unknown feature column {column!r}{hint} (available: {available})")
+            raise DataError(f"unknown feature column {column!r}{did_you_mean(name, available)} "
+                            f"(available: {available})")
         if name in names:
             raise DataError(f"feature column {column!r} is listed twice in data.features")
         names.append(name)
@@ -327,8 +325,7 @@ def _check_keys(section: str, mapping: Mapping, known: tuple[str, ...]) -> None:
 
 
 def _did_you_mean(word: str, choices: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(str(word), list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return did_you_mean(word, choices, template=" (did you mean {}?)")
 
 
 # -- walk-forward folds ----------------------------------------------------------------------

@@ -25,6 +25,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from trainables.errors import DataError
 from trainables.settings import ENV_DEFAULTS, REWARDS  # noqa: F401 (REWARDS re-exported)
 from trainables.settings import env_settings as _env_settings
 
@@ -141,8 +142,8 @@ class TradingEnv(gym.Env):
         self.settings = settings
         self.market = prepare_market(settings.get("data"))
         if settings["split"] not in self.market.splits:
-            raise ValueError(f"unknown split {settings['split']!r}; choose one of "
-                             f"{sorted(self.market.splits)}")
+            raise DataError(f"unknown split {settings['split']!r}; choose one of "
+                            f"{sorted(self.market.splits)}")
         self.window_size = int(settings["window_size"])
         self.commission = float(settings["commission"])
         self.initial_cash = float(settings["initial_cash"])
@@ -152,8 +153,8 @@ class TradingEnv(gym.Env):
         self.first_bar = max(start, self.window_size - 1)
         self.end_bar = end
         if self.end_bar - self.first_bar < 2:
-            raise ValueError(f"split {settings['split']!r} has too few bars for window_size "
-                             f"{self.window_size}")
+            raise DataError(f"split {settings['split']!r} has too few bars for window_size "
+                            f"{self.window_size}")
         self._features = self.market.features.to_numpy(dtype=np.float32)
         self._closes = self.market.bars["close"].to_numpy(dtype=np.float64)
         n_obs = self.window_size * self._features.shape[1] + 1
