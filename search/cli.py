@@ -371,7 +371,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.command == "data":
         from search.config import parse_value
-        from trainables.data import describe, prepare_market
+        from search.data_summary import describe
+        from trainables.market import prepare_market
 
         splits = parse_value(args.splits, "data.splits", "--splits") if args.splits else None
         folds = (parse_value(args.walk_forward, "data.walk_forward", "--walk-forward")

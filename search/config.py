@@ -447,7 +447,7 @@ def startup_trials(search: dict[str, Any]) -> int:
 def _check_runs(config: dict[str, Any]) -> bool:
     """``data.walk_forward`` and ``training.seeds``: the runs each trial makes; True when a
     trial makes more than one."""
-    from trainables.data import walk_forward_settings
+    from trainables.splits import walk_forward_settings
 
     try:
         walk_forward = walk_forward_settings(config["data"]["walk_forward"])

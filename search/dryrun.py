@@ -20,7 +20,8 @@ def dry_run(config: dict[str, Any], storage_url: str | None = None,
     errors as ``launch``."""
     from spaces import get_space
     from search.tuner import _check_results_dir
-    from trainables.data import describe, prepare_market
+    from search.data_summary import describe
+    from trainables.market import prepare_market
 
     url = resolve_url(storage_url, config.get("storage"))
     market = prepare_market(config["data"])

@@ -45,7 +45,8 @@ def write_bundle(out: Path, url: str, study: Any, trial: Any) -> list[str]:
     from search import study as studies
     from search.searcher_attrs import ATTR_METRICS
     from trainables import onnx_policy
-    from trainables.data import describe, prepare_market
+    from search.data_summary import describe
+    from trainables.market import prepare_market
     from trainables.rllib_trainable import load_module
     from trainables.settings import ENV_DEFAULTS
 

@@ -206,7 +206,7 @@ def _equity_section(study: Any, space: Any, best: Any | None, out: Path,
         return _section(title, note=f"cannot trade the best trial: {exc}")
     import pandas as pd
 
-    from trainables.data import prepare_market
+    from trainables.market import prepare_market
     from trainables.evaluation import evaluate
     from trainables.rllib_trainable import load_module
 

@@ -35,7 +35,7 @@ def launch(config: dict[str, Any], storage_url: str | None = None,
            address: str | None = None, command: str = "") -> int:
     """Create the study for ``config`` and run its sweep. Returns the process exit code."""
     from spaces import dry_run, get_space
-    from trainables.data import prepare_market
+    from trainables.market import prepare_market
 
     url = resolve_url(storage_url, config.get("storage"))
     prepare_market(config["data"])
@@ -60,7 +60,7 @@ def launch(config: dict[str, Any], storage_url: str | None = None,
 def resume(study_name: str, storage_url: str | None = None, address: str | None = None) -> int:
     """Continue a study after a crash or interruption, running only its remaining budget."""
     from spaces import dry_run, get_space
-    from trainables.data import prepare_market
+    from trainables.market import prepare_market
 
     url = resolve_url(storage_url)
     storage = open_existing(url, retry_s=retry_seconds())  # a missing study creates nothing

@@ -1,7 +1,7 @@
 """Reading bar files: what is on disk becomes validated bars, or one line saying why not.
 
 Real exports differ in every detail, and each difference used to fail late or, worse, load
-wrongly. This module owns those details so ``trainables.data`` deals only with bars:
+wrongly. This module owns those details so ``trainables.market`` deals only with bars:
 
 - what is read is bounded: only regular files, at most :data:`MAX_DATA_BYTES` (after gzip
   decompression too), so a FIFO, a device or a huge file fails at once with one line;

@@ -124,7 +124,7 @@ def train_trial(config: dict[str, Any], sweep: dict[str, Any]) -> None:
     import ray.tune as tune
 
     from spaces import get_space
-    from trainables.data import walk_forward_settings
+    from trainables.splits import walk_forward_settings
 
     training = {**TRAINING_DEFAULTS, **(sweep.get("training") or {})}
     search = sweep.get("search") or {}

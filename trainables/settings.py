@@ -49,5 +49,5 @@ def env_settings(config: dict[str, Any]) -> dict[str, Any]:
 
 def fold_names(fold: int) -> tuple[str, str]:
     """The split names of walk-forward fold ``fold``: ``("fold{i}_train", "fold{i}_val")``
-    (here, not in trainables.data, so the trainable's run plan imports no pandas)."""
+    (here, not in trainables.splits, so the trainable's run plan imports no pandas)."""
     return f"fold{fold}_train", f"fold{fold}_val"

@@ -104,7 +104,7 @@ class VectorTradingEnv(VectorEnv):
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
 
     def __init__(self, config: Mapping[str, Any] | None = None, num_envs: int | None = None):
-        from trainables.data import prepare_market
+        from trainables.market import prepare_market
 
         config = dict(config or {})
         num_envs = config.pop("num_envs", 1) if num_envs is None else num_envs

@@ -27,7 +27,7 @@ EXPORTED = ["checkpoint", "rllib_config.json", "sweep_config.json", "trial.json"
 
 
 def write_bars(path: Path, seed: int = 7) -> Path:
-    from trainables.data import synthetic_bars
+    from trainables.synthetic import synthetic_bars
 
     synthetic_bars(1500, seed, "1h").to_csv(path)
     return path
