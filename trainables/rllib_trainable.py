@@ -19,6 +19,7 @@ from typing import Any
 
 from trainables import metrics as M
 from trainables.runs import Run, RunResult, TrialRuns, plan_runs
+from trainables.settings import trial_env
 
 STATE_FILE = "trial_state.json"
 ALGORITHM_DIR = "algorithm"
@@ -65,8 +66,7 @@ def trial_seed(sweep_seed: int, trial_number: int) -> int:
 
 def env_config(sweep: dict[str, Any], settings: dict[str, Any], split: str) -> dict[str, Any]:
     """The env config of a split: fixed market settings, then the trial's searched env settings."""
-    return {"data": sweep.get("data"), **(sweep.get("env") or {}), **settings.get("env", {}),
-            "split": split}
+    return {**trial_env(sweep, settings), "split": split}
 
 
 def train_env_maker(vector_env: bool) -> tuple[Any, str]:

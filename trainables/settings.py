@@ -47,6 +47,13 @@ def env_settings(config: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
+def trial_env(sweep: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """A trial's env config: the sweep's market (``data``) and fixed ``env`` settings, then the
+    trial's searched env settings, which win. The trainable, ``evaluate``, ``export``, the
+    report and the ONNX bundle all build a trial's env with this, so they see the same env."""
+    return {"data": sweep.get("data"), **(sweep.get("env") or {}), **(settings.get("env") or {})}
+
+
 def fold_names(fold: int) -> tuple[str, str]:
     """The split names of walk-forward fold ``fold``: ``("fold{i}_train", "fold{i}_val")``
     (here, not in trainables.splits, so the trainable's run plan imports no pandas)."""
