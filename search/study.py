@@ -141,3 +141,15 @@ def data_fingerprint(data_config: dict[str, Any]) -> str:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()[:16]
+
+
+def fail_trial(study: Any, trial_id: int, reason: str) -> None:
+    """Mark a RUNNING trial FAIL and record why (``fail_reason``, shown by ``best``, ``status``
+    and the report). For trials this process holds no ``optuna.Trial`` of (another driver's, or
+    ones Tune cut off): Optuna has no public call to finish those, hence the study's storage."""
+    from optuna.trial import TrialState
+
+    from search.searcher_attrs import ATTR_FAIL
+
+    study._storage.set_trial_user_attr(trial_id, ATTR_FAIL, reason)
+    study._storage.set_trial_state_values(trial_id, TrialState.FAIL)

@@ -100,7 +100,7 @@ def fail_orphaned_trials(study: Any) -> int:
     or no heartbeat for a minute). Optuna's own heartbeat does not cover Ray's ask/tell."""
     from optuna.trial import TrialState
 
-    from search.searcher_attrs import ATTR_DRIVER, ATTR_FAIL, HEARTBEAT_PREFIX
+    from search.searcher_attrs import ATTR_DRIVER, HEARTBEAT_PREFIX
 
     failed = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -108,9 +108,7 @@ def fail_orphaned_trials(study: Any) -> int:
         beat = study.user_attrs.get(HEARTBEAT_PREFIX + str(driver)) if driver else None
         if beat and _driver_alive(beat):
             continue
-        study._storage.set_trial_user_attr(trial._trial_id, ATTR_FAIL,
-                                           "driver stopped while the trial was running")
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        studies.fail_trial(study, trial._trial_id, "driver stopped while the trial was running")
         failed += 1
     return failed
 
@@ -310,11 +308,10 @@ def _finish_interrupted(study: Any, driver_id: str) -> bool:
     """Trials of this driver still RUNNING after Tune returned were cut off (Ctrl-C)."""
     from optuna.trial import TrialState
 
-    from search.searcher_attrs import ATTR_DRIVER, ATTR_FAIL
+    from search.searcher_attrs import ATTR_DRIVER
 
     cut = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
            if t.user_attrs.get(ATTR_DRIVER) == driver_id]
     for trial in cut:
-        study._storage.set_trial_user_attr(trial._trial_id, ATTR_FAIL, "sweep interrupted")
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        studies.fail_trial(study, trial._trial_id, "sweep interrupted")
     return bool(cut)

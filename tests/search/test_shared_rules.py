@@ -20,3 +20,19 @@ def test_numbers_are_shown_with_four_significant_digits():
     assert number(12) == "12"
     assert number(None) == "-"
     assert number(None, missing="n/a") == "n/a"
+
+
+def test_fail_trial_finishes_a_running_trial_with_its_reason(tmp_path):
+    import optuna
+
+    from search.searcher_attrs import ATTR_FAIL
+    from search.storage import open_storage
+    from search.study import fail_trial
+
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    study = optuna.create_study(study_name="s", storage=storage)
+    running = study.ask()
+    fail_trial(study, running._trial_id, "driver stopped while the trial was running")
+    trial = study.get_trials()[0]
+    assert trial.state == optuna.trial.TrialState.FAIL
+    assert trial.user_attrs[ATTR_FAIL] == "driver stopped while the trial was running"
