@@ -38,3 +38,15 @@ def test_no_module_of_trainables_imports_itself_through_others():
 def test_market_data_modules_do_not_import_the_env():
     for name in ("market", "synthetic", "features", "splits", "bar_files"):
         assert "env" not in _imports(PACKAGE / f"{name}.py"), name
+
+
+def test_reading_walk_forward_settings_imports_no_pandas():
+    """The config check and the trainable's run plan read ``data.walk_forward``: no pandas."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from trainables.splits import walk_forward_settings; "
+            "walk_forward_settings({'folds': 3}); print('pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True,
+                         text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "False"
