@@ -68,7 +68,7 @@ def main() -> None:
 
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)  # as in a one-CPU trial (Ray sets OMP_NUM_THREADS=1 there)
-    from trainables.data import prepare_market
+    from trainables.market import prepare_market
 
     market = prepare_market({"path": str(args.csv)})
     start, end = market.splits["train"]

@@ -22,9 +22,10 @@ def dry_run(config: dict[str, Any], storage_url: str | None = None,
     errors as ``launch``."""
     from search.cluster import check_resources, local_node, probe_address, ray_address
     from search.tuner import _check_results_dir
+    from search.data_summary import describe
     from spaces import dry_run as dry_run_space
     from spaces import get_space
-    from trainables.data import describe, prepare_market
+    from trainables.market import prepare_market
 
     url = resolve_url(storage_url, config.get("storage"))
     market = prepare_market(config["data"])

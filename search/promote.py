@@ -64,7 +64,7 @@ def promote(url: str, name: str, number: int | None, seeds: int,
         StudyError: the study or the trial does not exist, or its space or data changed.
     """
     from spaces import get_space
-    from trainables.data import prepare_market
+    from trainables.market import prepare_market
 
     if not 1 <= seeds <= MAX_SEEDS:
         raise PromotionError(f"--seeds must be between 1 and {MAX_SEEDS}, got {seeds}")

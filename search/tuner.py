@@ -48,7 +48,7 @@ def launch(config: dict[str, Any], storage_url: str | None = None,
     one trial fits on a node of it. A stop signal before the study exists leaves nothing."""
     from search.stopping import StopRequested, StopSignals
     from spaces import dry_run, get_space
-    from trainables.data import prepare_market
+    from trainables.market import prepare_market
 
     study = None
     with StopSignals() as stop, contextlib.ExitStack() as ray_session:
@@ -96,7 +96,7 @@ def resume(study_name: str, storage_url: str | None = None, address: str | None 
     Nothing in the study changes until the Ray cluster answers and a trial fits on it."""
     from search.stopping import StopRequested, StopSignals
     from spaces import dry_run, get_space
-    from trainables.data import prepare_market
+    from trainables.market import prepare_market
 
     with StopSignals() as stop, contextlib.ExitStack() as ray_session:
         stop.last_words = functools.partial(_stopped_before, command="resume",
@@ -170,7 +170,7 @@ def fail_orphaned_trials(study: Any) -> int:
     or no heartbeat for a minute). Optuna's own heartbeat does not cover Ray's ask/tell."""
     from optuna.trial import TrialState
 
-    from search.searcher_attrs import ATTR_DRIVER, ATTR_FAIL, HEARTBEAT_PREFIX
+    from search.searcher_attrs import ATTR_DRIVER, HEARTBEAT_PREFIX
 
     failed = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -178,9 +178,7 @@ def fail_orphaned_trials(study: Any) -> int:
         beat = study.user_attrs.get(HEARTBEAT_PREFIX + str(driver)) if driver else None
         if beat and _driver_alive(beat):
             continue
-        study._storage.set_trial_user_attr(trial._trial_id, ATTR_FAIL,
-                                           "driver stopped while the trial was running")
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        studies.fail_trial(study, trial._trial_id, "driver stopped while the trial was running")
         failed += 1
     return failed
 
@@ -482,11 +480,10 @@ def _finish_interrupted(study: Any, driver_id: str) -> bool:
     """Trials of this driver still RUNNING after Tune returned were cut off (Ctrl-C)."""
     from optuna.trial import TrialState
 
-    from search.searcher_attrs import ATTR_DRIVER, ATTR_FAIL
+    from search.searcher_attrs import ATTR_DRIVER
 
     cut = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
            if t.user_attrs.get(ATTR_DRIVER) == driver_id]
     for trial in cut:
-        study._storage.set_trial_user_attr(trial._trial_id, ATTR_FAIL, "sweep interrupted")
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        studies.fail_trial(study, trial._trial_id, "sweep interrupted")
     return bool(cut)

@@ -9,7 +9,6 @@ calls it once before a study is created or resumed and checks what it returns.
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
 import importlib
 import inspect
@@ -19,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from spaces.algorithm import Algorithm, Greedy
-from spaces.dimensions import SpaceError, apply_overrides, fingerprint, sampler
+from spaces.dimensions import apply_overrides, fingerprint, sampler
+from trainables.errors import SpaceError, did_you_mean
 
 # The registered algorithms, in the order they are listed to users: one space module each
 # (``spaces/<name>.py``), which declares its dimensions, ``build`` and ``ALGORITHM``.
@@ -64,9 +64,7 @@ def check_algorithm(name: str) -> str:
     """Return ``name`` lower-cased if it is a registered algorithm, else raise with a hint."""
     key = str(name).lower()
     if key not in SEARCH_SPACES:
-        close = difflib.get_close_matches(key, list(SEARCH_SPACES), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise SpaceError(f"unknown algorithm {name!r}{hint} (choose one of "
+        raise SpaceError(f"unknown algorithm {name!r}{did_you_mean(key, SEARCH_SPACES)} (choose one of "
                          f"{', '.join(SEARCH_SPACES)})")
     return key
 

@@ -21,7 +21,7 @@ from typing import Any
 from trainables import metrics as M
 from trainables.early_stopping import EarlyStopping
 from trainables.runs import Run, RunResult, TrialRuns, plan_runs
-from trainables.settings import training_settings
+from trainables.settings import training_settings, trial_env
 
 STATE_FILE = "trial_state.json"
 ALGORITHM_DIR = "algorithm"
@@ -46,8 +46,7 @@ class TrainingDiverged(RuntimeError):
 
 def env_config(sweep: dict[str, Any], settings: dict[str, Any], split: str) -> dict[str, Any]:
     """The env config of a split: fixed market settings, then the trial's searched env settings."""
-    return {"data": sweep.get("data"), **(sweep.get("env") or {}), **settings.get("env", {}),
-            "split": split}
+    return {**trial_env(sweep, settings), "split": split}
 
 
 def train_env_maker(vector_env: bool) -> tuple[Any, str]:
@@ -108,7 +107,7 @@ def train_trial(config: dict[str, Any], sweep: dict[str, Any]) -> None:
     import ray.tune as tune
 
     from spaces import get_space
-    from trainables.data import walk_forward_settings
+    from trainables.splits import walk_forward_settings
 
     training = training_settings(sweep)
     search = sweep.get("search") or {}

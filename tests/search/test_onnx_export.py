@@ -1,4 +1,4 @@
-"""The deployable export: in-graph features against trainables/data.py, per-bar actions of
+"""The deployable export: in-graph features against trainables/features.py, per-bar actions of
 ``evaluate --actions``, and the proof that ``policy.onnx`` run by onnxruntime on raw bars trades
 like ``evaluate`` for every registered algorithm, also outside TradeTune's environment."""
 from __future__ import annotations
@@ -19,7 +19,9 @@ from search.cli import main
 from spaces import SEARCH_SPACES
 from sweep_helpers import REPO, run_cli, write_config
 from trainables import onnx_policy
-from trainables.data import compute_features, load_bars, synthetic_bars
+from trainables.bar_files import load_bars
+from trainables.features import compute_features
+from trainables.synthetic import synthetic_bars
 from trainables.evaluation import evaluate
 
 # A one-trial, one-iteration sweep per algorithm (it trains in seconds) with the tiny settings
