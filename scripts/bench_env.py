@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO))
 
     from spaces import get_space
-    from trainables.data import prepare_market
+    from trainables.market import prepare_market
     from trainables.env import TradingEnv
     from trainables.rllib_trainable import algorithm_config
 

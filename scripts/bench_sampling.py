@@ -26,7 +26,8 @@ def iteration_timers(envs: int, csv: Path, iterations: int,
                      vector_env: bool) -> tuple[float, float, float]:
     """Median (sampling s, learning s, sampled steps) per train() of the tutorial's PPO."""
     from spaces import get_space
-    from trainables.rllib_trainable import TRAINING_DEFAULTS, algorithm_config
+    from trainables.rllib_trainable import algorithm_config
+    from trainables.settings import TRAINING_DEFAULTS
 
     space = get_space("ppo")
     settings = space.replay(space.first_params)
@@ -67,7 +68,7 @@ def main() -> None:
 
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)  # as in a one-CPU trial (Ray sets OMP_NUM_THREADS=1 there)
-    from trainables.data import prepare_market
+    from trainables.market import prepare_market
 
     market = prepare_market({"path": str(args.csv)})
     start, end = market.splits["train"]
@@ -75,7 +76,7 @@ def main() -> None:
                                         market.features.iloc[start:end], 0.001)
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR,
              log_to_driver=False)
-    from trainables.rllib_trainable import TRAINING_DEFAULTS
+    from trainables.settings import TRAINING_DEFAULTS
 
     print(f"data: {args.csv.name} train split, tutorial PPO (batch 2000, 7 epochs, [128,128])")
     for envs in args.envs:

@@ -39,9 +39,10 @@ def main() -> None:
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR,
              log_to_driver=False)
     from spaces import get_space
-    from trainables.data import prepare_market
+    from trainables.market import prepare_market
     from trainables.evaluation import evaluate
-    from trainables.rllib_trainable import TRAINING_DEFAULTS, algorithm_config, env_config
+    from trainables.rllib_trainable import algorithm_config, env_config
+    from trainables.settings import TRAINING_DEFAULTS
 
     args.envs = args.envs or TRAINING_DEFAULTS["envs_per_runner"]
 

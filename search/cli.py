@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from search.formats import number
+
 EPILOG = """environment:
   TRADETUNE_RESULTS   results directory (default ~/tradetune_results): experiments,
                       checkpoints and the default SQLite study database
@@ -24,6 +26,9 @@ EPILOG = """environment:
                       how long a sweep retries a study storage that stopped answering
                       before it stops cleanly (default 300; then `resume` continues)
   RAY_ADDRESS         run trials on an existing Ray cluster (same as --address)
+  TRADETUNE_RAY_CONNECT_S
+                      how long launch/resume wait for the Ray cluster at --address to
+                      answer before they stop with one line (default 10)
 """
 
 
@@ -197,14 +202,8 @@ def _print(data: Any, fmt: str, table) -> None:
         table(data)
 
 
-def _number(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "-" if value is None else str(value)
-
-
 def _numbers(values: list | None) -> str:
-    return "[" + ", ".join(_number(v) for v in values or []) + "]"
+    return "[" + ", ".join(number(v) for v in values or []) + "]"
 
 
 def _table_best(rows: list[dict]) -> None:
@@ -216,20 +215,20 @@ def _table_best(rows: list[dict]) -> None:
               "first): no trial below is beaten on every objective by another trial")
     for row in rows:
         m = row["metrics"]
-        print(f"trial {row['number']}: value {_number(row['value'])}{_never_trades(row)}"
+        print(f"trial {row['number']}: value {number(row['value'])}{_never_trades(row)}"
               f"  (val sharpe "
-              f"{_number(m.get('sharpe'))}, P&L {_number(m.get('pnl_pct'))}%, buy&hold "
-              f"{_number(m.get('buy_and_hold_pct'))}%, max drawdown "
-              f"{_number(m.get('max_drawdown'))}, trades {_number(m.get('trades'))}; "
+              f"{number(m.get('sharpe'))}, P&L {number(m.get('pnl_pct'))}%, buy&hold "
+              f"{number(m.get('buy_and_hold_pct'))}%, max drawdown "
+              f"{number(m.get('max_drawdown'))}, trades {number(m.get('trades'))}; "
               f"stopped by {row['stop_reason']})")
         if row.get("objectives"):
-            print("  objectives: " + ", ".join(f"{name} {_number(value)}"
+            print("  objectives: " + ", ".join(f"{name} {number(value)}"
                                                for name, value in row["objectives"].items()))
-        print("  params: " + ", ".join(f"{k}={_number(v)}" for k, v in row["params"].items()))
+        print("  params: " + ", ".join(f"{k}={number(v)}" for k, v in row["params"].items()))
         if m.get("run_scores"):
             print(f"  runs: per fold {_numbers(m.get('fold_scores'))}, per seed "
-                  f"{_numbers(m.get('seed_scores'))}, spread (std) {_number(m.get('score_std'))}"
-                  f"; kept checkpoint scored {_number(m.get('checkpoint_score'))}")
+                  f"{_numbers(m.get('seed_scores'))}, spread (std) {number(m.get('score_std'))}"
+                  f"; kept checkpoint scored {number(m.get('checkpoint_score'))}")
         print(f"  checkpoint: {row['checkpoint'] or 'missing'}")
         if row.get("promotion"):
             print("  fresh seeds: " + _promotion_line(row["promotion"]))
@@ -255,19 +254,19 @@ def _looks(test_looks: dict) -> str:
 
 
 def _promotion_line(p: dict) -> str:
-    return (f"{p['verdict']}: {len(p['seeds'])} fresh seeds scored mean {_number(p['mean'])} "
-            f"(std {_number(p['std'])}) against the study's {_number(p['study_value'])} "
+    return (f"{p['verdict']}: {len(p['seeds'])} fresh seeds scored mean {number(p['mean'])} "
+            f"(std {number(p['std'])}) against the study's {number(p['study_value'])} "
             f"({p['when']})")
 
 
 def _table_promote(p: dict) -> None:
     print(f"trial {p['trial']} of {p['study']} on fresh seeds (validation {p['objective']}):")
     for seed, score in zip(p["seeds"], p["scores"], strict=True):
-        print(f"  seed {seed}: {_number(score)}")
-    print(f"  mean {_number(p['mean'])}, std {_number(p['std'])}; study value "
-          f"{_number(p['study_value'])}"
+        print(f"  seed {seed}: {number(score)}")
+    print(f"  mean {number(p['mean'])}, std {number(p['std'])}; study value "
+          f"{number(p['study_value'])}"
           + (f" (its own seeds: {_numbers(p['study_run_scores']['seed_scores'])}, std "
-             f"{_number(p['study_run_scores']['score_std'])})" if p["study_run_scores"] else ""))
+             f"{number(p['study_run_scores']['score_std'])})" if p["study_run_scores"] else ""))
     print(f"verdict: {p['verdict']} (rule: {p['rule']})")
     if p["round"] > 1:
         print(f"note: promotion {p['round']} of this trial; repeating until it reproduces is "
@@ -280,7 +279,7 @@ def _table_status(data: Any) -> None:
         print("no studies yet")
     for row in rows:
         counts = ", ".join(f"{k} {v}" for k, v in row["counts"].items())
-        print(f"{row['study']}: {counts}; best value {_number(row['best_value'])}"
+        print(f"{row['study']}: {counts}; best value {number(row['best_value'])}"
               + (f" (trial {row['best_trial']}"
                  + (f", {NEVER_TRADES}" if row.get("best_never_trades") else "") + ")"
                  if row["best_trial"] is not None else "")
@@ -289,16 +288,16 @@ def _table_status(data: Any) -> None:
 
 def _table_metrics(data: dict) -> None:
     for key, value in data.items():
-        print(f"{key:>20}: {_number(value)}")
+        print(f"{key:>20}: {number(value)}")
 
 
 def _table_compare(data: dict) -> None:
     print(f"{'trial':>5} {'value':>8} {'val Sharpe':>10} {'test Sharpe':>11} {'val P&L%':>9} "
           f"{'test P&L%':>9} {'test B&H%':>9}  note")
     for row in data["trials"]:
-        print(f"{row['trial']:>5} {_number(row['value']):>8} {_number(row['val_sharpe']):>10} "
-              f"{_number(row['test_sharpe']):>11} {_number(row['val_pnl_pct']):>9} "
-              f"{_number(row['test_pnl_pct']):>9} {_number(row['test_buy_and_hold_pct']):>9}"
+        print(f"{row['trial']:>5} {number(row['value']):>8} {number(row['val_sharpe']):>10} "
+              f"{number(row['test_sharpe']):>11} {number(row['val_pnl_pct']):>9} "
+              f"{number(row['test_pnl_pct']):>9} {number(row['test_buy_and_hold_pct']):>9}"
               + (f"  {NEVER_TRADES}" if row.get("never_trades") else ""))
     print(f"overfitting check: {data['overfitting']['verdict']}")
     if "study_test_looks" in data:
@@ -314,7 +313,7 @@ def _table_studies(rows: list[dict]) -> None:
     table = [header] + [(
         row["study"], (row["created"] or "-")[:16].replace("T", " "), row["algorithm"] or "-",
         *(str(row["counts"][s]) for s in ("COMPLETE", "RUNNING", "FAIL", "PRUNED")),
-        _number(row["best_value"]) + (f" (#{row['best_trial']})"
+        number(row["best_value"]) + (f" (#{row['best_trial']})"
                                       if row["best_trial"] is not None else ""),
         row["data"] or "- (not created by tradetune)") for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(header) - 1)]
@@ -371,7 +370,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.command == "data":
         from search.config import parse_value
-        from trainables.data import describe, prepare_market
+        from search.data_summary import describe
+        from trainables.market import prepare_market
 
         splits = parse_value(args.splits, "data.splits", "--splits") if args.splits else None
         folds = (parse_value(args.walk_forward, "data.walk_forward", "--walk-forward")
@@ -487,15 +487,14 @@ def _dry_run(config: dict[str, Any], storage_url: str | None, address: str | Non
 
 def _check_command(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     """An unknown subcommand is a usage error that names the closest command."""
-    import difflib
+    from search.errors import did_you_mean
 
     word = next((a for a in argv if not a.startswith("-")), None)
     commands = next(a.choices for a in parser._actions
                     if isinstance(a, argparse._SubParsersAction))
     if word is not None and word not in commands:
-        close = difflib.get_close_matches(word, list(commands), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        parser.error(f"unknown command {word!r}{hint} (commands: {', '.join(commands)})")
+        parser.error(f"unknown command {word!r}{did_you_mean(word, commands)} "
+                     f"(commands: {', '.join(commands)})")
 
 
 class _SweepStdout:
@@ -579,18 +578,13 @@ def _main(argv: Sequence[str] | None) -> int:
         raise  # the reader went away; ``main`` stops quietly
     except argparse.ArgumentTypeError as exc:
         parser.exit(2, f"tradetune {args.command}: error: {exc}\n")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # a sweep's own stops print more and exit 128 + signal
         if sweep and sweep.reader_gone:
             return 141
         print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        # trainables.data (and pandas) load only when needed; no DataError without them.
-        data = sys.modules.get("trainables.data")
-        spaces = sys.modules.get("spaces.dimensions")  # SpaceError: a search space's problem
-        if args.debug or not (isinstance(exc, UserError)
-                              or (data is not None and isinstance(exc, data.DataError))
-                              or (spaces is not None and isinstance(exc, spaces.SpaceError))):
+        return getattr(exc, "exit_code", 130)
+    except UserError as exc:
+        if args.debug:
             raise
         from search.storage import redact
 

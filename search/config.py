@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import datetime
-import difflib
 import math
 import re
 import stat
@@ -23,11 +22,10 @@ from typing import Any
 
 import yaml
 
-from search.errors import ConfigError
+from search.errors import ConfigError, DataError, SpaceError, did_you_mean
 from search.racing import DEFAULTS as RACING_DEFAULTS, check_config as check_racing
 from trainables import metrics as M
-from trainables.rllib_trainable import TRAINING_DEFAULTS
-from trainables.settings import ENV_DEFAULTS, MARKET_KEYS, REWARDS
+from trainables.settings import ENV_DEFAULTS, MARKET_KEYS, REWARDS, TRAINING_DEFAULTS
 
 DEFAULTS: dict[str, Any] = {
     "study": None,
@@ -314,8 +312,7 @@ def _data_path_beside(from_file: dict, config_path: Path) -> None:
 
 
 def _unknown_key(section: dict, path: tuple) -> None:
-    close = difflib.get_close_matches(str(path[-1]), [str(k) for k in section], n=1)
-    hint = f"; did you mean {'.'.join((*path[:-1], close[0]))!r}?" if close else ""
+    hint = did_you_mean(path[-1], section, spell=lambda k: repr(".".join((*path[:-1], k))))
     raise ConfigError(f"unknown config key {'.'.join(map(str, path))!r}{hint}")
 
 
@@ -382,14 +379,12 @@ def _choice(config: dict, dotted: str, allowed: list[str]) -> None:
     section, key = dotted.split(".")
     value = config[section][key]
     if value not in allowed:
-        close = difflib.get_close_matches(str(value), allowed, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"{dotted} is {value!r}{hint} (allowed: {', '.join(allowed)})")
+        raise ConfigError(f"{dotted} is {value!r}{did_you_mean(value, allowed)} (allowed: {', '.join(allowed)})")
 
 
 def validate(config: dict[str, Any]) -> None:
     """Check every key that can be checked without loading data or starting Ray."""
-    from spaces import SpaceError, check_algorithm, get_space
+    from spaces import check_algorithm, get_space
 
     config.update(_plain(config, ""))
     config["study"] = check_study_name(config["study"])
@@ -451,7 +446,7 @@ def startup_trials(search: dict[str, Any]) -> int:
 def _check_runs(config: dict[str, Any]) -> bool:
     """``data.walk_forward`` and ``training.seeds``: the runs each trial makes; True when a
     trial makes more than one."""
-    from trainables.data import DataError, walk_forward_settings
+    from trainables.splits import walk_forward_settings
 
     try:
         walk_forward = walk_forward_settings(config["data"]["walk_forward"])
@@ -479,9 +474,8 @@ def _check_objectives(config: dict[str, Any], several_runs: bool) -> None:
     allowed = [*M.OBJECTIVES, *M.MINIMISED]
     for name in objectives:
         if name not in allowed:
-            close = difflib.get_close_matches(str(name), allowed, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"training.objectives has unknown objective {name!r}{hint} "
+            raise ConfigError(f"training.objectives has unknown objective {name!r}"
+                              f"{did_you_mean(name, allowed)} "
                               f"(allowed: {', '.join(allowed)})")
     if len(set(objectives)) < len(objectives):
         raise ConfigError(f"training.objectives lists an objective twice: {objectives}")
@@ -498,7 +492,7 @@ def _check_objectives(config: dict[str, Any], several_runs: bool) -> None:
 
 def _check_enqueue(config: dict[str, Any]) -> None:
     """``search.enqueue``: parameter sets to run first, each a mapping of searched names."""
-    from spaces import SpaceError, get_space
+    from spaces import get_space
 
     points = config["search"]["enqueue"]
     if points is None:
@@ -513,10 +507,8 @@ def _check_enqueue(config: dict[str, Any]) -> None:
     for index, point in enumerate(points):
         unknown = sorted(set(point) - known)
         if unknown:
-            close = difflib.get_close_matches(str(unknown[0]), sorted(known), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"search.enqueue[{index}] has unknown parameter "
-                              f"{unknown[0]!r}{hint}")
+                              f"{unknown[0]!r}{did_you_mean(unknown[0], sorted(known))}")
         try:
             space.replay({**_sampled_defaults(space), **point})
         except (SpaceError, ValueError, TypeError) as exc:

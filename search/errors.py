@@ -1,26 +1,15 @@
-"""Errors a user can fix. The CLI prints them as one line and exits 1."""
-from __future__ import annotations
-
-
-class UserError(Exception):
-    """Bad input or state the user can fix; the message is one line and says how."""
-
-
-class ConfigError(UserError):
-    """The sweep config (file or --set) is invalid."""
-
-
-class StorageError(UserError):
-    """The study storage cannot be reached or used."""
-
-
-class StudyError(UserError):
-    """A study is missing, exists already, or does not match the config."""
-
-
-class StorageUnavailable(StorageError):
-    """The study storage stopped answering (and retries ran out); finished trials are safe."""
-
-
-class OutputError(UserError):
-    """An output folder (``--out``) cannot be written, or holds files that are not ours."""
+"""The error family, under the name the service's callers know (defined in trainables.errors)."""
+from trainables.errors import (  # noqa: F401  (re-exported)
+    ClusterError,
+    ConfigError,
+    DataError,
+    OutputError,
+    SpaceError,
+    StorageError,
+    StorageUnavailable,
+    StudyError,
+    SweepFailed,
+    TradeTuneError,
+    UserError,
+    did_you_mean,
+)

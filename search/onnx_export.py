@@ -22,6 +22,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from search.formats import number
+
 ONNX_FILE = "policy.onnx"
 OBS_FILE = "policy_obs.onnx"
 SPEC_FILE = "policy.json"
@@ -45,13 +47,14 @@ def write_bundle(out: Path, url: str, study: Any, trial: Any) -> list[str]:
     from search import study as studies
     from search.searcher_attrs import ATTR_METRICS
     from trainables import onnx_policy
-    from trainables.data import describe, prepare_market
+    from search.data_summary import describe
+    from trainables.market import prepare_market
     from trainables.rllib_trainable import load_module
-    from trainables.settings import ENV_DEFAULTS
+    from trainables.settings import ENV_DEFAULTS, trial_env
 
     config = studies.stored_config(study)
-    settings = query._space_of(study).replay(trial.params)
-    env = {**ENV_DEFAULTS, **config["env"], **settings["env"]}
+    settings = query.space_of(study).replay(trial.params)
+    env = {**ENV_DEFAULTS, **trial_env(config, settings)}
     query.check_data_unchanged(study)  # the bundle must describe the data the policy trained on
     market = prepare_market(config["data"])
     features = list(market.features.columns)
@@ -156,17 +159,11 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def _number(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "n/a" if value is None else str(value)
-
-
 def _promotion(promotion: dict[str, Any] | None) -> str:
     if not promotion:
         return ("not run (`tradetune promote --study NAME --trial N --seeds K` retrains on "
                 "seeds the study never used)")
-    return (f"{promotion.get('verdict')} (mean {_number(promotion.get('mean'))} over seeds "
+    return (f"{promotion.get('verdict')} (mean {number(promotion.get('mean'), 'n/a')} over seeds "
             f"{promotion.get('seeds')}; rule: {promotion.get('rule')})")
 
 
@@ -184,7 +181,7 @@ def _card(config: dict[str, Any], study: Any, trial: Any, settings: dict[str, An
         "",
         f"Exported {spec['exported_at']}. A greedy long-or-cash policy for one asset on "
         f"{info['interval']} bars, selected by a TradeTune sweep on its validation score "
-        f"({_number(spec['validation_value'])}, objective "
+        f"({number(spec['validation_value'], 'n/a')}, objective "
         f"{config['training'].get('objectives') or config['training']['objective']}).",
         "",
         "## Files",
@@ -202,10 +199,11 @@ def _card(config: dict[str, Any], study: Any, trial: Any, settings: dict[str, An
     ]
     for key in ("sharpe", "pnl_pct", "buy_and_hold_pct", "max_drawdown", "trades",
                 "time_in_market", "bars"):
-        lines.append(f"| {key} | {_number(metrics.get(key))} |")
+        lines.append(f"| {key} | {number(metrics.get(key), 'n/a')} |")
     if metrics.get("run_scores"):
         lines.append(f"| score per fold / seed | {metrics.get('fold_scores')} / "
-                     f"{metrics.get('seed_scores')} (std {_number(metrics.get('score_std'))}) |")
+                     f"{metrics.get('seed_scores')} "
+                     f"(std {number(metrics.get('score_std'), 'n/a')}) |")
     beats = (metrics.get("pnl_pct") is not None and metrics.get("buy_and_hold_pct") is not None
              and metrics["pnl_pct"] > metrics["buy_and_hold_pct"])
     lines += [

@@ -23,7 +23,6 @@ attribute ``promotion``; ``best`` and the report show it.
 from __future__ import annotations
 
 import bisect
-import hashlib
 import json
 import math
 import os
@@ -37,6 +36,7 @@ from search import query
 from search import study as studies
 from search.errors import UserError
 from search.searcher_attrs import ATTR_METRICS, ATTR_PROMOTION, ATTR_SEED
+from trainables.seeds import promotion_seed
 
 MAX_SEEDS = 100
 SEED_MARGIN = 1024     # fresh seeds keep this far from used ones: see fresh_seeds
@@ -64,7 +64,7 @@ def promote(url: str, name: str, number: int | None, seeds: int,
         StudyError: the study or the trial does not exist, or its space or data changed.
     """
     from spaces import get_space
-    from trainables.data import prepare_market
+    from trainables.market import prepare_market
 
     if not 1 <= seeds <= MAX_SEEDS:
         raise PromotionError(f"--seeds must be between 1 and {MAX_SEEDS}, got {seeds}")
@@ -114,7 +114,7 @@ def _value(trial: Any) -> float:
 
 def used_seeds(trials: Iterable[Any], config: dict[str, Any]) -> set[int]:
     """Every seed the study trained with or would have: see the module docstring."""
-    from trainables.rllib_trainable import trial_seed
+    from trainables.seeds import trial_seed
     from trainables.runs import Run
 
     n_seeds = int((config.get("training") or {}).get("seeds") or 1)
@@ -143,8 +143,7 @@ def fresh_seeds(sweep_seed: int, trial_number: int, k: int, used: set[int]) -> l
     taken = sorted(used)
     fresh: list[int] = []
     for candidate in range(MAX_CANDIDATES):
-        digest = hashlib.sha256(f"{sweep_seed}:promote:{trial_number}:{candidate}".encode())
-        seed = int(digest.hexdigest()[:8], 16)
+        seed = promotion_seed(sweep_seed, trial_number, candidate)
         if not _near(seed, taken):
             fresh.append(seed)
             bisect.insort(taken, seed)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from search import audit
-from search.errors import StudyError
+from search.errors import SpaceError, StudyError
 from search.onnx_export import BUNDLE_FILES, ONNX_FILE
 from search.outdir import write_folder
 from search.storage import open_existing as _open_existing
@@ -20,6 +20,7 @@ from search.storage import redact, under_results
 from search import study as studies
 from search.searcher_attrs import (ATTR_CHECKPOINT, ATTR_FAIL, ATTR_METRICS, ATTR_PROMOTION,
                                    ATTR_SEED, ATTR_STOP)
+from trainables.settings import trial_env
 
 STATES = ("COMPLETE", "RUNNING", "FAIL", "PRUNED", "WAITING")
 # Every name `export` writes into its folder; all of them are replaced by each export (a name
@@ -102,7 +103,7 @@ def never_trades(trial: Any) -> bool:
     return trial.user_attrs.get(ATTR_METRICS, {}).get("trades") == 0
 
 
-def _space_of(study: Any):
+def space_of(study: Any):
     """The study's search space as launched, to replay stored parameters into settings.
 
     Refuses (one line) when a custom space's module cannot be imported here, or when the space
@@ -111,7 +112,7 @@ def _space_of(study: Any):
     """
     import importlib
 
-    from spaces import SpaceError, get_space
+    from spaces import get_space
 
     config = studies.stored_config(study)
     custom = config["search"].get("space")
@@ -169,7 +170,7 @@ def best(url: str, name: str, top: int) -> list[dict[str, Any]]:
     """
     storage = open_existing(url)
     study = studies.load_study(storage, name)
-    space = _space_of(study)
+    space = space_of(study)
     objectives = studies.objective_names(studies.stored_config(study))
     if len(study.directions) > 1:
         front = sorted(study.best_trials, key=lambda t: (-t.values[0], t.number))[:top]
@@ -289,9 +290,12 @@ def export(url: str, name: str, number: int | None, out: Path, onnx: bool = Fals
     study, trial = get_trial(url, name, number)
     source = checkpoint_of(trial)
     config = studies.stored_config(study)
-    settings = _space_of(study).replay(trial.params)
+    settings = space_of(study).replay(trial.params)
+    from spaces import algorithm_of
+
     algorithm = config["algorithm"].upper()
-    env = {"data": config["data"], **config["env"], **settings["env"]}
+    declared = algorithm_of(config["algorithm"])  # its RLlib config class, named by its space
+    env = trial_env(config, settings)
     rllib = {
         "algorithm": algorithm,
         "framework": "torch",
@@ -299,8 +303,8 @@ def export(url: str, name: str, number: int | None, out: Path, onnx: bool = Fals
         "training": settings["training"],
         "rl_module": {"model_config": settings["model"]},
         "debugging": {"seed": trial.user_attrs.get(ATTR_SEED)},
-        "how_to_load": (f"from ray.rllib.algorithms.{config['algorithm']} import {algorithm}Config;"
-                        f" cfg = {algorithm}Config().training(**d['training'])"
+        "how_to_load": (f"from {declared.config_module} import {declared.config_class_name};"
+                        f" cfg = {declared.config_class_name}().training(**d['training'])"
                         ".rl_module(**d['rl_module'])"),
     }
     summary = {"study": name, **trial_summary(trial)}
@@ -349,7 +353,7 @@ def evaluate_trial(url: str, name: str, number: int | None, split: str,
         raise StudyError(f"--actions {actions} is a directory; give a file name such as "
                          "actions.csv")
     study, trial = get_trial(url, name, number)
-    space = _space_of(study)
+    space = space_of(study)
     check_data_unchanged(study)
     result = _score_checkpoint(study, space, trial, split, actions)
     if split == "test":
@@ -367,7 +371,7 @@ def _score_checkpoint(study: Any, space: Any, trial: Any, split: str,
     config = studies.stored_config(study)
     settings = space.replay(trial.params)
     module = load_module(source)
-    env = {"data": config["data"], **config["env"], **settings["env"]}
+    env = trial_env(config, settings)
     result = evaluate(module, env, split)
     written = {}
     if actions is not None:
@@ -392,7 +396,7 @@ def compare_top(url: str, name: str, top: int, record: bool = True) -> dict[str,
     looks itself, once)."""
     storage = open_existing(url)
     study = studies.load_study(storage, name)
-    space = _space_of(study)
+    space = space_of(study)
     trials = top_trials(storage, study._study_id, top)
     if not trials:
         raise StudyError(f"study {name!r} has no COMPLETE trial yet")

@@ -18,7 +18,8 @@ from typing import Any
 
 from search import audit, query
 from search import study as studies
-from search.errors import StudyError
+from search.errors import DataError, StudyError
+from search.formats import number
 from search.outdir import write_folder
 from search.searcher_attrs import ATTR_FAIL
 from search.storage import redact
@@ -65,7 +66,7 @@ def write_report(url: str, study_name: str, out: Path, force: bool = False) -> P
     top = query.top_trials(storage, study._study_id, TOP)
     snapshot = _snapshot(study)
     config = study.user_attrs.get(studies.ATTR_CONFIG) or {}
-    space = query._space_of(study) if config else None
+    space = query.space_of(study) if config else None
     objectives = studies.objective_names(config)
     target = f"validation {objectives[0]}"
 
@@ -206,12 +207,13 @@ def _equity_section(study: Any, space: Any, best: Any | None, out: Path,
         return _section(title, note=f"cannot trade the best trial: {exc}")
     import pandas as pd
 
-    from trainables.data import DataError, prepare_market
+    from trainables.market import prepare_market
     from trainables.evaluation import evaluate
     from trainables.rllib_trainable import load_module
+    from trainables.settings import trial_env
 
     settings = space.replay(best.params)
-    env = {"data": config["data"], **config["env"], **settings["env"]}
+    env = trial_env(config, settings)
     try:  # the rest of the report is still worth having if the market data moved
         bars = prepare_market(config["data"]).bars
     except (DataError, OSError) as exc:
@@ -233,8 +235,6 @@ def _equity_section(study: Any, space: Any, best: Any | None, out: Path,
 def _overfitting_check(url: str, study_name: str) -> dict[str, Any]:
     """``evaluate --top``'s comparison for the report (not recorded: the report records its one
     look itself); a note instead when it cannot be made."""
-    from trainables.data import DataError
-
     try:
         return query.compare_top(url, study_name, COMPARED, record=False)
     except (StudyError, DataError, OSError) as exc:
@@ -255,7 +255,7 @@ def _overfitting_html(check: dict[str, Any]) -> list[str]:
     dsr = verdict.get("deflated_sharpe")
     parts.append(f'<p class="best">{e(verdict["verdict"])}</p>')
     if dsr is not None:
-        parts.append(f"<p>Deflated Sharpe ratio of the best trial: <b>{e(_fmt(dsr))}</b> "
+        parts.append(f"<p>Deflated Sharpe ratio of the best trial: <b>{e(number(dsr))}</b> "
                      f"(the probability its validation Sharpe beats the best of "
                      f"{verdict['n_trials']} trials of pure luck; Bailey and L&oacute;pez de "
                      "Prado). The test split was seen by no trial: a validation ranking that "
@@ -281,20 +281,13 @@ def _promotion_html(summaries: list[dict[str, Any]]) -> list[str]:
     return parts
 
 
-def _fmt(value: Any) -> str:
-    """Numbers as the page shows them (the tests look for the best value in this form)."""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "-" if value is None else str(value)
-
-
 def _scaled(value: Any, scale: float) -> Any:
     return value * scale if isinstance(value, (int, float)) and scale != 1 else value
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(number(c))}</td>" for c in row) + "</tr>"
                    for row in rows)
     return f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>'
 
@@ -321,7 +314,7 @@ def _page(name: str, url: str, config: dict, counts: dict[str, int], top: list, 
     if top:
         best = top[0]
         parts.append(f'<p class="best">Best trial: <b>#{best.number}</b>, value '
-                     f'<b>{e(_fmt(query.first_value(best)))}</b> ({e(target)})</p>')
+                     f'<b>{e(number(query.first_value(best)))}</b> ({e(target)})</p>')
         params = sorted({k for t in top for k in t.params})
         summaries = [query.trial_summary(t) for t in top]
         rows = [[rank, s["number"], s["value"], *(_scaled(s["metrics"].get(k), scale)

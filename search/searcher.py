@@ -25,14 +25,14 @@ from ray.tune.search.optuna import OptunaSearch
 from ray.tune.stopper import Stopper
 
 from search.claims import claim_lock, storage_backend  # noqa: F401 (re-exported)
-from search.errors import StorageUnavailable
+from search.errors import SpaceError, StorageUnavailable
 from search.searcher_attrs import (ATTR_CHECKPOINT, ATTR_DRIVER, ATTR_FAIL, ATTR_METRICS,
                                    ATTR_ENV_STEPS, ATTR_NODE, ATTR_SEED, ATTR_STOP, ATTR_TUNE_ID,
                                    HEARTBEAT_PREFIX)
 from search.storage import relative_to_results
-from spaces import SpaceError, exception_line
+from spaces import exception_line
 from trainables import metrics as M
-from trainables.rllib_trainable import trial_seed
+from trainables.seeds import trial_seed
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,6 @@ and suggesting close ones): a read never creates an empty study by accident.
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import sys
@@ -13,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from search.errors import StudyError
+from search.errors import StudyError, did_you_mean
 from search.storage import redact, results_dir
 from search.versions import package_versions
 
@@ -45,9 +44,8 @@ def load_study(storage: Any, name: str, sampler: Any = None):
         return optuna.load_study(study_name=name, storage=storage, sampler=sampler)
     except KeyError:
         names = study_names(storage)
-        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        listing = "" if close else (f" (studies there: {', '.join(names[:10])})" if names
+        hint = did_you_mean(name, names, n=3, cutoff=0.5)
+        listing = "" if hint else (f" (studies there: {', '.join(names[:10])})" if names
                                     else " (that storage has no studies yet)")
         raise StudyError(f"no study named {name!r} in {_where(storage)}{hint}{listing}") from None
 
@@ -64,7 +62,7 @@ def create_study(storage: Any, config: dict[str, Any], space: Any, data_fingerpr
     try:
         study = optuna.create_study(study_name=name, storage=storage, directions=directions)
     except optuna.exceptions.DuplicatedStudyError:
-        raise _exists(name, storage) from None
+        raise name_taken(storage, name) from None
     saved = {**config, "storage": redact(config["storage"]) if config.get("storage") else None}
     study.set_user_attr(ATTR_CONFIG, saved)
     study.set_user_attr(ATTR_SPACE, {"algorithm": space.algorithm,
@@ -81,10 +79,11 @@ def create_study(storage: Any, config: dict[str, Any], space: Any, data_fingerpr
 def check_name_free(storage: Any, name: str) -> None:
     """Refuse, as ``create_study`` would, a name the storage already has (``launch --dry-run``)."""
     if name in study_names(storage):
-        raise _exists(name, storage)
+        raise name_taken(storage, name)
 
 
-def _exists(name: str, storage: Any) -> StudyError:
+def name_taken(storage: Any, name: str) -> StudyError:
+    """The error for launching under the name of an existing study."""
     return StudyError(f"study {name!r} already exists in {_where(storage)}; continue it with "
                       f"`tradetune resume --study {name}`, launch under a new name with "
                       f"--study NAME, or remove it with `tradetune delete --study {name}` "
@@ -143,3 +142,15 @@ def data_fingerprint(data_config: dict[str, Any]) -> str:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()[:16]
+
+
+def fail_trial(study: Any, trial_id: int, reason: str) -> None:
+    """Mark a RUNNING trial FAIL and record why (``fail_reason``, shown by ``best``, ``status``
+    and the report). For trials this process holds no ``optuna.Trial`` of (another driver's, or
+    ones Tune cut off): Optuna has no public call to finish those, hence the study's storage."""
+    from optuna.trial import TrialState
+
+    from search.searcher_attrs import ATTR_FAIL
+
+    study._storage.set_trial_user_attr(trial_id, ATTR_FAIL, reason)
+    study._storage.set_trial_state_values(trial_id, TrialState.FAIL)

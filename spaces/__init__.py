@@ -9,7 +9,6 @@ calls it once before a study is created or resumed and checks what it returns.
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
 import importlib
 import inspect
@@ -18,10 +17,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from spaces import dqn, ppo
-from spaces.dimensions import SpaceError, apply_overrides, fingerprint, sampler
+from spaces.algorithm import Algorithm, Greedy
+from spaces.dimensions import apply_overrides, fingerprint, sampler
+from trainables.errors import SpaceError, did_you_mean
 
-SEARCH_SPACES = {"ppo": ppo, "dqn": dqn}
+# The registered algorithms, in the order they are listed to users: one space module each
+# (``spaces/<name>.py``), which declares its dimensions, ``build`` and ``ALGORITHM``.
+ALGORITHMS = ("ppo", "dqn", "appo")
+SEARCH_SPACES = {name: importlib.import_module(f"spaces.{name}") for name in ALGORITHMS}
 
 
 @dataclass(frozen=True)
@@ -45,13 +48,23 @@ class SearchSpace:
         return self.sample(optuna.trial.FixedTrial(params))
 
 
+def algorithm_of(name: str) -> Algorithm:
+    """What the trainable, evaluation and export must know about a registered algorithm."""
+    return SEARCH_SPACES[check_algorithm(name)].ALGORITHM
+
+
+def greedy_readings() -> list[Greedy]:
+    """The registered algorithms' greedy readings, each once: those reading the ``actions`` a
+    module picked itself first (RLlib's env runner prefers them too), then argmax readings."""
+    readings = {space.ALGORITHM.greedy: None for space in SEARCH_SPACES.values()}
+    return sorted(readings, key=lambda reading: reading.argmax)
+
+
 def check_algorithm(name: str) -> str:
     """Return ``name`` lower-cased if it is a registered algorithm, else raise with a hint."""
     key = str(name).lower()
     if key not in SEARCH_SPACES:
-        close = difflib.get_close_matches(key, list(SEARCH_SPACES), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise SpaceError(f"unknown algorithm {name!r}{hint} (choose one of "
+        raise SpaceError(f"unknown algorithm {name!r}{did_you_mean(key, SEARCH_SPACES)} (choose one of "
                          f"{', '.join(SEARCH_SPACES)})")
     return key
 
@@ -61,7 +74,7 @@ def get_space(algorithm: str, overrides: dict[str, Any] | None = None,
     """The search space for ``algorithm``, with a sweep config's overrides applied.
 
     Args:
-        algorithm: ``ppo`` or ``dqn``.
+        algorithm: a registered algorithm (``ALGORITHMS``).
         overrides: ``{param: value}`` fixes a parameter, ``{param: {low, high, log}}`` or
             ``{param: {choices: [...]}}`` changes its range.
         custom: ``"module:function"``, a user's own define-by-run function returning the same
@@ -239,5 +252,6 @@ def exception_line(exc: BaseException) -> str:
     return (f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__)[:300]
 
 
-__all__ = ["SEARCH_SPACES", "SearchSpace", "SpaceError", "check_algorithm", "dry_run",
+__all__ = ["ALGORITHMS", "SEARCH_SPACES", "Algorithm", "SearchSpace", "SpaceError",
+           "algorithm_of", "check_algorithm", "dry_run", "greedy_readings",
            "exception_line", "get_space", "settings_problem"]

@@ -7,16 +7,13 @@ fingerprint a space to refuse resuming a study with different ranges.
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import math
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Union
 
-
-class SpaceError(ValueError):
-    """A search space or an override of it is invalid; the message names the parameter."""
+from trainables.errors import SpaceError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -185,9 +182,7 @@ def apply_overrides(dimensions: dict[str, Dimension],
     searched, fixed = dict(dimensions), {}
     for name, change in (overrides or {}).items():
         if name not in dimensions:
-            close = difflib.get_close_matches(str(name), list(dimensions), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise SpaceError(f"unknown search parameter {name!r}{hint} "
+            raise SpaceError(f"unknown search parameter {name!r}{did_you_mean(name, dimensions)} "
                              f"(known: {', '.join(sorted(dimensions))})")
         result = _override(name, dimensions[name], change)
         if isinstance(result, (Float, Int, Categorical)):

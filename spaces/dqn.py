@@ -7,7 +7,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from spaces.algorithm import ACTIONS, Algorithm
 from spaces.dimensions import Categorical, Float, Int
+
+ALGORITHM = Algorithm(
+    name="dqn",
+    rllib_config="ray.rllib.algorithms.dqn:DQNConfig",
+    greedy=ACTIONS,
+    tiny={"train_batch_size": 32, "hidden_width": 16, "hidden_layers": 1, "window_size": 5,
+          "replay_capacity": 10_000, "epsilon_timesteps": 1000},
+    # A one-iteration tiny trial that trades on validation (67 trades, 80% in the market).
+    tiny_seed=5,
+)
 
 TUTORIAL = "TensorTrade tutorial train_optuna.py"
 ZOO = "rl-baselines3-zoo sample_dqn_params"

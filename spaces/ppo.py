@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from spaces.algorithm import LOGITS, Algorithm
 from spaces.dimensions import Categorical, Float, Int
+
+ALGORITHM = Algorithm(
+    name="ppo",
+    rllib_config="ray.rllib.algorithms.ppo:PPOConfig",
+    greedy=LOGITS,
+    tiny={"train_batch_size": 200, "num_minibatches": 2, "num_epochs": 2, "hidden_width": 16,
+          "hidden_layers": 1, "window_size": {"low": 5, "high": 8}},
+    # A one-iteration tiny trial that trades on validation (91 trades, 65% in the market).
+    tiny_seed=2,
+)
 
 TUTORIAL = "TensorTrade tutorial train_optuna.py"
 ZOO = "rl-baselines3-zoo sample_ppo_params"

@@ -1,7 +1,7 @@
 """Reading bar files: what is on disk becomes validated bars, or one line saying why not.
 
 Real exports differ in every detail, and each difference used to fail late or, worse, load
-wrongly. This module owns those details so ``trainables.data`` deals only with bars:
+wrongly. This module owns those details so ``trainables.market`` deals only with bars:
 
 - what is read is bounded: only regular files, at most :data:`MAX_DATA_BYTES` (after gzip
   decompression too), so a FIFO, a device or a huge file fails at once with one line;
@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from trainables.errors import DataError
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 DATE_NAMES = ("date", "datetime", "timestamp", "time", "unix")
@@ -82,10 +84,6 @@ _QUOTE_CURRENCIES = ("usd", "usdt", "usdc", "busd", "eur", "gbp", "jpy", "krw", 
                      "chf", "try", "dai")
 _DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*$")
 _DAY = np.int64(86_400 * 10**9)
-
-
-class DataError(ValueError):
-    """Bad market data; message is ONE line naming the problem (and where: file, row/timestamp)."""
 
 
 # -- the file ---------------------------------------------------------------------------------

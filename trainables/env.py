@@ -1,4 +1,4 @@
-"""The TradeTune trading environment: the one module that imports tensortrade.
+"""The TradeTune trading environment: the one module that uses TensorTrade's env machinery.
 
 TradeTune trains on TensorTrade's order-management machinery (exchange, wallets, portfolio,
 broker) but wraps it in its own gymnasium env, because tensortrade 1.0.4 has defects that
@@ -18,30 +18,17 @@ would corrupt training and metrics (each is covered by a test in tests/trainable
 from __future__ import annotations
 
 import math
-import sys
-import types
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from trainables.errors import DataError
 from trainables.settings import ENV_DEFAULTS, REWARDS  # noqa: F401 (REWARDS re-exported)
 from trainables.settings import env_settings as _env_settings
+from trainables.tensortrade_shim import import_tensortrade
 
-
-def _import_tensortrade() -> None:
-    """Import tensortrade without its TensorFlow agents.
-
-    ``tensortrade/__init__`` imports ``tensortrade.agents``, which imports TensorFlow. TensorFlow
-    is deliberately not installed (next to RLlib it makes torch segfault), so a placeholder module
-    stands in for the deprecated agents package before the first import.
-    """
-    if "tensortrade.agents" not in sys.modules:
-        sys.modules["tensortrade.agents"] = types.ModuleType("tensortrade.agents")
-    import tensortrade  # noqa: F401
-
-
-_import_tensortrade()
+import_tensortrade()
 
 import tensortrade.env.default as tt_default  # noqa: E402
 from tensortrade.env.default.actions import BSH  # noqa: E402
@@ -54,36 +41,6 @@ from tensortrade.oms.instruments import BTC, USD, Instrument  # noqa: E402
 from tensortrade.oms.services.execution.simulated import execute_order  # noqa: E402
 from tensortrade.oms.wallets import Portfolio, Wallet  # noqa: E402
 from tensortrade.oms.wallets.ledger import Ledger  # noqa: E402
-
-
-def synthetic_ohlcv(n_bars: int, seed: int, freq: str = "1h", base_price: float = 10_000.0):
-    """OHLCV bars from TensorTrade's geometric Brownian motion, reproducible from ``seed``.
-
-    Drift is zero and hourly volatility about 0.6% (BTC-like), so no strategy has an edge by
-    construction: the synthetic default exercises the machinery, it is not a market to beat.
-    TensorTrade's generator draws from numpy's global random state; it is seeded here and
-    restored afterwards. Its volume noise is unseeded, so volume is drawn from ``seed`` instead.
-    """
-    from tensortrade.stochastic import gbm
-    from tensortrade.stochastic.utils.helpers import get_delta, scale_times_to_generate
-    from tensortrade.stochastic.utils.parameters import default
-
-    params = default(base_price, scale_times_to_generate(n_bars, freq), get_delta(freq))
-    params.gbm_mu = 0.0
-    params.all_sigma = 0.06
-    state = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        frame = gbm(base_price=base_price, base_volume=1_000, start_date="2020-01-01",
-                    start_date_format="%Y-%m-%d", times_to_generate=n_bars, time_frame=freq,
-                    params=params)
-    finally:
-        np.random.set_state(state)
-    frame = frame.iloc[:n_bars].copy()
-    frame["volume"] = np.random.default_rng(seed).lognormal(mean=7.0, sigma=0.5, size=len(frame))
-    frame.index.name = "date"
-    return frame
-
 
 
 class _PrivateLedger(Ledger):
@@ -126,7 +83,7 @@ class _NeverStop(Stopper):
 class TradingEnv(gym.Env):
     """A long-or-cash trading env over one data split, built from a plain config dict.
 
-    Config keys: ``data`` (the sweep's data section, see ``trainables.data.prepare_market``),
+    Config keys: ``data`` (the sweep's data section, see ``trainables.market.prepare_market``),
     ``split`` (train|val|test) and the keys of ``ENV_DEFAULTS``. Observation: the last
     ``window_size`` feature rows, flattened, then the position (0 cash, 1 long). Actions:
     0 = hold cash, 1 = hold the asset. Each reset builds fresh TensorTrade state.
@@ -135,14 +92,14 @@ class TradingEnv(gym.Env):
     metadata: dict[str, Any] = {"render_modes": []}
 
     def __init__(self, config: dict[str, Any] | None = None):
-        from trainables.data import prepare_market
+        from trainables.market import prepare_market
 
         settings = _env_settings(dict(config or {}))
         self.settings = settings
         self.market = prepare_market(settings.get("data"))
         if settings["split"] not in self.market.splits:
-            raise ValueError(f"unknown split {settings['split']!r}; choose one of "
-                             f"{sorted(self.market.splits)}")
+            raise DataError(f"unknown split {settings['split']!r}; choose one of "
+                            f"{sorted(self.market.splits)}")
         self.window_size = int(settings["window_size"])
         self.commission = float(settings["commission"])
         self.initial_cash = float(settings["initial_cash"])
@@ -152,8 +109,8 @@ class TradingEnv(gym.Env):
         self.first_bar = max(start, self.window_size - 1)
         self.end_bar = end
         if self.end_bar - self.first_bar < 2:
-            raise ValueError(f"split {settings['split']!r} has too few bars for window_size "
-                             f"{self.window_size}")
+            raise DataError(f"split {settings['split']!r} has too few bars for window_size "
+                            f"{self.window_size}")
         self._features = self.market.features.to_numpy(dtype=np.float32)
         self._closes = self.market.bars["close"].to_numpy(dtype=np.float64)
         n_obs = self.window_size * self._features.shape[1] + 1

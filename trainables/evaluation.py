@@ -92,15 +92,21 @@ def as_policy(agent: Any) -> Policy:
 def greedy_actions(module: Any, obs: Any) -> Any:
     """The greedy actions (int64 torch tensor) of an RLlib RLModule for a batch of observations.
 
-    RLlib's inference contract: ``forward_inference`` returns either the ``actions`` themselves
-    (DQN: the argmax of its Q-values) or the ``action_dist_inputs`` whose argmax is the greedy
-    action of a categorical policy (PPO). Evaluation and the ONNX export both read actions here,
-    so every registered algorithm is scored and exported the same way.
+    Each algorithm's space declares how its module's ``forward_inference`` output gives the
+    greedy action (``spaces/algorithm.py``: the ``actions`` themselves, or the argmax of
+    ``action_dist_inputs``); the first declared reading whose column the output has is used,
+    actions a module picked itself before scores, as RLlib's own env runner does. Evaluation
+    and the ONNX export both read actions here, so every registered algorithm is scored and
+    exported the same way.
     """
+    from spaces import greedy_readings
+
     out = module.forward_inference({"obs": obs})
-    if "actions" in out:
-        return out["actions"].long()
-    return out["action_dist_inputs"].argmax(dim=-1)
+    for reading in greedy_readings():
+        if reading.key in out:
+            return reading.read(out)
+    raise KeyError(f"no registered greedy reading fits {type(module).__name__}'s inference "
+                   f"output (columns {sorted(out)}); declare it in the algorithm's space")
 
 
 def evaluate(policy: Any, env_config: dict[str, Any], split: str) -> Evaluation:

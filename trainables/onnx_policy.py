@@ -1,7 +1,7 @@
 """The exported policy as a torch module: raw bars in, TradeTune's features computed in-graph,
 the trained network's greedy action out. Used only by ``export --onnx`` (it imports torch).
 
-The features reproduce ``trainables.data._default_features`` (the ``ta`` package's indicators)
+The features reproduce ``trainables.features._default_features`` (the ``ta`` package's indicators)
 on a fixed window of the last ``lookback`` bars, oldest first:
 
 - rolling quantities (returns, moving averages, standard deviations) are exact;
@@ -26,7 +26,7 @@ import torch
 
 from trainables.evaluation import greedy_actions
 
-# Order and names of trainables.data._default_features' columns.
+# Order and names of trainables.features._default_features' columns.
 DEFAULT_FEATURES = ("log_return_1", "log_return_6", "log_return_24", "rsi_14", "close_sma_20",
                     "close_sma_50", "volatility_24", "macd_diff", "bollinger_b_20", "range",
                     "volume_z_24")

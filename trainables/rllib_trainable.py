@@ -3,14 +3,15 @@
 Top to bottom: build the train env and the RLlib algorithm from the sampled parameters, train,
 evaluate the greedy policy on the whole validation split every ``eval_every`` iterations, keep a
 checkpoint only when the validation objective improves, stop when it has not improved for
-``patience`` evaluations. Everything the trial writes goes under its own trial directory.
-One Tune report per evaluation, each carrying the best-so-far score the searcher optimises.
+``patience`` evaluations (``trainables/early_stopping.py`` decides; the settings and their
+defaults are in ``trainables/settings.py``, every seed comes from ``trainables/seeds.py``).
+Everything the trial writes goes under its own trial directory. One Tune report per
+evaluation, each carrying the best-so-far score the searcher optimises.
 With walk-forward folds or repeated seeds, that loop is one run of several, and the trial is
 scored on their aggregate (``trainables/runs.py``).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import tempfile
@@ -18,26 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from trainables import metrics as M
+from trainables.early_stopping import EarlyStopping
 from trainables.runs import Run, RunResult, TrialRuns, plan_runs
+from trainables.settings import training_settings, trial_env
 
 STATE_FILE = "trial_state.json"
 ALGORITHM_DIR = "algorithm"
-TRAINING_DEFAULTS: dict[str, Any] = {
-    "max_iterations": 20,
-    "max_env_steps": None,
-    "eval_every": 2,
-    "patience": 3,
-    "min_evals": 2,
-    "min_delta": 0.0,
-    "objective": M.DEFAULT_OBJECTIVE,
-    "objectives": None,
-    "envs_per_runner": 8,
-    "vector_env": True,
-    "max_failures": 2,
-    "seeds": 1,
-    "aggregate": M.DEFAULT_AGGREGATE,
-    "aggregate_k": 1.0,
-}
 
 
 def load_module(checkpoint_dir: str | Path):
@@ -57,16 +44,9 @@ class TrainingDiverged(RuntimeError):
     """Raised inside a trial whose losses or scores became NaN/inf; the trial fails with it."""
 
 
-def trial_seed(sweep_seed: int, trial_number: int) -> int:
-    """A seed derived from the sweep seed and the trial number, so any trial can be rerun."""
-    digest = hashlib.sha256(f"{sweep_seed}:{trial_number}".encode()).hexdigest()
-    return int(digest[:8], 16)
-
-
 def env_config(sweep: dict[str, Any], settings: dict[str, Any], split: str) -> dict[str, Any]:
     """The env config of a split: fixed market settings, then the trial's searched env settings."""
-    return {"data": sweep.get("data"), **(sweep.get("env") or {}), **settings.get("env", {}),
-            "split": split}
+    return {**trial_env(sweep, settings), "split": split}
 
 
 def train_env_maker(vector_env: bool) -> tuple[Any, str]:
@@ -90,22 +70,25 @@ def algorithm_config(algorithm: str, settings: dict[str, Any], sweep: dict[str, 
                      seed: int | None = None, split: str = "train"):
     """The full RLlib AlgorithmConfig for one trial (new API stack, torch), training on
     ``split``."""
-    from ray.rllib.algorithms.dqn import DQNConfig
-    from ray.rllib.algorithms.ppo import PPOConfig
-
+    from spaces import algorithm_of
     from trainables.callbacks import TradingMetrics
 
-    training = {**TRAINING_DEFAULTS, **(sweep.get("training") or {})}
-    config_class = {"ppo": PPOConfig, "dqn": DQNConfig}[algorithm]
+    training = training_settings(sweep)
+    declared = algorithm_of(algorithm)
     train_env = {**env_config(sweep, settings, split), "random_start": True}
     env, vectorize = train_env_maker(bool(training["vector_env"]))
-    return (
-        config_class()
+    config = (
+        declared.config_class()()
         # Discrete actions need no unsquashing; RLlib would still deep-copy every action batch.
         .environment(env, env_config=train_env, normalize_actions=False)
         .framework("torch")
         .env_runners(num_env_runners=0, num_envs_per_env_runner=int(training["envs_per_runner"]),
                      gym_env_vectorize_mode=vectorize)
+    )
+    for method, kwargs in declared.rllib_calls.items():
+        config = getattr(config, method)(**kwargs)
+    return (
+        config
         .training(**settings["training"])
         .rl_module(model_config=settings["model"])
         .callbacks(TradingMetrics)
@@ -124,9 +107,9 @@ def train_trial(config: dict[str, Any], sweep: dict[str, Any]) -> None:
     import ray.tune as tune
 
     from spaces import get_space
-    from trainables.data import walk_forward_settings
+    from trainables.splits import walk_forward_settings
 
-    training = {**TRAINING_DEFAULTS, **(sweep.get("training") or {})}
+    training = training_settings(sweep)
     search = sweep.get("search") or {}
     space = get_space(sweep["algorithm"], search.get("space_overrides"), search.get("space"))
     settings = space.replay({k: v for k, v in config.items() if k != M.TRIAL_SEED})
@@ -152,71 +135,47 @@ def _train_run(run: Run, trial: TrialRuns, trial_seed: int | None, sweep: dict[s
 
     from trainables.evaluation import evaluate
 
-    objective = M.OBJECTIVES[training["objective"]]
     seed = run.seed(trial_seed)
     algo = algorithm_config(sweep["algorithm"], settings, sweep, seed,
                             run.train_split).build_algo()
     val_env = env_config(sweep, settings, run.val_split)
-
-    state = {"iteration": 0, "evals": 0, "stale_evals": 0, "best": -math.inf, "best_metrics": {},
-             "scores": []}
+    # What the loop carries besides the stopper's counts; saved with each checkpoint.
+    loop: dict[str, Any] = {"iteration": 0, "best_metrics": {}, "scores": []}
     resumed = trial.resume_state(run)
     if resumed is not None:
         with checkpoint.as_directory() as directory:
             algo.restore_from_path(str(Path(directory) / ALGORITHM_DIR))
-        state = {**resumed, "restored_from_iteration": resumed["iteration"]}
+        loop = {**resumed, "restored_from_iteration": resumed["iteration"]}
+    stopper = EarlyStopping(training["patience"], training["min_evals"], training["min_delta"],
+                            resumed)
 
     try:
-        while state["iteration"] < training["max_iterations"]:
+        while loop["iteration"] < training["max_iterations"]:
             result = algo.train()
-            state["iteration"] += 1
+            loop["iteration"] += 1
             _check_finite(result)
             env_steps = _lifetime_env_steps(result)
-            budget_spent = (training["max_env_steps"] is not None
-                            and env_steps >= training["max_env_steps"])
-            last = state["iteration"] >= training["max_iterations"] or budget_spent
-            if state["iteration"] % training["eval_every"] and not last:
+            budget_reason = _budget_spent(training, loop["iteration"], env_steps)
+            if loop["iteration"] % training["eval_every"] and not budget_reason:
                 continue
             evaluation = evaluate(algo, val_env, run.val_split).metrics()
-            score = float(objective(evaluation))
-            if not math.isfinite(score):
-                raise TrainingDiverged(f"validation {training['objective']} is {score}")
-            state["evals"] += 1
-            state["scores"].append(score)
-            improved = score > state["best"] + training["min_delta"]
-            if improved:
-                state["best"], state["best_metrics"], state["stale_evals"] = score, evaluation, 0
-            else:
-                state["stale_evals"] += 1
-            stop_reason = None
-            if last:
-                stop_reason = "max_env_steps" if budget_spent else "max_iterations"
-            elif (state["stale_evals"] >= training["patience"]
-                  and state["evals"] >= training["min_evals"]):
-                stop_reason = "patience"
-
-            report = _report(result, evaluation, score, state, trial_seed,
-                             stop_reason if trial.is_last(run) else None)
-            report.update(trial.totals(state["iteration"], state["evals"], env_steps))
-            report.update(trial.scores(run, state["best"]))
+            score = _score(evaluation, training["objective"])
+            verdict = stopper.observe(score)
+            loop["scores"].append(score)
+            if verdict.improved:
+                loop["best_metrics"] = evaluation
+            state = {**loop, **stopper.state()}
+            stop_reason = budget_reason or verdict.reason
             done = None
             if stop_reason:
-                done = RunResult(run.index, state["best"], state["best_metrics"],
-                                 state["iteration"], state["evals"], env_steps, stop_reason)
-            if trial.several:
-                report.update({M.RUN: run.index, M.RUNS: len(trial.runs), M.FOLD: run.fold,
-                               M.SEED_INDEX: run.seed_index, M.RUN_SEED: seed,
-                               M.RUN_STOP_REASON: stop_reason or ""})
-                if done and not trial.is_last(run):
-                    report.update({M.RUNG: run.index, M.RUNG_SCORE: report[M.BEST_VAL_SCORE]})
+                done = RunResult(run.index, stopper.best, loop["best_metrics"], loop["iteration"],
+                                 stopper.evals, env_steps, stop_reason)
+            report = _run_report(result, evaluation, score, state, env_steps, trial, run,
+                                 trial_seed, seed, stop_reason, done)
             # A run that is not the last checkpoints its end too, so a restart goes on with the
             # next run; only the last run's best checkpoint is kept (see trainables/runs.py).
-            if improved or (done and not trial.is_last(run)):
-                with tempfile.TemporaryDirectory() as tmp:
-                    algo.save_to_path(str(Path(tmp) / ALGORITHM_DIR))
-                    saved = trial.checkpoint_state(run, state, done)
-                    (Path(tmp) / STATE_FILE).write_text(json.dumps(saved))
-                    tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
+            if verdict.improved or (done and not trial.is_last(run)):
+                _report_with_checkpoint(algo, report, trial.checkpoint_state(run, state, done))
             else:
                 tune.report(report)
             if done:
@@ -224,8 +183,53 @@ def _train_run(run: Run, trial: TrialRuns, trial_seed: int | None, sweep: dict[s
     finally:
         algo.stop()
     # Only reached by a run restored from a checkpoint of its very last iteration.
-    return RunResult(run.index, state["best"], state["best_metrics"], state["iteration"],
-                     state["evals"], 0, "max_iterations")
+    return RunResult(run.index, stopper.best, loop["best_metrics"], loop["iteration"],
+                     stopper.evals, 0, "max_iterations")
+
+
+def _budget_spent(training: dict[str, Any], iteration: int, env_steps: int) -> str | None:
+    """``max_env_steps`` or ``max_iterations`` once that budget is spent (env steps first)."""
+    if training["max_env_steps"] is not None and env_steps >= training["max_env_steps"]:
+        return "max_env_steps"
+    if iteration >= training["max_iterations"]:
+        return "max_iterations"
+    return None
+
+
+def _score(evaluation: dict[str, float], objective: str) -> float:
+    """The validation objective of an evaluation; a non-finite one fails the trial."""
+    score = float(M.OBJECTIVES[objective](evaluation))
+    if not math.isfinite(score):
+        raise TrainingDiverged(f"validation {objective} is {score}")
+    return score
+
+
+def _run_report(result: dict, evaluation: dict, score: float, state: dict, env_steps: int,
+                trial: TrialRuns, run: Run, trial_seed: int | None, seed: int | None,
+                stop_reason: str | None, done: RunResult | None) -> dict[str, Any]:
+    """The Tune report of one evaluation: this run's metrics, the trial's totals and scores
+    so far, and with several runs, which run it is (and at a run's end, the racing rung)."""
+    report = _report(result, evaluation, score, state, trial_seed,
+                     stop_reason if trial.is_last(run) else None)
+    report.update(trial.totals(state["iteration"], state["evals"], env_steps))
+    report.update(trial.scores(run, state["best"]))
+    if trial.several:
+        report.update({M.RUN: run.index, M.RUNS: len(trial.runs), M.FOLD: run.fold,
+                       M.SEED_INDEX: run.seed_index, M.RUN_SEED: seed,
+                       M.RUN_STOP_REASON: stop_reason or ""})
+        if done and not trial.is_last(run):
+            report.update({M.RUNG: run.index, M.RUNG_SCORE: report[M.BEST_VAL_SCORE]})
+    return report
+
+
+def _report_with_checkpoint(algo, report: dict[str, Any], state: dict[str, Any]) -> None:
+    """Report to Tune with a checkpoint: the algorithm and the trial's state to restart from."""
+    import ray.tune as tune
+
+    with tempfile.TemporaryDirectory() as tmp:
+        algo.save_to_path(str(Path(tmp) / ALGORITHM_DIR))
+        (Path(tmp) / STATE_FILE).write_text(json.dumps(state))
+        tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
 def _report(result: dict, evaluation: dict, score: float, state: dict, seed: int | None,

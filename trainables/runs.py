@@ -19,12 +19,12 @@ Tune never deletes the latest checkpoint and the study records the latest one's 
 """
 from __future__ import annotations
 
-import hashlib
 import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from trainables import metrics as M
+from trainables.seeds import run_seed
 from trainables.settings import fold_names
 
 
@@ -46,10 +46,7 @@ class Run:
 
     def seed(self, trial_seed: int | None) -> int | None:
         """Seed index 0 is the trial seed itself, so a one-run trial trains as it always did."""
-        if trial_seed is None or self.seed_index == 0:
-            return trial_seed
-        digest = hashlib.sha256(f"{trial_seed}:seed{self.seed_index}".encode()).hexdigest()
-        return int(digest[:8], 16)
+        return run_seed(trial_seed, self.seed_index)
 
 
 def plan_runs(folds: int | None, seeds: int) -> list[Run]:

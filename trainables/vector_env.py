@@ -37,6 +37,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from trainables.errors import ConfigError, DataError
 from trainables.settings import env_settings
 
 CENTS = 100  # USD precision 2
@@ -103,19 +104,19 @@ class VectorTradingEnv(VectorEnv):
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
 
     def __init__(self, config: Mapping[str, Any] | None = None, num_envs: int | None = None):
-        from trainables.data import prepare_market
+        from trainables.market import prepare_market
 
         config = dict(config or {})
         num_envs = config.pop("num_envs", 1) if num_envs is None else num_envs
         if int(num_envs) < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+            raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
         settings = env_settings(config)
         self.settings = settings
         self.num_envs = int(num_envs)
         self.market = prepare_market(settings.get("data"))
         if settings["split"] not in self.market.splits:
-            raise ValueError(f"unknown split {settings['split']!r}; choose one of "
-                             f"{sorted(self.market.splits)}")
+            raise DataError(f"unknown split {settings['split']!r}; choose one of "
+                            f"{sorted(self.market.splits)}")
         self.window_size = int(settings["window_size"])
         self.commission = float(settings["commission"])
         self.initial_cash = float(settings["initial_cash"])
@@ -124,8 +125,8 @@ class VectorTradingEnv(VectorEnv):
         self.first_bar = max(start, self.window_size - 1)
         self.end_bar = end
         if self.end_bar - self.first_bar < 2:
-            raise ValueError(f"split {settings['split']!r} has too few bars for window_size "
-                             f"{self.window_size}")
+            raise DataError(f"split {settings['split']!r} has too few bars for window_size "
+                            f"{self.window_size}")
         self._random_start = bool(settings["random_start"])
         cap = settings["max_episode_steps"]
         self._cap = None if cap is None else int(cap)

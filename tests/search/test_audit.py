@@ -79,7 +79,7 @@ def make_study(results: Path, name: str, url: str | None = None, data: Path | No
 
 
 def write_bars(path: Path, seed: int = 7) -> Path:
-    from trainables.data import synthetic_bars
+    from trainables.synthetic import synthetic_bars
 
     synthetic_bars(1500, seed, "1h").to_csv(path)
     return path

@@ -304,6 +304,27 @@ def test_delete_refuses_a_study_whose_sweep_is_running(tmp_path, monkeypatch):
 
 # -- launch --dry-run ------------------------------------------------------------------------------
 
+def test_dry_run_checks_resources_without_starting_ray(tmp_path):
+    """More CPUs per trial than this machine has (or a GPU where there is none) would wait
+    forever at launch; the dry run says so too, counting the machine without Ray."""
+    import os
+
+    results = tmp_path / "results"
+    path = write_config(tmp_path / "sweep.yaml", make_tiny_sweep(**{"study": "dry-res"}))
+    many = (os.cpu_count() or 1) + 1
+    done = _run(["launch", str(path), "--dry-run", "--set", f"resources.cpus_per_trial={many}"],
+                results)
+    _one_line_error(done, "launch", f"a trial needs {many} CPUs on one node")
+    assert not results.exists()
+    env_gpus = {"CUDA_VISIBLE_DEVICES": ""}  # no GPU visible, whatever the machine has
+    done = subprocess.run([*TRADETUNE, "launch", str(path), "--dry-run", "--set",
+                           "resources.gpus_per_trial=1"], cwd=REPO,
+                          env={**cli_env(results), **env_gpus}, text=True, capture_output=True,
+                          timeout=120)
+    _one_line_error(done, "launch", "has no GPU")
+    assert not results.exists()
+
+
 def test_dry_run_checks_and_prints_but_creates_nothing(tmp_path):
     results = tmp_path / "results"
     _bars().to_csv(tmp_path / "bars.csv", index=False)

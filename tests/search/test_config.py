@@ -397,7 +397,7 @@ def test_command_line_yaml_options_read_scientific_notation_and_dates():
 # -- issue 12 row 9: YAML dates in date splits ---------------------------------------------------
 
 def test_readme_date_splits_load_and_store_as_json(tmp_path):
-    from trainables.data import prepare_market
+    from trainables.market import prepare_market
 
     path = tmp_path / "sweep.yaml"
     path.write_text("study: s\ndata:\n  synthetic: {n_bars: 6000}\n"

@@ -18,6 +18,7 @@ import pytest
 
 from conftest import make_tiny_sweep
 from search.cli import main
+from search.onnx_export import BUNDLE_FILES
 from search.storage import open_storage
 from search.study import create_study, data_fingerprint
 from spaces import get_space
@@ -27,7 +28,7 @@ EXPORTED = ["checkpoint", "rllib_config.json", "sweep_config.json", "trial.json"
 
 
 def write_bars(path: Path, seed: int = 7) -> Path:
-    from trainables.data import synthetic_bars
+    from trainables.synthetic import synthetic_bars
 
     synthetic_bars(1500, seed, "1h").to_csv(path)
     return path
@@ -390,7 +391,7 @@ def test_moved_results_folder_exports_and_evaluates(tmp_path, ray_session, monke
     best = scored["trial"]
     out = tmp_path / "deploy"
     assert main(["export", "--study", "moved", "--out", str(out), "--onnx"]) == 0
-    assert sorted(os.listdir(out)) == sorted(EXPORTED + ["policy.onnx"])
+    assert sorted(os.listdir(out)) == sorted(EXPORTED + list(BUNDLE_FILES))
     assert tree(out / "checkpoint") == tree(moved / stored[best])
 
     other = 1 - best

@@ -1,4 +1,4 @@
-"""The deployable export: in-graph features against trainables/data.py, per-bar actions of
+"""The deployable export: in-graph features against trainables/features.py, per-bar actions of
 ``evaluate --actions``, and the proof that ``policy.onnx`` run by onnxruntime on raw bars trades
 like ``evaluate`` for every registered algorithm, also outside TradeTune's environment."""
 from __future__ import annotations
@@ -19,20 +19,14 @@ from search.cli import main
 from spaces import SEARCH_SPACES
 from sweep_helpers import REPO, run_cli, write_config
 from trainables import onnx_policy
-from trainables.data import compute_features, load_bars, synthetic_bars
+from trainables.bar_files import load_bars
+from trainables.features import compute_features
+from trainables.synthetic import synthetic_bars
 from trainables.evaluation import evaluate
 
-# A one-trial, one-iteration sweep per algorithm (it trains in seconds). The sweep seeds give
-# a kept policy that trades, so the agreement below is not the trivial one of a policy that
-# never leaves cash (seen on validation: PPO 91 trades, 65% in the market; DQN 67 trades,
-# 80%). A newly registered algorithm needs its entry here; the proof fails until it has one.
-TINY = {
-    "ppo": {"search.seed": 2},  # make_tiny_sweep's own PPO space
-    "dqn": {"search.seed": 5,
-            "search.space_overrides": "{train_batch_size: 32, hidden_width: 16, hidden_layers: 1, "
-                                      "window_size: 5, replay_capacity: 10000, "
-                                      "epsilon_timesteps: 1000}"},
-}
+# A one-trial, one-iteration sweep per algorithm (it trains in seconds) with the tiny settings
+# its space declares (``ALGORITHM.tiny``); its ``tiny_seed`` gives a kept policy that trades,
+# so the agreement below is not the trivial one of a policy that never leaves cash.
 MAX_WINDOW = 30  # the largest window_size the built-in spaces search
 
 
@@ -158,6 +152,9 @@ def test_every_algorithm_exports_through_the_same_path(algorithm, overrides, tmp
 
     module, env = _untrained_module(algorithm, overrides)
     obs = np.concatenate([env.observations(0), env.observations(1)])
+    with torch.no_grad():  # the output column the space declares is the one the module gives
+        out = module.forward_inference({"obs": torch.as_tensor(obs)})
+    assert SEARCH_SPACES[algorithm].ALGORITHM.greedy.key in out
     path = tmp_path / "policy_obs.onnx"
     onnx_policy.export_onnx(onnx_policy.ObsPolicy(module), (torch.as_tensor(obs[:1]),),
                             ["obs"], str(path))
@@ -248,12 +245,13 @@ def test_export_onnx_refuses_data_that_changed_since_launch(tmp_path, results_di
 def exported(request, tmp_path_factory, ray_session):
     """One tiny trial of the algorithm, exported with --onnx and evaluated with --actions."""
     algorithm = request.param
-    if algorithm not in TINY:
-        pytest.fail(f"add a tiny sweep for {algorithm!r} to TINY")
+    declared = SEARCH_SPACES[algorithm].ALGORITHM
     root = tmp_path_factory.mktemp(f"onnx-{algorithm}")
     results = root / "results"
     changes = {"study": algorithm, "algorithm": algorithm, "search.num_samples": 1,
-               "training.max_iterations": 1, "training.min_evals": 1, **TINY[algorithm]}
+               "training.max_iterations": 1, "training.min_evals": 1,
+               "search.seed": declared.tiny_seed,
+               "search.space_overrides": json.dumps(declared.tiny)}
     path = write_config(root / "sweep.yaml", make_tiny_sweep(**changes))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TRADETUNE_RESULTS", str(results))

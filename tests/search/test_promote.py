@@ -34,7 +34,7 @@ def _frozen(number: int, attrs: dict, state: str = "COMPLETE"):
 
 def test_used_seeds_cover_run_seeds_unstored_seeds_and_earlier_promotions():
     from search.promote import used_seeds
-    from trainables.rllib_trainable import trial_seed
+    from trainables.seeds import trial_seed
     from trainables.runs import Run
 
     config = {"search": {"seed": 42}, "training": {"seeds": 3}}

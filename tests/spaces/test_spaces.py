@@ -3,6 +3,8 @@ custom spaces and their errors behave as the sweep config promises."""
 from __future__ import annotations
 
 import math
+import re
+import subprocess
 import sys
 import textwrap
 
@@ -11,7 +13,7 @@ import pytest
 
 from search.config import load_config
 from search.errors import ConfigError
-from spaces import SEARCH_SPACES, SpaceError, get_space
+from spaces import ALGORITHMS, SEARCH_SPACES, SpaceError, algorithm_of, get_space
 from spaces import ppo as ppo_space
 from trainables.rllib_trainable import algorithm_config
 
@@ -60,6 +62,45 @@ def test_sampled_settings_pass_rllib_validation(algorithm):
             assert batch % minibatch == 0
             assert config.minibatch_size == minibatch
     assert len(seen_batches) > 1, "the batch size is not being searched"
+
+
+# -- the registry: one space module per algorithm ---------------------------------------------
+
+def test_the_registry_lists_ppo_and_dqn_first_in_that_order():
+    assert ALGORITHMS[:2] == ("ppo", "dqn") and list(SEARCH_SPACES) == list(ALGORITHMS)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_each_space_declares_its_algorithm_and_the_trainable_builds_that_class(algorithm):
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+
+    declared = algorithm_of(algorithm.upper())
+    assert declared is SEARCH_SPACES[algorithm].ALGORITHM and declared.name == algorithm
+    assert issubclass(declared.config_class(), AlgorithmConfig)
+    space = get_space(algorithm, declared.tiny)  # its tiny settings are valid overrides
+    settings, _ = sample(space, declared.tiny_seed)
+    config = algorithm_config(algorithm, settings, sweep_for(algorithm), seed=0)
+    assert type(config) is declared.config_class()
+    assert config.num_env_runners == 0  # every trial samples in its own process
+    for method, kwargs in declared.rllib_calls.items():
+        assert all(getattr(config, key) == value for key, value in kwargs.items()), method
+    config.validate()
+
+
+def test_each_greedy_output_column_is_read_one_way():
+    """Evaluation picks a reading by the column a module's output has (spaces.greedy_readings):
+    two algorithms reading one column differently would change how the other is scored."""
+    from spaces import greedy_readings
+
+    keys = [reading.key for reading in greedy_readings()]
+    assert len(keys) == len(set(keys)), keys
+    assert [r.argmax for r in greedy_readings()] == sorted(r.argmax for r in greedy_readings())
+
+
+def test_the_spaces_import_no_ray():
+    """The query commands read the registry: naming a config class must not import RLlib."""
+    code = "import sys, spaces; assert 'ray' not in sys.modules, 'ray imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_ppo_validation_would_catch_a_minibatch_larger_than_the_batch():
@@ -271,7 +312,7 @@ def test_dqn_rejects_ppo_only_parameters():
 
 def test_unknown_algorithm_suggests_the_closest():
     with pytest.raises(SpaceError, match=r"unknown algorithm 'ppp'; did you mean 'ppo'\? "
-                                         r"\(choose one of ppo, dqn\)"):
+                                         + re.escape(f"(choose one of {', '.join(ALGORITHMS)})")):
         get_space("ppp")
     with pytest.raises(SpaceError, match=r"unknown algorithm 'sac' \(choose one of"):
         get_space("sac")

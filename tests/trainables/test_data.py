@@ -1,4 +1,4 @@
-"""Tests for trainables.data: loading real and malformed CSVs, features, splits, caching."""
+"""Tests for market data (bar_files, features, splits, market): loading real and malformed CSVs, features, splits, caching."""
 from __future__ import annotations
 
 import gzip
@@ -12,19 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trainables.data import (
-    FEATURE_WARMUP,
-    DataError,
-    MarketData,
-    compute_features,
-    describe,
-    load_bars,
-    prepare_market,
-    split_positions,
-    synthetic_bars,
-    walk_forward_positions,
-    walk_forward_settings,
-)
+from search.data_summary import describe
+from trainables.bar_files import load_bars
+from trainables.errors import DataError
+from trainables.features import FEATURE_WARMUP, compute_features
+from trainables.market import MarketData, prepare_market
+from trainables.splits import split_positions, walk_forward_positions, walk_forward_settings
+from trainables.synthetic import synthetic_bars
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "tests" / "data"  # real exports, see tests/data/README.md

@@ -24,7 +24,7 @@ from tensortrade.oms.exchanges import Exchange, ExchangeOptions  # noqa: E402
 from tensortrade.oms.instruments import BTC, USD  # noqa: E402
 from tensortrade.oms.services.execution.simulated import execute_order  # noqa: E402
 from tensortrade.oms.wallets import Portfolio, Wallet  # noqa: E402
-from trainables.data import synthetic_bars  # noqa: E402
+from trainables.synthetic import synthetic_bars  # noqa: E402
 from trainables.env import ENV_DEFAULTS, TradingEnv, make_env  # noqa: E402
 
 SYN = {"synthetic": {"n_bars": 1500, "seed": 7}}

@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainables.data import DataError, prepare_market, synthetic_bars
+from trainables.errors import DataError
+from trainables.market import prepare_market
+from trainables.synthetic import synthetic_bars
 from trainables.regimes import REGIMES_DEFAULTS, regimes_ohlcv
 
 

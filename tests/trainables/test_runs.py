@@ -19,7 +19,8 @@ from test_data import random_walk, write_bars
 from test_trainable import (checkpoints, fixed_params, killing_worker, rescore, rows, run_one,
                             tuner)
 from trainables import metrics as M
-from trainables.data import prepare_market, synthetic_bars
+from trainables.market import prepare_market
+from trainables.synthetic import synthetic_bars
 from trainables.evaluation import evaluate
 from trainables.runs import Run, RunResult, TrialRuns, plan_runs
 

@@ -18,18 +18,18 @@ from typing import Any, Callable, Iterator
 import optuna
 import pytest
 
-from spaces import get_space
+from spaces import algorithm_of, get_space
 from trainables import metrics as M
 from trainables.rllib_trainable import (STATE_FILE, TrainingDiverged, _check_finite, env_config,
-                                        load_module, train_trial, trial_seed)
+                                        load_module, train_trial)
+from trainables.seeds import trial_seed
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SWEEP_SEED = 42
 # Sampler seed of the tiny space whose trial improves after its first evaluation (seen:
 # val_score -30.6, -27.7, -25.8, -27.1, ...), so the kept checkpoint is not simply the first.
 IMPROVING = 3
-DQN_OVERRIDES = ("{train_batch_size: 32, hidden_width: 16, hidden_layers: 1, window_size: 5, "
-                 "replay_capacity: 10000, epsilon_timesteps: 1000}")
+DQN_OVERRIDES = json.dumps(algorithm_of("dqn").tiny)  # the tiny settings the DQN space declares
 
 
 def space_of(sweep: dict):
