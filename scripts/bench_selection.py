@@ -76,7 +76,7 @@ STOP_GRACE_S = 180  # after Ctrl-C, how long a sweep may take to stop before it 
 def coinbase_windows(count: int) -> list[dict[str, Any]]:
     """``count`` rolling-origin windows, latest first: test months back from the end of the
     file, each with its 3,000 / 720 training / validation bars before it, as date splits."""
-    from trainables.data import prepare_market
+    from trainables.market import prepare_market
 
     market = prepare_market({"path": str(COINBASE), "splits": SPLITS})
     return [{"market": "coinbase", "label": label, "data": data}
@@ -105,7 +105,7 @@ def window_splits(index, count: int, path: str) -> list[tuple[str, dict[str, Any
 
 
 def regimes_markets(seeds: list[int]) -> list[dict[str, Any]]:
-    from trainables.data import FEATURE_WARMUP
+    from trainables.features import FEATURE_WARMUP
 
     n_bars = sum(BARS.values()) + FEATURE_WARMUP
     return [{"market": "regimes", "label": f"regimes seed {seed}",
