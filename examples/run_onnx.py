@@ -3,13 +3,14 @@
     python run_onnx.py EXPORT_DIR BARS.csv [--position 0|1]
 
 EXPORT_DIR is what ``tradetune export --onnx`` wrote (policy.onnx and policy.json). BARS.csv
-has open, high, low, close and volume columns (any case), and a date column (date, datetime,
+(or .csv.gz) has open, high, low, close and volume columns (any case), and a date column (date, datetime,
 timestamp or time) or rows oldest first. Prints the policy's action for the last bar, given
 the position held now (0 cash, 1 the asset). Needs only numpy, pandas and onnxruntime.
 """
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
 from pathlib import Path
@@ -23,7 +24,9 @@ DATE_COLUMNS = ("date", "datetime", "timestamp", "time")
 
 def read_bars(path: Path, columns: list[str]) -> pd.DataFrame:
     """The bars of ``path``, oldest first, with ``columns`` (lower-case) as float32."""
-    lines = path.read_text().splitlines()[:20]
+    opener = gzip.open if path.suffix == ".gz" else open  # pandas reads .gz itself
+    with opener(path, "rt") as handle:
+        lines = [line for _, line in zip(range(20), handle)]
     header = next((i for i, line in enumerate(lines) if "close" in line.lower()), 0)
     frame = pd.read_csv(path, skiprows=header)
     frame.columns = [str(c).strip().lower() for c in frame.columns]
