@@ -364,7 +364,10 @@ def test_model_card_says_what_it_knows_and_what_was_not_done(exported):
     trial = json.loads((exported["out"] / "trial.json").read_text())
     assert f"trial {trial['number']}" in card
     assert "Promotion on fresh seeds: not run" in card
-    assert re.search(r"The study's test split: (not looked at yet|looked at \w+ times?)", card)
+    assert re.search(r"The study's test split: looked at (once|\d+ times) .*this export's look "
+                     r"included", card), card
+    assert "| metric | validation (selected the trial) | test (nothing in the sweep saw it) |" \
+        in card
     assert "Overfitting check" in card and "long-only" in card and "commission of 0.001" in card
     for split in ("train", "val", "test"):
         assert f"- {split}: " in card
