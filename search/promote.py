@@ -195,7 +195,7 @@ def _retrain(config: dict[str, Any], trial: Any, fresh: list[int], name: str,
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    from search.tuner import _check_results_dir, _quiet_tune, _without_tensorboard_logger
+    from search.tuner import _check_results_dir, _env_flag, _quiet_tune
     from trainables import metrics as M
     from trainables.rllib_trainable import train_trial
 
@@ -227,7 +227,7 @@ def _retrain(config: dict[str, Any], trial: Any, fresh: list[int], name: str,
         ray.init(address=address or os.environ.get("RAY_ADDRESS"), logging_level=logging.ERROR,
                  log_to_driver=False, include_dashboard=False, configure_logging=False)
     try:
-        with _without_tensorboard_logger():
+        with _env_flag("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"):
             grid = tuner.fit()
     finally:
         if started_ray:
