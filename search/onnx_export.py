@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import json
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from search.formats import number
+from search.versions import versions_of
 
 ONNX_FILE = "policy.onnx"
 OBS_FILE = "policy_obs.onnx"
@@ -147,19 +147,9 @@ def _spec(config: dict[str, Any], study: Any, trial: Any, env: dict[str, Any],
                     "first": info["first"], "last": info["last"],
                     "splits": {k: v for k, v in info["splits"].items()}}
     spec["versions"] = {"trained_with": study.user_attrs.get(studies.ATTR_VERSIONS, {}),
-                        "exported_with": _versions()}
+                        "exported_with": versions_of(EXPORT_PACKAGES)}
     spec["exported_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     return spec
-
-
-def _versions() -> dict[str, str]:
-    versions = {}
-    for name in EXPORT_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
 
 
 def _promotion(promotion: dict[str, Any] | None) -> str:

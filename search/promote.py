@@ -193,9 +193,8 @@ def _retrain(config: dict[str, Any], trial: Any, fresh: list[int], name: str,
 
     import ray
     from ray import tune
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    from search.tuner import _check_results_dir, _env_flag, _quiet_tune
+    from search.tuner import _check_results_dir, _env_flag, _quiet_tune, run_config
     from trainables import metrics as M
     from trainables.rllib_trainable import train_trial
 
@@ -214,13 +213,7 @@ def _retrain(config: dict[str, Any], trial: Any, fresh: list[int], name: str,
         tune_config=tune.TuneConfig(metric=M.SEARCH_METRIC, mode=M.SEARCH_MODE,
                                     max_concurrent_trials=config["search"]["max_concurrent"],
                                     reuse_actors=True),
-        run_config=tune.RunConfig(
-            name=run_name, storage_path=str(experiment_dir.resolve()), verbose=0,
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=1, checkpoint_score_attribute=M.BEST_VAL_SCORE,
-                checkpoint_score_order="max"),
-            failure_config=tune.FailureConfig(max_failures=training["max_failures"]),
-            callbacks=[JsonLoggerCallback(), CSVLoggerCallback()]))
+        run_config=run_config(run_name, experiment_dir, training["max_failures"], []))
     _quiet_tune()
     started_ray = not ray.is_initialized()
     if started_ray:

@@ -248,7 +248,6 @@ def _make_sampler(search: dict[str, Any], seed: int) -> Any:
 def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, url: str,
          stop: StopSignals) -> int:
     from ray import tune
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.stopper import CombinedStopper
 
@@ -300,14 +299,10 @@ def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, u
                 # One worker process per concurrent slot, reused: a new trial does not pay for
                 # importing torch and RLlib again.
                 reuse_actors=True),
-            run_config=tune.RunConfig(
-                name=run_name, storage_path=str(experiment_dir.resolve()), verbose=0,
-                checkpoint_config=tune.CheckpointConfig(
-                    num_to_keep=1, checkpoint_score_attribute=M.BEST_VAL_SCORE,
-                    checkpoint_score_order="max"),
-                failure_config=tune.FailureConfig(max_failures=training["max_failures"]),
-                stop=CombinedStopper(StopWhenStorageLost(study), StopOnSignal()),
-                callbacks=[bookkeeping, progress, JsonLoggerCallback(), CSVLoggerCallback()]),
+            run_config=run_config(run_name, experiment_dir, training["max_failures"],
+                                  [bookkeeping, progress],
+                                  stop=CombinedStopper(StopWhenStorageLost(study),
+                                                       StopOnSignal())),
         )
         # Tune's own SIGINT handler would take Ctrl-C alone; ours takes Ctrl-C, SIGTERM and
         # SIGHUP alike and ends Tune's loop between two steps (``StopOnSignal``).
@@ -434,6 +429,22 @@ def _check_some_trial_completed(study: Any, driver_id: str, storage_flag: str) -
     raise SweepFailed(f"no trial completed: {len(failed)} failed, {how}: {reason}; fix the "
                       "cause (the Ray worker logs named above have the details), then continue "
                       f"with: tradetune resume --study {study.study_name}{storage_flag}")
+
+
+def run_config(name: str, experiment_dir: Path, max_failures: int, callbacks: list,
+               stop: Any = None) -> Any:
+    """Tune's run settings for trials of a study (sweeps and promotions alike): one kept
+    checkpoint per trial, the one with the best validation score; Tune's JSON and CSV logs."""
+    from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    return tune.RunConfig(
+        name=name, storage_path=str(experiment_dir.resolve()), verbose=0,
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=1, checkpoint_score_attribute=M.BEST_VAL_SCORE,
+            checkpoint_score_order="max"),
+        failure_config=tune.FailureConfig(max_failures=max_failures),
+        stop=stop, callbacks=[*callbacks, JsonLoggerCallback(), CSVLoggerCallback()])
 
 
 def _print_ray_logs() -> None:

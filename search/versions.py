@@ -9,14 +9,20 @@ from importlib import metadata
 PACKAGES = ("tradetune", "ray", "optuna", "torch", "tensortrade", "numpy", "pandas")
 
 
-def package_versions() -> dict[str, str]:
-    """``{"tradetune": "0.1.0", "python": "3.12.1", "ray": ..., ...}``; a package that is not
-    installed shows as "not installed"."""
+def versions_of(names: tuple[str, ...]) -> dict[str, str]:
+    """The installed version of each package in ``names``, or "not installed"."""
     versions = {}
-    for name in PACKAGES:
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
+    return versions
+
+
+def package_versions() -> dict[str, str]:
+    """``{"tradetune": "0.1.0", "python": "3.12.1", "ray": ..., ...}``; a package that is not
+    installed shows as "not installed"."""
+    versions = versions_of(PACKAGES)
     return {"tradetune": versions.pop("tradetune"), "python": sys.version.split()[0],
             **versions}
