@@ -351,8 +351,13 @@ def open_storage(url: str, create_dirs: bool = False, read_only: bool = False,
     ``read_only`` creates nothing: no SQLite file, no directory, no tables (a missing database
     or schema is a one-line error), so a reader racing a launching driver never writes to the
     schema. ``retry_s``: how long later calls retry a lost connection."""
+    import logging
+
     import sqlalchemy.exc
 
+    # Optuna's trial query logs "Caught an error from sqlalchemy ... Falling back" on any
+    # OperationalError, a lost connection included; the retry wrapper says what happened.
+    logging.getLogger("optuna.storages._rdb.storage").setLevel(logging.ERROR)
     path = sqlite_path(url)
     if read_only and path is not None and not path.exists():
         raise StorageError(f"no study database at {path}; launch a sweep first "
