@@ -32,6 +32,12 @@ and the issue's targets, met or not.
 
     ./tt python scripts/bench_selection.py --smoke            # everything tiny, a few minutes
     ./tt python scripts/bench_selection.py --out selection.json   # the full default run
+    ./tt python scripts/bench_selection.py --out selection.json --resume   # go on after a stop
+
+The full run takes hours. ``--out`` is rewritten after every finished sweep (window x arm), and
+``--resume`` keeps the sweeps already in that file (when it was written with the same settings)
+and runs only the others, so the run can be spread over several sittings; each sweep's row
+records the commit and the time it ran.
 """
 from __future__ import annotations
 
@@ -69,6 +75,10 @@ ARMS = {"a": "random, one split", "b": "TPE + ASHA, one split",
 EXAMPLE_PATIENCE, EXAMPLE_MIN_EVALS = 4, 3
 NO_PATIENCE = 1_000_000
 STOP_GRACE_S = 180  # after Ctrl-C, how long a sweep may take to stop before it is killed
+# The settings a resumed run must share with the file it continues (the rest is bookkeeping).
+RESUME_KEYS = ("budget", "windows", "regimes_seeds", "trials", "iterations", "eval_every",
+               "folds", "run_seeds", "racing_eta", "racing_min_trials", "concurrent", "seed",
+               "smoke")
 
 
 # -- markets ---------------------------------------------------------------------------------
@@ -160,6 +170,18 @@ def finished_steps(db: Path, study: str) -> tuple[int, int]:
     except sqlite3.Error:  # the tables do not exist yet
         return 0, 0
     return sum(int(json.loads(v) or 0) for (v,) in rows if v is not None), len(rows)
+
+
+def drop_partial_study(work: Path, name: str) -> None:
+    """Delete what a stopped earlier sitting left of sweep ``name`` in a reused ``--work``
+    folder, so the sweep starts afresh (its row was never written)."""
+    db = work / "results" / "tradetune.db"
+    if not db.exists():
+        return
+    env = {**os.environ, "TRADETUNE_RESULTS": str(work / "results"), "PYTHONPATH": str(REPO)}
+    env.pop("TRADETUNE_STORAGE", None)
+    subprocess.run([sys.executable, "-m", "search.cli", "delete", "--study", name, "--yes"],
+                   cwd=REPO, env=env, capture_output=True)
 
 
 def run_sweep(config: dict[str, Any], work: Path, budget: int, poll_s: float,
@@ -437,6 +459,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="write every figure and trial as JSON")
     parser.add_argument("--work", type=Path, help="where studies and checkpoints go "
                                                   "(default: a new temporary folder)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the sweeps already in --out (written with the same "
+                             "settings) and run the others")
     parser.add_argument("--smoke", action="store_true",
                         help="everything tiny: 1 window, 1 regimes seed, 2-iteration runs, "
                              "2 folds x 1 seed, racing from 2 trials (proves the script works; "
@@ -449,6 +474,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.racing_min_trials = 2
         args.overrides, args.mean_batch = SMOKE_OVERRIDES, MEAN_BATCH["smoke"]
     return args
+
+
+def earlier_rows(args: argparse.Namespace) -> dict[tuple[str, str], dict[str, Any]]:
+    """The finished sweeps of the ``--out`` file a ``--resume`` continues, by (window, arm);
+    refused when that file was written with other settings."""
+    if not args.resume:
+        return {}
+    if args.out is None or not args.out.is_file():
+        raise SystemExit("--resume needs --out FILE from an earlier run"
+                         + ("" if args.out is None else f" ({args.out} does not exist)"))
+    earlier = json.loads(args.out.read_text())
+    mine = _plain_args(args)
+    differ = [k for k in RESUME_KEYS if earlier["args"].get(k) != mine.get(k)]
+    if differ:
+        raise SystemExit(f"--resume: {args.out} was written with other settings ("
+                         + ", ".join(f"{k} {earlier['args'].get(k)!r} here {mine.get(k)!r}"
+                                     for k in differ) + ")")
+    return {(w["label"], arm): row for w in earlier["windows"] for arm, row in w["arms"].items()}
+
+
+def commit() -> str:
+    """The commit the benchmark runs (with '+changes' when the tree differs from it)."""
+    def git(*cmd: str) -> str:
+        return subprocess.run(["git", *cmd], cwd=REPO, capture_output=True, text=True).stdout
+    head = git("rev-parse", "--short", "HEAD").strip() or "unknown"
+    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no").strip()
+                   else "")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -474,20 +526,30 @@ def main(argv: list[str] | None = None) -> None:
     url = f"sqlite:///{work / 'results' / 'tradetune.db'}"
     started = time.monotonic()
     windows: list[dict[str, Any]] = []
+    kept = earlier_rows(args)
     done_sweeps = 0
+    ran_sweeps = 0
+    revision = commit()
     for w_index, window in enumerate(markets):
         entry = {"market": window["market"], "label": window["label"], "data": window["data"],
                  "arms": {}}
         windows.append(entry)
         for arm in args.arms:
             name = f"sel-{window['market']}-{w_index}-{arm}"
+            if (window["label"], arm) in kept:
+                entry["arms"][arm] = kept[(window["label"], arm)]
+                done_sweeps += 1
+                print(f"[{len(windows)}/{len(markets)}] {window['label']} arm ({arm}): kept "
+                      f"from {args.out}", flush=True)
+                continue
             last_print = [time.monotonic()]
 
             def tick(used: int, done: int, arm: str = arm, label: str = window["label"]) -> None:
                 if time.monotonic() - last_print[0] < 60:
                     return
                 last_print[0] = time.monotonic()
-                fraction = (done_sweeps + min(used / args.budget, 1.0)) / sweeps
+                fraction = (ran_sweeps + min(used / args.budget, 1.0)) / (
+                    sweeps - done_sweeps + ran_sweeps)
                 elapsed = time.monotonic() - started
                 eta = elapsed / fraction - elapsed if fraction > 0 else math.nan
                 print(f"  .. {label} ({arm}): {done} trials, {used:,}/{args.budget:,} env steps;"
@@ -496,22 +558,25 @@ def main(argv: list[str] | None = None) -> None:
             print(f"[{len(windows)}/{len(markets)}] {window['label']} arm ({arm}) "
                   f"{ARMS[arm]}: start, elapsed {(time.monotonic() - started) / 60:.1f} min",
                   flush=True)
+            drop_partial_study(work, name)
             run = run_sweep(arm_config(name, window, arm, args), work, args.budget,
                             2.0 if args.smoke else 10.0, tick)
             study = optuna.load_study(study_name=name, storage=url)
             trials = counted_trials(study, args.budget)
-            row = {**summarise(trials, test_scores(study, trials)), **run}
+            row = {**summarise(trials, test_scores(study, trials)), **run,
+                   "commit": revision, "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                     time.gmtime())}
             entry["arms"][arm] = row
             done_sweeps += 1
+            ran_sweeps += 1
             elapsed = time.monotonic() - started
-            eta = elapsed / done_sweeps * (sweeps - done_sweeps)
-            print(HEADER if done_sweeps == 1 else "", end="\n" if done_sweeps == 1 else "")
+            eta = elapsed / ran_sweeps * (sweeps - done_sweeps)
+            print(HEADER if ran_sweeps == 1 else "", end="\n" if ran_sweeps == 1 else "")
             print(line(window["label"], f"({arm})", row), flush=True)
             print(f"  done {done_sweeps}/{sweeps} sweeps, elapsed {elapsed / 60:.1f} min, "
                   f"ETA {eta / 60:.0f} min", flush=True)
             if args.out:
-                args.out.write_text(json.dumps({"args": _plain_args(args), "windows": windows},
-                                               indent=1, default=str))
+                args.out.write_text(_dump({"args": _plain_args(args), "windows": windows}))
     print("\n" + HEADER)
     for window in windows:
         for arm, row in window["arms"].items():
@@ -520,9 +585,15 @@ def main(argv: list[str] | None = None) -> None:
     summary["wall_s"] = time.monotonic() - started
     print(f"\ntotal {summary['wall_s'] / 60:.1f} min")
     if args.out:
-        args.out.write_text(json.dumps({"args": _plain_args(args), "windows": windows,
-                                        "summary": summary}, indent=1, default=str))
+        args.out.write_text(_dump({"args": _plain_args(args), "windows": windows,
+                                   "summary": summary}))
         print(f"wrote {args.out}")
+
+
+def _dump(results: dict[str, Any]) -> str:
+    """The results as JSON, with the checkout's own paths relative to it, so the file can be
+    kept in the repository and resumed from another checkout."""
+    return json.dumps(results, indent=1, default=str).replace(str(REPO) + "/", "")
 
 
 def _plain_args(args: argparse.Namespace) -> dict[str, Any]:

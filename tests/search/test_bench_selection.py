@@ -122,3 +122,23 @@ def test_smoke_preset_scales_everything_down():
     config = bench.arm_config("s", {"data": {"path": "x.csv", "splits": {}}}, "d", args)
     assert config["search"]["scheduler"] == "racing"
     assert config["data"]["walk_forward"] == {"folds": 2, "mode": "expanding"}
+
+
+def test_resume_keeps_the_finished_sweeps_and_refuses_other_settings(tmp_path):
+    import json
+
+    import pytest
+
+    out = tmp_path / "selection.json"
+    args = bench.parse_args(["--out", str(out), "--windows", "2"])
+    row = {"trials": 3, "pruned": 0, "env_steps": 100, "wall_s": 1.0}
+    out.write_text(json.dumps({"args": bench._plain_args(args), "windows": [
+        {"market": "coinbase", "label": "W1", "data": {}, "arms": {"a": row}}]}))
+    assert bench.earlier_rows(args) == {}  # without --resume nothing is kept
+    resumed = bench.parse_args(["--out", str(out), "--windows", "2", "--resume"])
+    assert bench.earlier_rows(resumed) == {("W1", "a"): row}
+    other = bench.parse_args(["--out", str(out), "--windows", "2", "--budget", "5", "--resume"])
+    with pytest.raises(SystemExit, match="budget 720000 here 5"):
+        bench.earlier_rows(other)
+    with pytest.raises(SystemExit, match="does not exist"):
+        bench.earlier_rows(bench.parse_args(["--out", str(tmp_path / "no.json"), "--resume"]))
