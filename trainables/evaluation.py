@@ -117,8 +117,10 @@ def evaluate(policy: Any, env_config: dict[str, Any], split: str) -> Evaluation:
               "max_episode_steps": None}
     env = TradingEnv(config)
     act = as_policy(policy)
-    # Greedy actions for every bar in both positions: the rollout then only looks them up.
-    table = np.stack([np.asarray(act(env.observations(p))).reshape(-1) for p in (0, 1)], axis=1)
+    # Greedy actions for every bar at every exposure level: the rollout only looks them up.
+    table = np.stack([np.asarray(act(env.observations(level))).reshape(-1)
+                      for level in env.levels], axis=1)
+    column = {level: i for i, level in enumerate(env.levels)}
     env.reset(seed=0)
     equity = [env.net_worth]
     positions = [env.position]
@@ -126,12 +128,12 @@ def evaluate(policy: Any, env_config: dict[str, Any], split: str) -> Evaluation:
     row = 0
     truncated = terminated = False
     while not (terminated or truncated):
-        actions.append(int(table[row, env.position]))
+        actions.append(int(table[row, column[env.position]]))
         _, _, terminated, truncated, info = env.step(actions[-1])
         row += 1
         equity.append(info["net_worth"])
         positions.append(info["position"])
-    actions.append(int(table[row, env.position]))  # what the policy would do after the split
+    actions.append(int(table[row, column[env.position]]))  # what it would do after the split
     return _measure(env, split, np.asarray(equity), np.asarray(positions), info["trades"],
                     np.asarray(actions, dtype=np.int64))
 
