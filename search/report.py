@@ -19,7 +19,7 @@ from typing import Any
 from search import audit, query
 from search import study as studies
 from search.errors import DataError, StudyError
-from search.formats import number
+from search.formats import market_terms, number
 from search.outdir import write_folder
 from search.searcher_attrs import ATTR_FAIL
 from search.storage import redact
@@ -207,6 +207,7 @@ def _equity_section(study: Any, space: Any, best: Any | None, out: Path,
         return _section(title, note=f"cannot trade the best trial: {exc}")
     import pandas as pd
 
+    from trainables.actions import is_long_only
     from trainables.market import prepare_market
     from trainables.evaluation import evaluate
     from trainables.rllib_trainable import load_module
@@ -226,10 +227,14 @@ def _equity_section(study: Any, space: Any, best: Any | None, out: Path,
         runs.append({"label": label, "evaluation": result, "closes": closes})
     looked.append(best.number)
     plots.equity(runs, out / "equity.png", f"Trial {best.number}: kept checkpoint, greedy")
+    levels = runs[0]["evaluation"].levels
+    marks = ("▲ buy, ▼ sell" if is_long_only(levels) else
+             "▲ buy (exposure up), ▼ sell (exposure down)"
+             + ("; shaded: short" if min(levels) < 0 else ""))
     return _section(title, "equity.png",
                     f"Trial {best.number}'s kept checkpoint trading greedily on the validation "
                     "split (which selected it) and the test split (which nothing saw), against "
-                    "buy-and-hold; ▲ buy, ▼ sell; drawdown from the running peak below.")
+                    f"buy-and-hold; {marks}; drawdown from the running peak below.")
 
 
 def _overfitting_check(url: str, study_name: str) -> dict[str, Any]:
@@ -281,6 +286,13 @@ def _promotion_html(summaries: list[dict[str, Any]]) -> list[str]:
     return parts
 
 
+def _market_terms(config: dict[str, Any]) -> str:
+    """The study's action set and frictions (its ``env`` section completed with the defaults)."""
+    from trainables.settings import env_settings
+
+    return market_terms(env_settings(dict(config.get("env") or {})))
+
+
 def _scaled(value: Any, scale: float) -> Any:
     return value * scale if isinstance(value, (int, float)) and scale != 1 else value
 
@@ -303,6 +315,8 @@ def _page(name: str, url: str, config: dict, counts: dict[str, int], top: list, 
                 if config else "") + "</p>",
              "<p>" + (", ".join(f"{e(k)} {v}" for k, v in counts.items() if v)
                       or "no trials yet") + "</p>"]
+    if config:  # fixed for the whole study, never searched
+        parts.append(f'<p class="market">Trading terms: {e(_market_terms(config))}</p>')
     if test_looks is not None:
         parts.append(f'<p class="looks">Test split: {e(audit.describe(test_looks))}. Each look '
                      "at the test split is a selection step: after many looks its score is no "
