@@ -142,8 +142,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="instead: validation vs test side by side for the K best trials, with "
                         "the overfitting check")
     p.add_argument("--actions", metavar="FILE.csv",
-                   help="also write one row per bar of the split: timestamp, close, action, "
-                        "position, portfolio value, buy-and-hold value")
+                   help="also write one row per bar of the split: timestamp, close, action "
+                        "(and its meaning, beyond long-only), position (the signed exposure "
+                        "held), portfolio value, buy-and-hold value")
     fmt(p)
 
     p = add("promote", "retrain a trial's configuration on seeds the study never used and "
