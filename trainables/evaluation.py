@@ -20,7 +20,13 @@ Policy = Callable[[np.ndarray], np.ndarray]
 
 @dataclass
 class Evaluation:
-    """Result of one greedy run over a split. Percentages are in percent, drawdown a fraction."""
+    """Result of one greedy run over a split. Percentages are in percent, drawdown a fraction.
+
+    ``time_in_market`` is the share of bars held with any exposure (long or short),
+    ``time_short`` the share held short; ``commission_paid``, ``slippage_paid`` and
+    ``borrow_paid`` are the costs of the run in cash, each apart (slippage and borrowing are 0
+    unless ``env.slippage`` or a short position charges them).
+    """
 
     split: str
     bars: int
@@ -35,6 +41,10 @@ class Evaluation:
     trades: int
     time_in_market: float
     buy_and_hold_pct: float
+    time_short: float
+    commission_paid: float
+    slippage_paid: float
+    borrow_paid: float
     equity: np.ndarray = field(repr=False)
     positions: np.ndarray = field(repr=False)
     dates: list[str] = field(repr=False)
@@ -149,6 +159,7 @@ def _measure(env, split: str, equity: np.ndarray, positions: np.ndarray,
     skew = float(np.mean(((returns - returns.mean()) / std) ** 3)) if std > 0 else 0.0
     kurtosis = float(np.mean(((returns - returns.mean()) / std) ** 4)) if std > 0 else 3.0
     drawdown = 1.0 - equity / np.maximum.accumulate(equity)
+    paid = env.paid
     return Evaluation(
         split=split,
         bars=len(equity),
@@ -161,8 +172,12 @@ def _measure(env, split: str, equity: np.ndarray, positions: np.ndarray,
         return_kurtosis=kurtosis,
         max_drawdown=float(drawdown.max()),
         trades=int(trades),
-        time_in_market=float(positions[1:].mean()) if len(positions) > 1 else 0.0,
+        time_in_market=float((positions[1:] != 0).mean()) if len(positions) > 1 else 0.0,
         buy_and_hold_pct=float((closes[-1] / closes[0] - 1.0) * 100.0),
+        time_short=float((positions[1:] < 0).mean()) if len(positions) > 1 else 0.0,
+        commission_paid=paid["commission"],
+        slippage_paid=paid["slippage"],
+        borrow_paid=paid["borrow"],
         equity=equity,
         positions=positions,
         dates=dates,

@@ -155,7 +155,8 @@ def test_metrics_are_the_scalars():
     metrics = result.metrics()
     assert set(metrics) == {"bars", "final_net_worth", "pnl", "pnl_pct", "sharpe",
                             "sharpe_per_bar", "return_skew", "return_kurtosis",
-                            "max_drawdown", "trades", "time_in_market", "buy_and_hold_pct"}
+                            "max_drawdown", "trades", "time_in_market", "buy_and_hold_pct",
+                            "time_short", "commission_paid", "slippage_paid", "borrow_paid"}
     assert isinstance(result, Evaluation) and metrics["pnl"] == result.pnl
 
 
@@ -232,3 +233,29 @@ def test_tiny_ppo_trains_next_to_tensortrade_and_evaluates_like_a_sequential_rol
         assert evaluate(module, val_config, "val").metrics() == evaluation.metrics()
     finally:
         algo.stop()
+
+
+# -- action sets -----------------------------------------------------------------------------
+
+def long_or_short_momentum(obs: np.ndarray) -> np.ndarray:
+    """long_short: long (action 2) after an up bar, short (action 0) after a down bar."""
+    return 2 * momentum(obs)
+
+
+def test_a_long_short_run_reports_time_short_and_each_cost_apart():
+    config = {**CONFIG, "actions": "long_short", "borrow_rate": 0.1, "slippage": {"bps": 5}}
+    result = evaluate(long_or_short_momentum, config, "val")
+    actions, equity = sequential_rollout(long_or_short_momentum, config, "val")
+    np.testing.assert_array_equal(result.equity, equity)
+    assert set(np.unique(result.positions[1:])) == {-1.0, 1.0}
+    assert result.time_in_market == 1.0 and 0.2 < result.time_short < 0.8
+    assert result.time_short == pytest.approx(float(np.mean(result.positions[1:] < 0)))
+    assert result.commission_paid > 0 and result.borrow_paid > 0
+    # 5 bps of slippage against 10 bps of commission, on the same notional.
+    assert result.slippage_paid == pytest.approx(result.commission_paid / 2, rel=1e-9)
+
+
+def test_long_only_costs_are_commission_only():
+    result = evaluate(churn, CONFIG, "val")
+    assert result.slippage_paid == 0.0 and result.borrow_paid == 0.0
+    assert result.time_short == 0.0 and result.commission_paid > result.trades * 5
