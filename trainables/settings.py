@@ -44,6 +44,9 @@ ENV_DEFAULTS: dict[str, Any] = {
 }
 MARKET_KEYS = ("commission", "initial_cash", "reward", "actions", "borrow_rate", "slippage")
 SLIPPAGE_KEYS = tuple(ENV_DEFAULTS["slippage"])
+# Commission allowed where trainables.accounting keeps the books (any action set but long_only,
+# or slippage): with its slippage cap, every trade's sizing stays well defined.
+MAX_COMMISSION = 0.25
 
 
 def env_settings(config: dict[str, Any]) -> dict[str, Any]:
@@ -74,6 +77,10 @@ def env_settings(config: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"env.borrow_rate is an annual fraction in [0, 10) (0.05 = 5% a "
                           f"year), got {rate!r}")
     settings["slippage"] = slippage_settings(settings["slippage"])
+    if (not is_long_only(action_levels(settings["actions"])) or has_slippage(settings)) and \
+            float(settings["commission"]) >= MAX_COMMISSION:
+        raise ConfigError(f"commission must be below {MAX_COMMISSION} with env.actions "
+                          f"{settings['actions']!r} or slippage, got {settings['commission']}")
     return settings
 
 

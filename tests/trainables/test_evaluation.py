@@ -319,3 +319,32 @@ def test_tiny_ppo_trains_next_to_tensortrade_and_evaluates_like_a_sequential_rol
         assert evaluate(module, val_config, "val").metrics() == evaluation.metrics()
     finally:
         algo.stop()
+
+
+# -- action sets -----------------------------------------------------------------------------
+
+def long_or_short_momentum(obs: np.ndarray) -> np.ndarray:
+    """long_short: long (action 2) after an up bar, short (action 0) after a down bar."""
+    return 2 * momentum(obs)
+
+
+def test_a_long_short_run_reports_time_short_and_each_cost_apart():
+    config = {**CONFIG, "actions": "long_short", "borrow_rate": 0.1, "slippage": {"bps": 5}}
+    result = evaluate(long_or_short_momentum, config, "val")
+    actions, equity = sequential_rollout(long_or_short_momentum, config, "val")
+    np.testing.assert_array_equal(result.equity, equity)
+    assert set(np.unique(result.positions[1:])) == {-1.0, 1.0}
+    assert result.time_in_market == 1.0 and 0.2 < result.time_short < 0.8
+    assert result.time_short == pytest.approx(float(np.mean(result.positions[1:] < 0)))
+    assert result.commission_paid > 0 and result.borrow_paid > 0
+    # 5 bps of slippage against 10 bps of commission, on the same notional.
+    assert result.slippage_paid == pytest.approx(result.commission_paid / 2, rel=1e-9)
+
+
+def test_long_only_with_commission_only_reports_no_friction_metrics():
+    """Today's setting keeps today's metrics; with slippage its costs are reported apart."""
+    result = evaluate(churn, CONFIG, "val")
+    assert None is result.time_short is result.commission_paid is result.borrow_paid
+    slipped = evaluate(churn, {**CONFIG, "slippage": {"bps": 5}}, "val")
+    assert slipped.borrow_paid == 0.0 and slipped.time_short == 0.0
+    assert slipped.commission_paid > slipped.trades * 5 and slipped.slippage_paid > 0
