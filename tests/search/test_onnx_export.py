@@ -122,8 +122,9 @@ def test_a_lookback_shorter_than_the_slowest_average_is_refused():
 
 # -- every registered algorithm's network exports -------------------------------------------
 
-def _untrained_module(algorithm: str, overrides: dict):
-    """A freshly initialised RLModule of ``algorithm`` for a 5-bar window on synthetic data."""
+def _untrained_module(algorithm: str, overrides: dict, actions: str | dict = "long_only"):
+    """A freshly initialised RLModule of ``algorithm`` for a 5-bar window on synthetic data,
+    with one output per action of ``actions``."""
     import optuna
 
     from spaces import get_space
@@ -135,7 +136,7 @@ def _untrained_module(algorithm: str, overrides: dict):
     settings = space(trial)
     data = {"synthetic": {"n_bars": 1200, "seed": 7}}
     sweep = {"algorithm": algorithm, "data": data, "env": {}, "training": {}}
-    env = TradingEnv({"data": data, **settings["env"], "split": "test"})
+    env = TradingEnv({"data": data, **settings["env"], "actions": actions, "split": "test"})
     config = algorithm_config(algorithm, settings, sweep)
     spec = config.get_default_rl_module_spec()
     spec.observation_space, spec.action_space = env.observation_space, env.action_space
@@ -143,19 +144,22 @@ def _untrained_module(algorithm: str, overrides: dict):
     return spec.build(), env
 
 
+@pytest.mark.parametrize("action_set", sorted(ACTION_SETS))
 @pytest.mark.parametrize(("algorithm", "overrides"), [
     *[(name, {}) for name in sorted(SEARCH_SPACES)],
     ("dqn", {"dueling": True}), ("dqn", {"dueling": False})])  # dueling: torch.nanmean
-def test_every_algorithm_exports_through_the_same_path(algorithm, overrides, tmp_path):
+def test_every_algorithm_exports_through_the_same_path(algorithm, overrides, action_set,
+                                                       tmp_path):
     """The greedy action of every registered algorithm's network, read the way evaluation
-    reads it, survives the ONNX export (DQN used to crash with KeyError 'qf_preds')."""
+    reads it, survives the ONNX export (DQN used to crash with KeyError 'qf_preds'), at every
+    exposure level of every kind of action set."""
     import onnxruntime
     import torch
 
     from trainables.evaluation import as_policy
 
-    module, env = _untrained_module(algorithm, overrides)
-    obs = np.concatenate([env.observations(0), env.observations(1)])
+    module, env = _untrained_module(algorithm, overrides, ACTION_SETS[action_set])
+    obs = np.concatenate([env.observations(level) for level in env.levels])
     with torch.no_grad():  # the output column the space declares is the one the module gives
         out = module.forward_inference({"obs": torch.as_tensor(obs)})
     assert SEARCH_SPACES[algorithm].ALGORITHM.greedy.key in out
@@ -164,6 +168,7 @@ def test_every_algorithm_exports_through_the_same_path(algorithm, overrides, tmp
                             ["obs"], str(path))
     actions = onnxruntime.InferenceSession(str(path)).run(["action"], {"obs": obs})[0]
     assert actions.dtype == np.int64 and actions.shape == (len(obs),)
+    assert set(actions) <= set(range(len(env.levels)))
     assert np.array_equal(actions, as_policy(module)(obs))
 
 
