@@ -303,6 +303,9 @@ def _page(name: str, url: str, config: dict, counts: dict[str, int], top: list, 
                 if config else "") + "</p>",
              "<p>" + (", ".join(f"{e(k)} {v}" for k, v in counts.items() if v)
                       or "no trials yet") + "</p>"]
+    if config:
+        parts.append(f'<p class="market">Market (fixed for the study): '
+                     f"{e(query.describe_market(query.market_of(config)))}</p>")
     if test_looks is not None:
         parts.append(f'<p class="looks">Test split: {e(audit.describe(test_looks))}. Each look '
                      "at the test split is a selection step: after many looks its score is no "
