@@ -237,6 +237,10 @@ def _table_best(rows: list[dict]) -> None:
         print(f"overfitting check: {rows[0]['overfitting']['verdict']}")
     if "study_test_looks" in rows[0]:
         print(f"test split: {_looks(rows[0]['study_test_looks'])}")
+    if "market" in rows[0]:
+        from search.query import describe_market
+
+        print(f"market: {describe_market(rows[0]['market'])}")
 
 
 NEVER_TRADES = "NEVER TRADES on validation (stays in cash)"

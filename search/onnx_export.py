@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from search.formats import market_terms, number
+from search.formats import number
 from search.versions import versions_of
 
 ONNX_FILE = "policy.onnx"
@@ -179,6 +179,7 @@ def _card(config: dict[str, Any], study: Any, trial: Any, settings: dict[str, An
           spec: dict[str, Any], info: dict[str, Any], overfitting: dict[str, Any],
           test: dict[str, Any], test_looks: str) -> str:
     """MODEL_CARD.md: provenance, scores, the overfitting verdict, data and limitations."""
+    from search.query import describe_market, market_of
     from search.searcher_attrs import ATTR_METRICS, ATTR_PROMOTION, ATTR_STOP
     from trainables.settings import has_slippage
 
@@ -208,8 +209,8 @@ def _card(config: dict[str, Any], study: Any, trial: Any, settings: dict[str, An
         "",
         "## Trading terms (fixed for the study, never searched)",
         "",
-        f"{market_terms(trained)}. Actions: {exposures}; the `position` input is the exposure "
-        "of the action last taken.",
+        f"{describe_market(market_of(config))}. Actions: {exposures}; the `position` input is "
+        "the exposure of the action last taken.",
         "",
         "## Validation and test metrics against buy-and-hold",
         "",

@@ -19,7 +19,7 @@ from typing import Any
 from search import audit, query
 from search import study as studies
 from search.errors import DataError, StudyError
-from search.formats import market_terms, number
+from search.formats import number
 from search.outdir import write_folder
 from search.searcher_attrs import ATTR_FAIL
 from search.storage import redact
@@ -286,13 +286,6 @@ def _promotion_html(summaries: list[dict[str, Any]]) -> list[str]:
     return parts
 
 
-def _market_terms(config: dict[str, Any]) -> str:
-    """The study's action set and frictions (its ``env`` section completed with the defaults)."""
-    from trainables.settings import env_settings
-
-    return market_terms(env_settings(dict(config.get("env") or {})))
-
-
 def _scaled(value: Any, scale: float) -> Any:
     return value * scale if isinstance(value, (int, float)) and scale != 1 else value
 
@@ -315,8 +308,9 @@ def _page(name: str, url: str, config: dict, counts: dict[str, int], top: list, 
                 if config else "") + "</p>",
              "<p>" + (", ".join(f"{e(k)} {v}" for k, v in counts.items() if v)
                       or "no trials yet") + "</p>"]
-    if config:  # fixed for the whole study, never searched
-        parts.append(f'<p class="market">Trading terms: {e(_market_terms(config))}</p>')
+    if config:
+        parts.append(f'<p class="market">Market (fixed for the study): '
+                     f"{e(query.describe_market(query.market_of(config)))}</p>")
     if test_looks is not None:
         parts.append(f'<p class="looks">Test split: {e(audit.describe(test_looks))}. Each look '
                      "at the test split is a selection step: after many looks its score is no "

@@ -418,12 +418,12 @@ def test_model_card_says_what_it_knows_and_what_was_not_done(exported):
     assert "Overfitting check" in card and "## Trading terms" in card
     if exported["action_set"] == "long_only":
         assert "long-only" in card and "commission of 0.001" in card
-        assert "actions long_only (cash, long 100%); commission 0.001" in card
+        assert "actions long_only (cash, long 100%), commission 0.1%, slippage none." in card
         assert "| time_short |" not in card
     else:
         levels = ", ".join(action_meanings(exported["levels"]))
-        assert (f"({levels}); commission 0.001 per unit traded; slippage 5 bps + 0.1 x "
-                "volatility of 24 bars; borrow 0.2 a year on shorts") in card
+        assert (f"({levels}), commission 0.1%, slippage 5 bps + 0.1 x 24-bar volatility, "
+                "borrow 20%/year.") in card
         assert "long-only" not in card and "A greedy long-short policy" in card
         for key in ("time_short", "commission_paid", "slippage_paid", "borrow_paid"):
             assert f"| {key} | " in card

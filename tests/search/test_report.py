@@ -101,21 +101,19 @@ def test_finished_study_report(tmp_path, tiny_sweep):
 
 
 @pytest.mark.parametrize(("name", "changes", "terms"), [
-    ("long_only", {}, "actions long_only (cash, long 100%); commission 0.001 per unit traded; "
-                      "no slippage"),
+    ("long_only", {}, "actions long_only (cash, long 100%), commission 0.1%, slippage none"),
     ("long_short", {"env.borrow_rate": 0.1},
-     "actions long_short (short 100%, cash, long 100%); commission 0.001 per unit traded; "
-     "no slippage; borrow 0.1 a year on shorts"),
+     "actions long_short (short 100%, cash, long 100%), commission 0.1%, slippage none, "
+     "borrow 10%/year"),
     ("sizes", {"env.slippage": "{bps: 5, vol_mult: 0.1}", "env.commission": 0.002},
-     "actions sizes[-1,-0.5,0,0.5,1] (short 100%, short 50%, cash, long 50%, long 100%); "
-     "commission 0.002 per unit traded; slippage 5 bps + 0.1 x volatility of 24 bars; "
-     "borrow 0.05 a year on shorts")])
+     "actions sizes[-1,-0.5,0,0.5,1] (short 100%, short 50%, cash, long 50%, long 100%), "
+     "commission 0.2%, slippage 5 bps + 0.1 x 24-bar volatility, borrow 5%/year")])
 def test_report_shows_the_action_set_and_frictions(tmp_path, tiny_sweep, name, changes, terms):
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     make_study(url, tiny_sweep, name, [0.5],
                changes={"env.actions": json.dumps(ACTION_SETS[name]), **changes})
     page = check_report(write_report(url, name, tmp_path / "report").parent)
-    assert f'<p class="market">Trading terms: {terms}</p>' in page
+    assert f'<p class="market">Market (fixed for the study): {terms}</p>' in page
 
 
 def _equity_legend(evaluation) -> list[str]:
@@ -335,5 +333,5 @@ def test_report_trades_the_best_checkpoint_of_every_action_set(name, tmp_path, r
     page = check_report(tmp_path / "report")
     assert "equity.png" in images(tmp_path / "report")
     assert "▲ buy (exposure up), ▼ sell (exposure down); shaded: short;" in page
-    assert '<p class="market">Trading terms: actions ' in page
+    assert '<p class="market">Market (fixed for the study): actions ' in page
 
