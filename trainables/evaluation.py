@@ -209,11 +209,11 @@ def evaluate(policy: Any, env_config: dict[str, Any], split: str) -> Evaluation:
     # What the policy would do after the split.
     actions.append(int(table[row, level_index(levels, env.position)]))
     return _measure(env, split, np.asarray(equity), np.asarray(positions, dtype=np.float64),
-                    info, np.asarray(actions, dtype=np.int64))
+                    info["trades"], np.asarray(actions, dtype=np.int64))
 
 
 def _measure(env, split: str, equity: np.ndarray, positions: np.ndarray,
-             info: dict[str, Any], actions: np.ndarray) -> Evaluation:
+             trades: int, actions: np.ndarray) -> Evaluation:
     closes = env.market.bars["close"].to_numpy()[env.first_bar:env.end_bar]
     dates = [str(d) for d in env.market.bars.index[env.first_bar:env.end_bar]]
     returns = np.diff(equity) / equity[:-1]
@@ -235,7 +235,7 @@ def _measure(env, split: str, equity: np.ndarray, positions: np.ndarray,
         return_skew=skew,
         return_kurtosis=kurtosis,
         max_drawdown=float(drawdown.max()),
-        trades=int(info["trades"]),
+        trades=int(trades),
         time_in_market=float(np.abs(held).mean()) if len(held) else 0.0,
         buy_and_hold_pct=float((closes[-1] / closes[0] - 1.0) * 100.0),
         equity=equity,
