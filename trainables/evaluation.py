@@ -59,14 +59,18 @@ class Evaluation:
     def per_bar(self) -> dict[str, list]:
         """One row per bar of the run, as columns: ``timestamp``, ``close``, ``action`` (the
         greedy action at that bar's close, given ``position``; on the last bar, the action the
-        policy would take next), ``position`` (held coming into the bar, 0 cash, 1 long),
+        policy would take next), ``position`` (the exposure level held coming into the bar:
+        0 cash, 1 all long, -1 all short, 0.5 half long),
         ``portfolio_value`` (net worth at the bar's close, before that bar's trade) and
         ``buy_and_hold_value`` (the starting cash invested at the first bar's close, no
         commission, as ``buy_and_hold_pct`` counts it)."""
         n = len(self.equity)
         start = self.equity[0]
+        # Whole exposure levels as whole numbers (long_only's 0 and 1 read as they always did).
+        positions = [int(p) if float(p).is_integer() else float(p)
+                     for p in self.positions[:n].tolist()]
         return {"timestamp": self.dates[:n], "close": self.closes[:n].tolist(),
-                "action": self.actions[:n].tolist(), "position": self.positions[:n].tolist(),
+                "action": self.actions[:n].tolist(), "position": positions,
                 "portfolio_value": self.equity.tolist(),
                 "buy_and_hold_value": (start * self.closes[:n] / self.closes[0]).tolist()}
 
