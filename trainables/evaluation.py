@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from trainables.actions import action_levels, action_meanings, is_long_only
-from trainables.settings import has_slippage
+from trainables.settings import on_tensortrade
 
 Policy = Callable[[np.ndarray], np.ndarray]
 LONG_ONLY = action_levels("long_only")
@@ -251,7 +251,7 @@ def _measure(env, split: str, equity: np.ndarray, positions: np.ndarray,
 def _frictions(env, held: np.ndarray) -> dict[str, float]:
     """Time long and short and the fees paid over the run (the env's ``paid``), for
     the settings beyond long-or-cash with commission only (whose metrics stay unchanged)."""
-    if is_long_only(env.levels) and not has_slippage(env.settings):
+    if on_tensortrade(env.settings):  # long-or-cash with commission only, as always
         return {}
     paid = env.paid
     return {"time_long": float((held > 0).mean()) if len(held) else 0.0,

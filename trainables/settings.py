@@ -77,8 +77,7 @@ def env_settings(config: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"env.borrow_rate is an annual fraction in [0, 10) (0.05 = 5% a "
                           f"year), got {rate!r}")
     settings["slippage"] = slippage_settings(settings["slippage"])
-    if (not is_long_only(action_levels(settings["actions"])) or has_slippage(settings)) and \
-            float(settings["commission"]) >= MAX_COMMISSION:
+    if not on_tensortrade(settings) and float(settings["commission"]) >= MAX_COMMISSION:
         raise ConfigError(f"commission must be below {MAX_COMMISSION} with env.actions "
                           f"{settings['actions']!r} or slippage, got {settings['commission']}")
     return settings
@@ -108,9 +107,12 @@ def slippage_settings(slippage: Any) -> dict[str, Any]:
     return settings
 
 
-def has_slippage(settings: dict[str, Any]) -> bool:
-    """Whether completed env settings charge any slippage."""
-    return settings["slippage"]["bps"] > 0 or settings["slippage"]["vol_mult"] > 0
+def on_tensortrade(settings: dict[str, Any]) -> bool:
+    """Whether TensorTrade's order machinery can model completed env settings: long-or-cash
+    without slippage. Otherwise both envs keep their books with ``trainables.accounting``."""
+    slippage = settings["slippage"]
+    return (is_long_only(action_levels(settings["actions"]))
+            and not (slippage["bps"] > 0 or slippage["vol_mult"] > 0))
 
 
 def trial_env(sweep: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:

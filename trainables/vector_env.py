@@ -41,9 +41,9 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from trainables.accounting import Book, slippage_rates
-from trainables.actions import action_levels, action_meanings, is_long_only
+from trainables.actions import action_levels, action_meanings
 from trainables.errors import ConfigError, DataError
-from trainables.settings import env_settings, has_slippage
+from trainables.settings import env_settings, on_tensortrade
 
 CENTS = 100  # USD precision 2
 SATS = 100_000_000  # BTC precision 8
@@ -127,7 +127,7 @@ class VectorTradingEnv(VectorEnv):
         self.initial_cash = float(settings["initial_cash"])
         self.max_allowed_loss = settings["max_allowed_loss"]
         self.levels = action_levels(settings["actions"])
-        self.uses_tensortrade = is_long_only(self.levels) and not has_slippage(settings)
+        self.uses_tensortrade = on_tensortrade(settings)
         self._level_values = np.asarray(self.levels, dtype=np.float64)
         start, end = self.market.splits[settings["split"]]
         self.first_bar = max(start, self.window_size - 1)
