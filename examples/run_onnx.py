@@ -1,11 +1,13 @@
 """Run an exported TradeTune policy on a CSV of bars, without TradeTune.
 
-    python run_onnx.py EXPORT_DIR BARS.csv [--position 0|1]
+    python run_onnx.py EXPORT_DIR BARS.csv [--position EXPOSURE]
 
 EXPORT_DIR is what ``tradetune export --onnx`` wrote (policy.onnx and policy.json). BARS.csv
 (or .csv.gz) has open, high, low, close and volume columns (any case), and a date column (date, datetime,
-timestamp or time) or rows oldest first. Prints the policy's action for the last bar, given
-the position held now (0 cash, 1 the asset). Needs only numpy, pandas and onnxruntime.
+timestamp or time) or rows oldest first. Prints the policy's action for the last bar and what
+it means, given the position held now: the signed exposure of the action last taken, one of
+the ``actions`` exposures in policy.json (0 cash, 1 all in the asset, -1 all short, 0.5 half
+long, ...). Needs only numpy, pandas and onnxruntime.
 """
 from __future__ import annotations
 
@@ -49,11 +51,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("export_dir", type=Path)
     parser.add_argument("bars", type=Path)
-    parser.add_argument("--position", type=int, choices=(0, 1), default=0,
-                        help="position held now: 0 cash (default), 1 the asset")
+    parser.add_argument("--position", type=float, default=0.0,
+                        help="exposure held now: 0 cash (default), 1 all in the asset, -1 all "
+                             "short, or another exposure of the policy's actions")
     args = parser.parse_args()
 
     spec = json.loads((args.export_dir / "policy.json").read_text())
+    # Bundles older than signed exposures list no "actions": theirs were 0 cash, 1 the asset.
+    exposures = [a["exposure"] for a in spec.get("actions", [{"exposure": 0}, {"exposure": 1}])]
+    if not any(abs(args.position - e) < 1e-9 for e in exposures):
+        listed = ", ".join(f"{e:g}" for e in exposures)
+        sys.exit(f"--position {args.position:g} is none of the policy's exposures ({listed})")
     policy = spec["policy.onnx"]
     if not isinstance(policy, dict):
         sys.exit(f"policy.onnx: {policy}")
@@ -68,7 +76,7 @@ def main() -> None:
                                       "position": np.array([[args.position]], np.float32)})[0]
     meaning = spec["action_meanings"][str(int(action[0]))]
     print(f"last bar {bars.index[-1]} (close {bars['close'].iloc[-1]:g}, {lookback} bars read, "
-          f"position {args.position}): action {int(action[0])} = {meaning}")
+          f"position {args.position:g}): action {int(action[0])} = {meaning}")
 
 
 if __name__ == "__main__":

@@ -142,8 +142,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="instead: validation vs test side by side for the K best trials, with "
                         "the overfitting check")
     p.add_argument("--actions", metavar="FILE.csv",
-                   help="also write one row per bar of the split: timestamp, close, action, "
-                        "position, portfolio value, buy-and-hold value")
+                   help="also write one row per bar of the split: timestamp, close, action "
+                        "(and its meaning, beyond long-only), position (the signed exposure "
+                        "held), portfolio value, buy-and-hold value")
     fmt(p)
 
     p = add("promote", "retrain a trial's configuration on seeds the study never used and "
@@ -236,6 +237,10 @@ def _table_best(rows: list[dict]) -> None:
         print(f"overfitting check: {rows[0]['overfitting']['verdict']}")
     if "study_test_looks" in rows[0]:
         print(f"test split: {_looks(rows[0]['study_test_looks'])}")
+    if "market" in rows[0]:
+        from search.query import describe_market
+
+        print(f"market: {describe_market(rows[0]['market'])}")
 
 
 NEVER_TRADES = "NEVER TRADES on validation (stays in cash)"

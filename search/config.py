@@ -25,7 +25,8 @@ import yaml
 from search.errors import ConfigError, DataError, SpaceError, did_you_mean
 from search.racing import DEFAULTS as RACING_DEFAULTS, check_config as check_racing
 from trainables import metrics as M
-from trainables.settings import ENV_DEFAULTS, MARKET_KEYS, REWARDS, TRAINING_DEFAULTS
+from trainables.settings import (ENV_DEFAULTS, MARKET_KEYS, REWARDS, TRAINING_DEFAULTS,
+                                 env_settings)
 
 DEFAULTS: dict[str, Any] = {
     "study": None,
@@ -70,7 +71,8 @@ _KEY_KINDS: dict[tuple[str, ...], str] = {
     **{tuple(key.split(".")): "text" for key in (
         "study", "algorithm", "storage", "data.path", "data.features.*", "data.synthetic.freq",
         "data.walk_forward.mode", "search.space", "search.scheduler", "search.sampler",
-        "training.objective", "training.objectives.*", "training.aggregate", "env.reward")},
+        "training.objective", "training.objectives.*", "training.aggregate", "env.reward",
+        "env.actions")},
     **{("data", "splits", key): "date"
        for key in ("train_start", "val_start", "test_start", "test_end")},
     **{tuple(key.split(".")): "whole" for key in (
@@ -412,6 +414,7 @@ def validate(config: dict[str, Any]) -> None:
     _choice(config, "training.objective", list(M.OBJECTIVES))
     _choice(config, "training.aggregate", list(M.AGGREGATES))
     _choice(config, "env.reward", list(REWARDS))
+    env_settings(dict(config["env"]))  # actions, borrow_rate, slippage: as both envs check them
     training = config["training"]
     if training["eval_every"] > training["max_iterations"]:
         raise ConfigError(f"training.eval_every ({training['eval_every']}) is larger than "

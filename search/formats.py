@@ -10,3 +10,4 @@ def number(value: Any, missing: str = "-") -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return missing if value is None else str(value)
+

@@ -2,13 +2,15 @@
 contract as JSON, and a model card.
 
 - ``policy.onnx``: raw bars in (``bars`` float32 (batch, lookback, 5) open, high, low, close,
-  volume, oldest first; ``position`` float32 (batch, 1)), greedy ``action`` int64 (batch,)
-  out. TradeTune's features are computed inside the graph (trainables/onnx_policy.py), so any
-  ONNX runtime can run it without TradeTune.
+  volume, oldest first; ``position`` float32 (batch, 1), the signed exposure held), greedy
+  ``action`` int64 (batch,) out: an index into the study's exposure levels (``actions``).
+  TradeTune's features are computed inside the graph (trainables/onnx_policy.py), so any ONNX
+  runtime can run it without TradeTune.
 - ``policy_obs.onnx``: the same network on TradeTune's observation vector (``obs``), for users
   who compute the features themselves.
 - ``policy.json``: everything a caller must know to feed the graphs (names, shapes, column
-  order, lookback, action meanings, bar interval) and what the policy was trained for.
+  order, lookback, the actions' exposures and meanings, bar interval) and what the policy was
+  trained for (action set, commission, slippage, borrow rate).
 - ``MODEL_CARD.md``: what a reviewer needs before trusting the policy.
 
 Torch, pandas and the data are loaded only here, only when the bundle is asked for: a plain
@@ -29,9 +31,12 @@ OBS_FILE = "policy_obs.onnx"
 SPEC_FILE = "policy.json"
 CARD_FILE = "MODEL_CARD.md"
 BUNDLE_FILES = (ONNX_FILE, OBS_FILE, SPEC_FILE, CARD_FILE)
-ACTIONS = {"0": "hold cash: sell everything if holding the asset, else do nothing",
-           "1": "hold the asset: buy with all the cash if in cash, else do nothing"}
+# The long-only actions' meanings, as policy.json has always spelled them.
+LONG_ONLY_MEANINGS = {"0": "hold cash: sell everything if holding the asset, else do nothing",
+                      "1": "hold the asset: buy with all the cash if in cash, else do nothing"}
 EXPORT_PACKAGES = ("torch", "onnx", "onnxruntime", "ray", "numpy")
+# Metrics the card adds for action sets and frictions beyond long-or-cash with commission.
+FRICTION_METRICS = ("time_long", "time_short", "commission_paid", "slippage_paid", "borrow_paid")
 
 
 def write_bundle(out: Path, url: str, study: Any, trial: Any) -> list[str]:
@@ -50,11 +55,11 @@ def write_bundle(out: Path, url: str, study: Any, trial: Any) -> list[str]:
     from search.data_summary import describe
     from trainables.market import prepare_market
     from trainables.rllib_trainable import load_module
-    from trainables.settings import ENV_DEFAULTS, trial_env
+    from trainables.settings import env_settings, trial_env
 
     config = studies.stored_config(study)
     settings = query.space_of(study).replay(trial.params)
-    env = {**ENV_DEFAULTS, **trial_env(config, settings)}
+    env = env_settings(trial_env(config, settings))
     query.check_data_unchanged(study)  # the bundle must describe the data the policy trained on
     market = prepare_market(config["data"])
     features = list(market.features.columns)
@@ -94,7 +99,10 @@ def _spec(config: dict[str, Any], study: Any, trial: Any, env: dict[str, Any],
           unsupported: list[str]) -> dict[str, Any]:
     from search import study as studies
     from trainables import onnx_policy
+    from trainables.actions import action_levels, action_meanings, is_long_only
 
+    levels = action_levels(env["actions"])
+    meanings = action_meanings(levels)
     spec: dict[str, Any] = {
         "format": "tradetune-policy/1",
         "opset": onnx_policy.OPSET,
@@ -102,11 +110,17 @@ def _spec(config: dict[str, Any], study: Any, trial: Any, env: dict[str, Any],
         "study": study.study_name,
         "trial": trial.number,
         "validation_value": trial.values[0] if trial.values else None,
-        "action_meanings": ACTIONS,
+        "action_meanings": (LONG_ONLY_MEANINGS if is_long_only(levels) else
+                            {str(i): f"{m}: hold {level:g} x net worth in the asset"
+                             for i, (level, m) in enumerate(zip(levels, meanings))}),
+        "actions": [{"index": i, "exposure": level, "meaning": m}
+                    for i, (level, m) in enumerate(zip(levels, meanings))],
         "bar_interval": info["interval"],
         "trained_for": {"commission": float(env["commission"]), "reward": env["reward"],
                         "initial_cash": float(env["initial_cash"]),
-                        "long_only": True, "assets": 1},
+                        "long_only": is_long_only(levels), "assets": 1,
+                        "actions": env["actions"], "slippage": env["slippage"],
+                        "borrow_rate": float(env["borrow_rate"])},
         "window_size": window,
         "features": features,
         "feature_clip": onnx_policy.FEATURE_CLIP,
@@ -125,8 +139,9 @@ def _spec(config: dict[str, Any], study: Any, trial: Any, env: dict[str, Any],
                            "where it has several); any positive value if the policy has no "
                            "volume feature"},
                 {"name": "position", "dtype": "float32", "shape": ["batch", 1],
-                 "meaning": "the position held coming into that bar: 0 cash, 1 the asset "
-                            "(the previous action, as filled)"}],
+                 "meaning": "the position held coming into that bar, as the signed exposure "
+                            "of `actions` (0 cash, 1 all in the asset, -1 all short; the "
+                            "previous action's exposure, as filled)"}],
             "outputs": [{"name": "action", "dtype": "int64", "shape": ["batch"]}],
             "lookback": lookback,
             "feature_tolerance": {
@@ -164,15 +179,22 @@ def _card(config: dict[str, Any], study: Any, trial: Any, settings: dict[str, An
           spec: dict[str, Any], info: dict[str, Any], overfitting: dict[str, Any],
           test: dict[str, Any], test_looks: str) -> str:
     """MODEL_CARD.md: provenance, scores, the overfitting verdict, data and limitations."""
+    from search.query import describe_market, market_of
     from search.searcher_attrs import ATTR_METRICS, ATTR_PROMOTION, ATTR_STOP
+    from trainables.settings import on_tensortrade
 
     metrics = trial.user_attrs.get(ATTR_METRICS, {})
     trained = spec["trained_for"]
     bars = spec[ONNX_FILE]
+    long_only = trained["long_only"]
+    plain = on_tensortrade(trained)  # long-or-cash with commission only: the card as always
+    exposures = ", ".join(f"{a['index']} = {a['meaning']}" for a in spec["actions"])
+    shorts = min(a["exposure"] for a in spec["actions"]) < 0
+    kind = "long-or-cash" if long_only else "long-short" if shorts else "position-sized long"
     lines = [
         f"# Model card: {study.study_name}, trial {trial.number} ({config['algorithm'].upper()})",
         "",
-        f"Exported {spec['exported_at']}. A greedy long-or-cash policy for one asset on "
+        f"Exported {spec['exported_at']}. A greedy {kind} policy for one asset on "
         f"{info['interval']} bars, selected by a TradeTune sweep on its validation score "
         f"({number(spec['validation_value'], 'n/a')}, objective "
         f"{config['training'].get('objectives') or config['training']['objective']}).",
@@ -185,13 +207,18 @@ def _card(config: dict[str, Any], study: Any, trial: Any, settings: dict[str, An
         "- `checkpoint/`: the RLlib checkpoint; `rllib_config.json`, `sweep_config.json`, "
         "`trial.json`",
         "",
+        "## Trading terms (fixed for the study, never searched)",
+        "",
+        f"{describe_market(market_of(config))}. Actions: {exposures}; the `position` input is "
+        "the exposure of the action last taken.",
+        "",
         "## Validation and test metrics against buy-and-hold",
         "",
         "| metric | validation (selected the trial) | test (nothing in the sweep saw it) |",
         "|---|---|---|",
     ]
     for key in ("sharpe", "pnl_pct", "buy_and_hold_pct", "max_drawdown", "trades",
-                "time_in_market", "bars"):
+                "time_in_market", *(() if plain else FRICTION_METRICS), "bars"):
         lines.append(f"| {key} | {number(metrics.get(key), 'n/a')} | "
                      f"{number(test.get(key), 'n/a')} |")
     if metrics.get("run_scores"):
@@ -227,13 +254,19 @@ def _card(config: dict[str, Any], study: Any, trial: Any, settings: dict[str, An
         "",
         "## What the policy cannot do",
         "",
-        "- It is long-only: it holds either cash or the asset, all in; no shorts, no leverage, "
-        "no position sizing.",
+        ("- It is long-only: it holds either cash or the asset, all in; no shorts, no leverage, "
+         "no position sizing." if long_only else
+         "- It holds one of the exposure levels above, as a fraction of net worth, rebalanced "
+         "only when its action changes; no leverage above 1, and no margin calls or short "
+         "squeezes were simulated (a short that loses everything ends the run)."),
         "- It trades one asset, on the bar interval it was trained on "
         f"({info['interval']}); other intervals change every feature's meaning.",
-        f"- It was trained for a commission of {trained['commission']:g} per trade and the "
-        f"`{trained['reward']}` reward; different costs change which trades pay. Slippage, "
-        "partial fills and market impact were not simulated.",
+        (f"- It was trained for a commission of {trained['commission']:g} per trade and the "
+         f"`{trained['reward']}` reward; different costs change which trades pay. Slippage, "
+         "partial fills and market impact were not simulated." if plain else
+         f"- It was trained for the trading terms above and the `{trained['reward']}` reward; "
+         "different costs change which trades pay. Partial fills were not simulated, and "
+         "slippage only as the fixed and volatility terms above."),
         f"- It acts on closed bars: it needs the last {bars['lookback']} bars "
         "(see policy.json) and its own current position." if isinstance(bars, dict) else
         "- It needs TradeTune's observation vector (see policy.json).",

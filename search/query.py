@@ -13,6 +13,7 @@ from typing import Any
 
 from search import audit
 from search.errors import SpaceError, StudyError
+from search.formats import number
 from search.onnx_export import BUNDLE_FILES, ONNX_FILE
 from search.outdir import write_folder
 from search.storage import open_existing as _open_existing
@@ -20,7 +21,8 @@ from search.storage import redact, under_results
 from search import study as studies
 from search.searcher_attrs import (ATTR_CHECKPOINT, ATTR_FAIL, ATTR_METRICS, ATTR_PROMOTION,
                                    ATTR_SEED, ATTR_STOP)
-from trainables.settings import trial_env
+from trainables.actions import action_levels, action_meanings, describe_actions
+from trainables.settings import MARKET_KEYS, env_settings, trial_env
 
 STATES = ("COMPLETE", "RUNNING", "FAIL", "PRUNED", "WAITING")
 # Every name `export` writes into its folder; all of them are replaced by each export (a name
@@ -95,6 +97,32 @@ def trial_summary(trial: Any, space: Any | None = None,
     if space is not None and trial.state.name == "COMPLETE":
         summary["settings"] = space.replay(trial.params)
     return summary
+
+
+def market_of(config: dict[str, Any]) -> dict[str, Any]:
+    """The market frictions and action set a study trades with (fixed for the whole study),
+    JSON-ready: its config's ``env`` section completed with the defaults (a study stored
+    before a setting existed traded with its default), plus the exposure levels."""
+    env = env_settings({k: v for k, v in (config.get("env") or {}).items() if k in MARKET_KEYS})
+    market = {key: env[key] for key in MARKET_KEYS}
+    market["levels"] = list(action_levels(env["actions"]))
+    return market
+
+
+def describe_market(market: dict[str, Any]) -> str:
+    """One line for people: ``actions long_short (short 100%, cash, long 100%), commission
+    0.1%, slippage 2 bps, borrow 5%/year``."""
+    slippage = market["slippage"]
+    slipped = [f"{number(slippage['bps'])} bps"] if slippage["bps"] else []
+    if slippage["vol_mult"]:
+        slipped.append(f"{number(slippage['vol_mult'])} x {slippage['vol_window']}-bar "
+                       "volatility")
+    shorts = min(market["levels"]) < 0
+    return (f"actions {describe_actions(market['actions'])} "
+            f"({', '.join(action_meanings(market['levels']))}), commission "
+            f"{number(market['commission'] * 100)}%, slippage "
+            f"{' + '.join(slipped) or 'none'}"
+            + (f", borrow {number(market['borrow_rate'] * 100)}%/year" if shorts else ""))
 
 
 def never_trades(trial: Any) -> bool:
@@ -180,8 +208,10 @@ def best(url: str, name: str, top: int) -> list[dict[str, Any]]:
     if rows:
         rows[0]["overfitting"] = overfitting_check(storage, study._study_id, rows[0]["metrics"])
     test_looks = audit.summary(storage, study._study_id)
+    market = market_of(studies.stored_config(study))
     for row in rows:
         row["study_test_looks"] = test_looks
+        row["market"] = market
     return rows
 
 

@@ -207,6 +207,7 @@ def _equity_section(study: Any, space: Any, best: Any | None, out: Path,
         return _section(title, note=f"cannot trade the best trial: {exc}")
     import pandas as pd
 
+    from trainables.actions import is_long_only
     from trainables.market import prepare_market
     from trainables.evaluation import evaluate
     from trainables.rllib_trainable import load_module
@@ -226,10 +227,14 @@ def _equity_section(study: Any, space: Any, best: Any | None, out: Path,
         runs.append({"label": label, "evaluation": result, "closes": closes})
     looked.append(best.number)
     plots.equity(runs, out / "equity.png", f"Trial {best.number}: kept checkpoint, greedy")
+    levels = runs[0]["evaluation"].levels
+    marks = ("▲ buy, ▼ sell" if is_long_only(levels) else
+             "▲ buy (exposure up), ▼ sell (exposure down)"
+             + ("; shaded: short" if min(levels) < 0 else ""))
     return _section(title, "equity.png",
                     f"Trial {best.number}'s kept checkpoint trading greedily on the validation "
                     "split (which selected it) and the test split (which nothing saw), against "
-                    "buy-and-hold; ▲ buy, ▼ sell; drawdown from the running peak below.")
+                    f"buy-and-hold; {marks}; drawdown from the running peak below.")
 
 
 def _overfitting_check(url: str, study_name: str) -> dict[str, Any]:
@@ -303,6 +308,9 @@ def _page(name: str, url: str, config: dict, counts: dict[str, int], top: list, 
                 if config else "") + "</p>",
              "<p>" + (", ".join(f"{e(k)} {v}" for k, v in counts.items() if v)
                       or "no trials yet") + "</p>"]
+    if config:
+        parts.append(f'<p class="market">Market (fixed for the study): '
+                     f"{e(query.describe_market(query.market_of(config)))}</p>")
     if test_looks is not None:
         parts.append(f'<p class="looks">Test split: {e(audit.describe(test_looks))}. Each look '
                      "at the test split is a selection step: after many looks its score is no "

@@ -122,7 +122,8 @@ def curves(trials: Sequence[Any], path: Path, ylabel: str) -> Path:
 
 
 def equity(runs: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
-    """Equity of a policy against buy-and-hold per split, trades marked, drawdown below.
+    """Equity of a policy against buy-and-hold per split, trades marked (short periods shaded
+    where the action set can short), drawdown below.
 
     Args:
         runs: one dict per split with ``label``, ``evaluation`` (a
@@ -142,8 +143,26 @@ def equity(runs: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
         return _save(axes, path, title, (6.5 * len(runs), 6))
 
 
+def trade_marks(positions: Sequence[float]) -> tuple[np.ndarray, np.ndarray,
+                                                       list[tuple[int, int]]]:
+    """Where a run of signed exposures (held coming into each bar) trades, and when it is short.
+
+    Returns the bars where the exposure rises (a buy: cash to long, short to cash, a bigger
+    long) and where it falls (a sell), and the short periods as ``(first, last)`` bar pairs:
+    the position is short from bar ``first - 1``'s close to bar ``last``'s.
+    """
+    held = np.asarray(positions, dtype=float)
+    change = np.flatnonzero(np.diff(held)) + 1
+    buys = change[held[change] > held[change - 1]]
+    sells = change[held[change] < held[change - 1]]
+    short = np.concatenate([[False], held < 0, [False]])
+    edges = np.flatnonzero(np.diff(short.astype(np.int8)))
+    return buys, sells, [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
+
+
 def _equity_panel(top: Any, bottom: Any, run: dict[str, Any]) -> None:
     import pandas as pd
+    from matplotlib.patches import Patch
 
     result = run["evaluation"]
     n = min(len(result.equity), len(result.dates), len(run["closes"]))
@@ -151,21 +170,28 @@ def _equity_panel(top: Any, bottom: Any, run: dict[str, Any]) -> None:
     agent = np.asarray(result.equity[:n], dtype=float)
     closes = np.asarray(run["closes"][:n], dtype=float)
     hold = agent[0] * closes / closes[0]
-    positions = np.asarray(result.positions[:n])
+    buys, sells, shorts = trade_marks(result.positions[:n])
+    can_short = min(result.levels) < 0
 
+    for first, last in shorts:
+        top.axvspan(dates[max(first - 1, 0)], dates[last], color="tab:red", alpha=0.12, lw=0,
+                    zorder=0)
     top.plot(dates, agent, color="tab:blue", lw=1.3, label="agent")
     top.plot(dates, hold, color="grey", lw=1, ls="--", label="buy-and-hold")
-    change = np.flatnonzero(np.diff(positions)) + 1
-    buys, sells = change[positions[change] == 1], change[positions[change] == 0]
     top.scatter(dates[buys], agent[buys], marker="^", color="tab:green", s=28, zorder=3,
                 label=f"buy ({len(buys)})")
     top.scatter(dates[sells], agent[sells], marker="v", color="tab:red", s=28, zorder=3,
                 label=f"sell ({len(sells)})")
+    handles, labels = top.get_legend_handles_labels()
+    if can_short:
+        short_bars = sum(last - first + 1 for first, last in shorts)
+        handles.append(Patch(color="tab:red", alpha=0.12))
+        labels.append(f"short ({short_bars} bar{'' if short_bars == 1 else 's'})")
     top.set_title(f"{run['label']}: agent {result.pnl_pct:+.1f}% vs buy-and-hold "
                   f"{result.buy_and_hold_pct:+.1f}%\nSharpe {result.sharpe:.2f}, max drawdown "
                   f"{result.max_drawdown:.1%}, {result.trades} trade"
                   f"{'' if result.trades == 1 else 's'}", fontsize=10)
-    top.legend(loc="best", fontsize=8)
+    top.legend(handles, labels, loc="best", fontsize=8)
     top.grid(alpha=0.3)
 
     for values, colour, label in ((agent, "tab:blue", "agent"), (hold, "grey", "buy-and-hold")):

@@ -214,8 +214,8 @@ def settings_problem(settings: Any) -> str | None:
     refused = sorted(set(settings.get("env", {})) - set(SEARCHED_ENV_KEYS))
     if refused:
         return (f"env setting(s) {refused} cannot be searched (a space may set "
-                f"{', '.join(SEARCHED_ENV_KEYS)}; commission, cash and reward are set in the "
-                "sweep config's env section)")
+                f"{', '.join(SEARCHED_ENV_KEYS)}; commission, slippage, borrow rate, actions, "
+                "cash and reward are set in the sweep config's env section)")
     window = settings.get("env", {}).get("window_size", 1)
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         return f"env.window_size must be a whole number >= 1, got {window!r}"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Union
 
 from trainables.errors import SpaceError, did_you_mean
+from trainables.settings import MARKET_KEYS
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,9 @@ def apply_overrides(dimensions: dict[str, Dimension],
     """Return (searched dimensions, fixed values) after a sweep config's ``space_overrides``."""
     searched, fixed = dict(dimensions), {}
     for name, change in (overrides or {}).items():
+        if name in MARKET_KEYS:
+            raise SpaceError(f"{name!r} cannot be searched: it is a market friction or product "
+                             f"choice, fixed per study; set env.{name} in the sweep config")
         if name not in dimensions:
             raise SpaceError(f"unknown search parameter {name!r}{did_you_mean(name, dimensions)} "
                              f"(known: {', '.join(sorted(dimensions))})")

@@ -14,6 +14,10 @@ would corrupt training and metrics (each is covered by a test in tests/trainable
   -> every wallet gets its own no-op ledger;
 - the action scheme logs one line per order and the first observations are zero-padded
   -> a quiet BSH subclass, and the feed is warmed up on bars before the episode start.
+
+TensorTrade has no short selling, position sizes or slippage: with any ``env.actions`` but
+``long_only``, or with ``env.slippage``, the env keeps its books with ``trainables.accounting``
+instead (same observations, rewards and episode rules; the accounting rules are that module's).
 """
 from __future__ import annotations
 
@@ -23,8 +27,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from trainables.accounting import Book, slippage_rates
+from trainables.actions import action_levels
 from trainables.errors import DataError
 from trainables.settings import ENV_DEFAULTS, REWARDS  # noqa: F401 (REWARDS re-exported)
+from trainables.settings import on_tensortrade
 from trainables.settings import env_settings as _env_settings
 from trainables.tensortrade_shim import import_tensortrade
 
@@ -54,14 +61,21 @@ class _QuietBSH(BSH):
     """Buy/sell/hold (1 = long, 0 = cash) without a log line per order or growing order books.
 
     Market orders fill completely inside ``broker.update()``, so executed orders and their trades
-    can be dropped right away; the stock broker rescans all of them on every step.
+    can be dropped right away; the stock broker rescans all of them on every step. The
+    commission of the dropped trades is added up first (``commission_paid``, in cash).
     """
+
+    commission_paid = 0.0
 
     def perform(self, env, action) -> None:  # noqa: D102
         for order in self.get_orders(action, self.portfolio):
             if order:
                 self.broker.submit(order)
         self.broker.update()
+        for trades in self.broker.trades.values():
+            for trade in trades:
+                fee = float(trade.commission.size)
+                self.commission_paid += fee if trade.is_buy else fee * float(trade.price)
         self.broker.executed.clear()
         self.broker.trades.clear()
 
@@ -81,12 +95,14 @@ class _NeverStop(Stopper):
 
 
 class TradingEnv(gym.Env):
-    """A long-or-cash trading env over one data split, built from a plain config dict.
+    """A trading env over one data split, built from a plain config dict.
 
     Config keys: ``data`` (the sweep's data section, see ``trainables.market.prepare_market``),
     ``split`` (train|val|test) and the keys of ``ENV_DEFAULTS``. Observation: the last
-    ``window_size`` feature rows, flattened, then the position (0 cash, 1 long). Actions:
-    0 = hold cash, 1 = hold the asset. Each reset builds fresh TensorTrade state.
+    ``window_size`` feature rows, flattened, then the exposure level held (``position``: 0 cash,
+    1 all long, -1 all short, ...). Action ``i``: hold exposure ``levels[i]`` of net worth
+    (``trainables/actions.py``; ``long_only``: 0 = cash, 1 = the asset). Each reset builds
+    fresh TensorTrade state, or a fresh ``Book`` where TensorTrade cannot model the trading.
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
@@ -104,6 +120,8 @@ class TradingEnv(gym.Env):
         self.commission = float(settings["commission"])
         self.initial_cash = float(settings["initial_cash"])
         self.max_allowed_loss = settings["max_allowed_loss"]
+        self.levels = action_levels(settings["actions"])
+        self.uses_tensortrade = on_tensortrade(settings)
         start, end = self.market.splits[settings["split"]]
         # Bars before the split may fill the first window: they are past data, never future.
         self.first_bar = max(start, self.window_size - 1)
@@ -115,20 +133,39 @@ class TradingEnv(gym.Env):
         self._closes = self.market.bars["close"].to_numpy(dtype=np.float64)
         n_obs = self.window_size * self._features.shape[1] + 1
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(n_obs,), dtype=np.float32)
-        self.action_space = gym.spaces.Discrete(2)
+        self.action_space = gym.spaces.Discrete(len(self.levels))
         self.portfolio: Portfolio | None = None
         self._tt_env = None
+        self._book: Book | None = None
+        if not self.uses_tensortrade:
+            self._slippage = slippage_rates(self._closes, settings["slippage"])
+            self._borrow_per_bar = float(settings["borrow_rate"]) / self.market.periods_per_year
 
     # -- episode state ---------------------------------------------------------------------
     @property
-    def position(self) -> int:
-        """1 while holding the asset, 0 while in cash."""
-        return int(self._scheme.action) if self._tt_env is not None else 0
+    def position(self) -> float:
+        """The exposure level held, as a fraction of net worth (long_only: 1.0 while holding
+        the asset, 0.0 while in cash)."""
+        if self._book is not None:
+            return float(self._book.level[0])
+        return float(self._scheme.action) if self._tt_env is not None else 0.0
 
     @property
     def net_worth(self) -> float:
         """Portfolio value in cash at the current bar's close."""
+        if self._book is not None:
+            return float(self._book.net_worth(self._closes[self._bar:self._bar + 1])[0])
         return float(self.portfolio.net_worth)
+
+    @property
+    def paid(self) -> dict[str, float]:
+        """Costs paid this episode, in cash: ``commission``, ``slippage``, ``borrow``."""
+        if self._book is not None:
+            return {"commission": float(self._book.commission[0]),
+                    "slippage": float(self._book.slippage[0]),
+                    "borrow": float(self._book.borrow[0])}
+        paid = self._scheme.commission_paid if self._tt_env is not None else 0.0
+        return {"commission": paid, "slippage": 0.0, "borrow": 0.0}
 
     @property
     def bar(self) -> int:
@@ -155,11 +192,12 @@ class TradingEnv(gym.Env):
         window = self._features[self._bar - self.window_size + 1:self._bar + 1]
         return np.append(window.ravel(), np.float32(self.position)).astype(np.float32)
 
-    def observations(self, position: int) -> np.ndarray:
-        """The observation of every bar of the split from ``first_bar`` on, for one position.
+    def observations(self, position: float) -> np.ndarray:
+        """The observation of every bar of the split from ``first_bar`` on, for one position
+        (an exposure level of ``levels``).
 
         Only the position part of an observation depends on the agent's actions, so a greedy
-        policy can be evaluated on two batches instead of one forward pass per bar.
+        policy can be evaluated on one batch per level instead of one forward pass per bar.
         """
         n_features = self._features.shape[1]
         windows = np.lib.stride_tricks.sliding_window_view(
@@ -177,8 +215,12 @@ class TradingEnv(gym.Env):
         if self.settings["random_start"]:
             latest = max(self.first_bar, self.end_bar - 2 - self._min_episode_bars())
             first = int(self.np_random.integers(self.first_bar, latest + 1))
-        self._build_tensortrade(first)
-        self._tt_env.reset()
+        if self.uses_tensortrade:
+            self._build_tensortrade(first)
+            self._tt_env.reset()
+        else:
+            self._book = Book(1)
+            self._book.start(slice(None), self.initial_cash)
         self._bar = first
         self._steps = 0
         self._trades = 0
@@ -189,12 +231,16 @@ class TradingEnv(gym.Env):
         return int(cap) if cap else (self.end_bar - self.first_bar) // 2
 
     def step(self, action):
-        """Hold cash (0) or the asset (1) from this bar's close to the next one's."""
+        """Hold exposure ``levels[action]`` from this bar's close to the next one's (long_only:
+        cash (0) or the asset (1))."""
         action = int(action)
         before_worth, before_position = self.net_worth, self.position
         price_before = self._closes[self._bar]
-        self._tt_env.step(action)
-        self._bar += 1
+        if self._book is None:
+            self._tt_env.step(action)
+            self._bar += 1
+        else:
+            self._trade_on_book(self.levels[action])
         self._steps += 1
         if self.position != before_position:
             self._trades += 1
@@ -212,6 +258,15 @@ class TradingEnv(gym.Env):
         truncated = not terminated and (self._bar >= self.end_bar - 1
                                         or (cap is not None and self._steps >= int(cap)))
         return self._observation(), float(reward), bool(terminated), bool(truncated), self._info()
+
+    def _trade_on_book(self, target: float) -> None:
+        """One step on the ``Book``: rebalance at this close, then the next close's borrow."""
+        book, one = self._book, np.ones(1, dtype=bool)
+        price = self._closes[self._bar:self._bar + 1]
+        book.rebalance(one & (book.level != target), np.full(1, target), price,
+                       self.commission, self._slippage[self._bar:self._bar + 1])
+        self._bar += 1
+        book.charge_borrow(one, self._closes[self._bar:self._bar + 1], self._borrow_per_bar)
 
     def _info(self) -> dict[str, Any]:
         return {"net_worth": self.net_worth, "position": self.position, "bar": self._bar,

@@ -1,9 +1,10 @@
 """Score a policy on a whole data split: the numbers a user compares against buy-and-hold.
 
-A policy is any function from a batch of observations ``(n, obs_dim)`` to greedy actions
-``(n,)`` (0 = cash, 1 = long); ``as_policy`` turns an RLlib Algorithm or RLModule into one.
-Evaluation runs from the split's first bar to its last with no loss stopper and no random start,
-so a validation score always covers the whole period.
+A policy is any function from a batch of observations ``(n, obs_dim)`` to greedy action indices
+``(n,)`` into the env's exposure levels (``env.levels``; long-only: 0 = cash, 1 = long);
+``as_policy`` turns an RLlib Algorithm or RLModule, or a ``Baseline``, into one. Evaluation runs
+from the split's first bar to its last with no loss stopper and no random start, so a validation
+score always covers the whole period.
 """
 from __future__ import annotations
 
@@ -11,16 +12,28 @@ import csv
 import math
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from trainables.actions import action_levels, action_meanings, is_long_only
+from trainables.settings import on_tensortrade
+
 Policy = Callable[[np.ndarray], np.ndarray]
+LONG_ONLY = action_levels("long_only")
 
 
 @dataclass
 class Evaluation:
-    """Result of one greedy run over a split. Percentages are in percent, drawdown a fraction."""
+    """Result of one greedy run over a split. Percentages are in percent, drawdown a fraction.
+
+    ``positions`` are the signed exposures held coming into each bar (fractions of net worth:
+    -1 all short, 0 cash, 1 all in), ``actions`` the action indices into ``levels``.
+    ``time_in_market`` is the mean absolute exposure (the fraction of bars invested, long-only).
+    The frictions' breakdown (``time_long``, ``time_short`` and the fees paid, in cash) is
+    reported for the action sets and frictions beyond long-or-cash with commission only; it is
+    None (and left out of :meth:`metrics`) for those, whose metrics stay as they always were.
+    """
 
     split: str
     bars: int
@@ -40,25 +53,40 @@ class Evaluation:
     dates: list[str] = field(repr=False)
     closes: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     actions: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=np.int64))
+    levels: tuple[float, ...] = field(repr=False, default=LONG_ONLY)
+    time_long: float | None = None
+    time_short: float | None = None
+    commission_paid: float | None = None
+    slippage_paid: float | None = None
+    borrow_paid: float | None = None
 
     def metrics(self) -> dict[str, float]:
         """The scalar metrics, for reporting to Tune and printing."""
-        skip = {"equity", "positions", "dates", "split", "closes", "actions"}
-        return {k: v for k, v in asdict(self).items() if k not in skip}
+        skip = {"equity", "positions", "dates", "split", "closes", "actions", "levels"}
+        return {k: v for k, v in asdict(self).items() if k not in skip and v is not None}
 
     def per_bar(self) -> dict[str, list]:
         """One row per bar of the run, as columns: ``timestamp``, ``close``, ``action`` (the
-        greedy action at that bar's close, given ``position``; on the last bar, the action the
-        policy would take next), ``position`` (held coming into the bar, 0 cash, 1 long),
-        ``portfolio_value`` (net worth at the bar's close, before that bar's trade) and
-        ``buy_and_hold_value`` (the starting cash invested at the first bar's close, no
-        commission, as ``buy_and_hold_pct`` counts it)."""
+        greedy action index at that bar's close, given ``position``; on the last bar, the
+        action the policy would take next), for action sets other than long-only its
+        ``action_meaning`` ("short 100%", "cash", "long 50%", ...), ``position`` (the signed
+        exposure held coming into the bar: 0 cash, 1 all in, -1 all short), ``portfolio_value``
+        (net worth at the bar's close, before that bar's trade) and ``buy_and_hold_value`` (the
+        starting cash invested at the first bar's close, no commission, as
+        ``buy_and_hold_pct`` counts it)."""
         n = len(self.equity)
         start = self.equity[0]
-        return {"timestamp": self.dates[:n], "close": self.closes[:n].tolist(),
-                "action": self.actions[:n].tolist(), "position": self.positions[:n].tolist(),
-                "portfolio_value": self.equity.tolist(),
-                "buy_and_hold_value": (start * self.closes[:n] / self.closes[0]).tolist()}
+        actions = self.actions[:n].tolist()
+        columns: dict[str, list] = {"timestamp": self.dates[:n], "close": self.closes[:n].tolist(),
+                                    "action": actions}
+        if not is_long_only(self.levels):
+            meanings = action_meanings(self.levels)
+            columns["action_meaning"] = [meanings[a] for a in actions]
+        columns.update({
+            "position": [_plain_number(p) for p in self.positions[:n]],
+            "portfolio_value": self.equity.tolist(),
+            "buy_and_hold_value": (start * self.closes[:n] / self.closes[0]).tolist()})
+        return columns
 
     def write_actions(self, path: str | os.PathLike) -> None:
         """Write :meth:`per_bar` as a CSV file (header row, then one row per bar)."""
@@ -69,8 +97,52 @@ class Evaluation:
             writer.writerows(zip(*columns.values(), strict=True))
 
 
-def as_policy(agent: Any) -> Policy:
-    """Wrap a batch function, an RLlib ``Algorithm`` or an ``RLModule`` as a greedy policy."""
+def _plain_number(value: float) -> int | float:
+    """An exposure as a CSV shows it: 0, 1, -1 as integers, 0.5 as 0.5."""
+    value = float(value)
+    return int(value) if value.is_integer() else value
+
+
+def level_index(levels: Sequence[float], exposure: float) -> int:
+    """The index of ``exposure`` among the action set's ``levels``: the nearest level, which
+    must be within float rounding of it (an exposure is always set from a level, but is compared
+    by distance, never by float equality)."""
+    distances = np.abs(np.asarray(levels, dtype=np.float64) - float(exposure))
+    index = int(np.argmin(distances))
+    if distances[index] > 1e-9:
+        raise ValueError(f"exposure {exposure} is none of the action levels {tuple(levels)}")
+    return index
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A policy that ignores the market and holds one exposure level from the first bar on.
+
+    ``level_of`` picks that level from the env's action set, so one baseline means the same
+    position under every action set (its action index differs: cash is index 0 of long-only
+    but index 1 of long-short).
+    """
+
+    name: str
+    level_of: Callable[[tuple[float, ...]], float]
+
+    def policy(self, levels: Sequence[float]) -> Policy:
+        """The baseline as a policy over ``levels``: the index of its level for every bar."""
+        index = level_index(levels, self.level_of(tuple(levels)))
+        return lambda obs: np.full(len(obs), index, dtype=np.int64)
+
+
+# Baselines: stay in cash; buy at the first bar and hold (all in where the action set allows
+# it, else its largest level).
+never_trade = Baseline("never_trade", lambda levels: 0.0)
+always_long = Baseline("always_long", max)
+
+
+def as_policy(agent: Any, levels: Sequence[float] = LONG_ONLY) -> Policy:
+    """Wrap a batch function, an RLlib ``Algorithm`` or ``RLModule``, or a ``Baseline`` (for the
+    action set ``levels``) as a greedy policy."""
+    if isinstance(agent, Baseline):
+        return agent.policy(levels)
     if hasattr(agent, "get_module"):
         agent = agent.get_module()
     if hasattr(agent, "forward_inference"):
@@ -116,9 +188,12 @@ def evaluate(policy: Any, env_config: dict[str, Any], split: str) -> Evaluation:
     config = {**env_config, "split": split, "random_start": False, "max_allowed_loss": None,
               "max_episode_steps": None}
     env = TradingEnv(config)
-    act = as_policy(policy)
-    # Greedy actions for every bar in both positions: the rollout then only looks them up.
-    table = np.stack([np.asarray(act(env.observations(p))).reshape(-1) for p in (0, 1)], axis=1)
+    levels = tuple(env.levels)
+    act = as_policy(policy, levels)
+    # Greedy actions for every bar in every possible position (one batch per exposure level):
+    # the rollout then only looks them up, in the column of the position it holds.
+    table = np.stack([np.asarray(act(env.observations(level))).reshape(-1) for level in levels],
+                     axis=1)
     env.reset(seed=0)
     equity = [env.net_worth]
     positions = [env.position]
@@ -126,14 +201,15 @@ def evaluate(policy: Any, env_config: dict[str, Any], split: str) -> Evaluation:
     row = 0
     truncated = terminated = False
     while not (terminated or truncated):
-        actions.append(int(table[row, env.position]))
+        actions.append(int(table[row, level_index(levels, env.position)]))
         _, _, terminated, truncated, info = env.step(actions[-1])
         row += 1
         equity.append(info["net_worth"])
         positions.append(info["position"])
-    actions.append(int(table[row, env.position]))  # what the policy would do after the split
-    return _measure(env, split, np.asarray(equity), np.asarray(positions), info["trades"],
-                    np.asarray(actions, dtype=np.int64))
+    # What the policy would do after the split.
+    actions.append(int(table[row, level_index(levels, env.position)]))
+    return _measure(env, split, np.asarray(equity), np.asarray(positions, dtype=np.float64),
+                    info["trades"], np.asarray(actions, dtype=np.int64))
 
 
 def _measure(env, split: str, equity: np.ndarray, positions: np.ndarray,
@@ -147,6 +223,7 @@ def _measure(env, split: str, equity: np.ndarray, positions: np.ndarray,
     skew = float(np.mean(((returns - returns.mean()) / std) ** 3)) if std > 0 else 0.0
     kurtosis = float(np.mean(((returns - returns.mean()) / std) ** 4)) if std > 0 else 3.0
     drawdown = 1.0 - equity / np.maximum.accumulate(equity)
+    held = positions[1:]  # the exposure held over each bar of the run
     return Evaluation(
         split=split,
         bars=len(equity),
@@ -159,21 +236,25 @@ def _measure(env, split: str, equity: np.ndarray, positions: np.ndarray,
         return_kurtosis=kurtosis,
         max_drawdown=float(drawdown.max()),
         trades=int(trades),
-        time_in_market=float(positions[1:].mean()) if len(positions) > 1 else 0.0,
+        time_in_market=float(np.abs(held).mean()) if len(held) else 0.0,
         buy_and_hold_pct=float((closes[-1] / closes[0] - 1.0) * 100.0),
         equity=equity,
         positions=positions,
         dates=dates,
         closes=closes,
         actions=actions,
+        levels=tuple(env.levels),
+        **_frictions(env, held),
     )
 
 
-def never_trade(obs: np.ndarray) -> np.ndarray:
-    """Baseline: stay in cash."""
-    return np.zeros(len(obs), dtype=np.int64)
-
-
-def always_long(obs: np.ndarray) -> np.ndarray:
-    """Baseline: buy at the first bar and hold."""
-    return np.ones(len(obs), dtype=np.int64)
+def _frictions(env, held: np.ndarray) -> dict[str, float]:
+    """Time long and short and the fees paid over the run (the env's ``paid``), for
+    the settings beyond long-or-cash with commission only (whose metrics stay unchanged)."""
+    if on_tensortrade(env.settings):  # long-or-cash with commission only, as always
+        return {}
+    paid = env.paid
+    return {"time_long": float((held > 0).mean()) if len(held) else 0.0,
+            "time_short": float((held < 0).mean()) if len(held) else 0.0,
+            "commission_paid": paid["commission"], "slippage_paid": paid["slippage"],
+            "borrow_paid": paid["borrow"]}

@@ -155,7 +155,8 @@ def _std(values: torch.Tensor, ddof: int) -> torch.Tensor:
 
 
 class ObsPolicy(torch.nn.Module):
-    """``obs`` (batch, obs_dim) -> greedy ``action`` (batch,) int64."""
+    """``obs`` (batch, obs_dim) -> greedy ``action`` (batch,) int64, an index into the action
+    set's exposure levels."""
 
     def __init__(self, module: Any) -> None:
         super().__init__()
@@ -166,9 +167,10 @@ class ObsPolicy(torch.nn.Module):
 
 
 class BarPolicy(torch.nn.Module):
-    """``bars`` (batch, lookback, 5) and ``position`` (batch, 1) -> greedy ``action`` (batch,):
-    the env's observation (the last ``window`` feature rows, flattened, then the position)
-    built in-graph and fed to the trained network."""
+    """``bars`` (batch, lookback, 5) and ``position`` (batch, 1), the signed exposure held (one
+    of the action set's levels), -> greedy ``action`` (batch,), an index into those levels: the
+    env's observation (the last ``window`` feature rows, flattened, then the position) built
+    in-graph and fed to the trained network."""
 
     def __init__(self, module: Any, features: list[str] | tuple[str, ...], window: int) -> None:
         super().__init__()

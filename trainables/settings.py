@@ -1,15 +1,30 @@
 """Env and training settings and their defaults (no tensortrade import, so the CLI can validate
 configs fast).
 
-The market frictions (commission, initial cash) and the reward are fixed per sweep and never
-searched; ``window_size`` and ``max_allowed_loss`` are searched by the spaces.
+The market frictions (commission, slippage, the borrow rate of shorts, initial cash), the action
+set and the reward are fixed per sweep and never searched (``MARKET_KEYS``): they describe the
+market and the product, not the agent. ``window_size`` and ``max_allowed_loss`` are searched by
+the spaces.
+
+- ``actions``: the exposure levels an agent chooses from (``trainables/actions.py``):
+  ``long_only`` (cash or all in, the default), ``long_short`` (-1, 0, 1) or
+  ``{sizes: [-1, -0.5, 0, 0.5, 1]}``.
+- ``borrow_rate``: the annual fee of a short position, as a fraction of the short notional,
+  charged per bar (``rate / bars per year``). The default 0.05 (5% a year) sits between an
+  easy-to-borrow stock at a retail broker (well under 1%) and crypto margin borrowing
+  (typically 5-20% a year for BTC, more in squeezes); set it for your venue.
+- ``slippage``: a cost per unit of turnover (traded notional / net worth) on top of commission:
+  ``bps`` basis points fixed, plus ``vol_mult`` times the standard deviation of the last
+  ``vol_window`` close-to-close log returns (a rough market-impact term that grows in volatile
+  markets). Both default to 0 (no slippage).
 """
 from __future__ import annotations
 
 from typing import Any
 
 from trainables import metrics as M
-from trainables.errors import ConfigError
+from trainables.actions import action_levels, is_long_only
+from trainables.errors import ConfigError, did_you_mean
 
 # log_return: log change of net worth per bar (scale-free, net of commission, 0 in cash).
 # pbr: the TensorTrade tutorial's position-based return (fake short in cash, no commission).
@@ -23,8 +38,15 @@ ENV_DEFAULTS: dict[str, Any] = {
     "max_allowed_loss": 0.32,
     "random_start": False,
     "max_episode_steps": None,
+    "actions": "long_only",
+    "borrow_rate": 0.05,
+    "slippage": {"bps": 0.0, "vol_mult": 0.0, "vol_window": 24},
 }
-MARKET_KEYS = ("commission", "initial_cash", "reward")
+MARKET_KEYS = ("commission", "initial_cash", "reward", "actions", "borrow_rate", "slippage")
+SLIPPAGE_KEYS = tuple(ENV_DEFAULTS["slippage"])
+# Commission allowed where trainables.accounting keeps the books (any action set but long_only,
+# or slippage): with its slippage cap, every trade's sizing stays well defined.
+MAX_COMMISSION = 0.25
 
 
 def env_settings(config: dict[str, Any]) -> dict[str, Any]:
@@ -46,7 +68,51 @@ def env_settings(config: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"commission must be in [0, 1), got {settings['commission']}")
     if float(settings["initial_cash"]) <= 0:
         raise ConfigError(f"initial_cash must be > 0, got {settings['initial_cash']}")
+    if not is_long_only(action_levels(settings["actions"])) and settings["reward"] == "pbr":
+        raise ConfigError("reward 'pbr' (the tutorial's position-based return) only knows "
+                          "long-or-cash; use reward log_return with env.actions "
+                          f"{settings['actions']!r}")
+    rate = settings["borrow_rate"]
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 10:
+        raise ConfigError(f"env.borrow_rate is an annual fraction in [0, 10) (0.05 = 5% a "
+                          f"year), got {rate!r}")
+    settings["slippage"] = slippage_settings(settings["slippage"])
+    if not on_tensortrade(settings) and float(settings["commission"]) >= MAX_COMMISSION:
+        raise ConfigError(f"commission must be below {MAX_COMMISSION} with env.actions "
+                          f"{settings['actions']!r} or slippage, got {settings['commission']}")
     return settings
+
+
+def slippage_settings(slippage: Any) -> dict[str, Any]:
+    """``env.slippage`` checked and completed with the defaults: ``bps`` >= 0 (basis points per
+    unit of turnover), ``vol_mult`` >= 0 and ``vol_window`` a whole number >= 2 (bars)."""
+    if slippage is None:
+        slippage = {}
+    if not isinstance(slippage, dict):
+        raise ConfigError(f"env.slippage must be a mapping such as {{bps: 5, vol_mult: 0.1}}, "
+                          f"got {slippage!r}")
+    for key in slippage:
+        if key not in SLIPPAGE_KEYS:
+            raise ConfigError(f"unknown env.slippage key {key!r}"
+                              f"{did_you_mean(key, SLIPPAGE_KEYS)}; known: {list(SLIPPAGE_KEYS)}")
+    settings = {**ENV_DEFAULTS["slippage"], **slippage}
+    for key in ("bps", "vol_mult"):
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e4:
+            raise ConfigError(f"env.slippage.{key} must be a number in [0, 10000), got {value!r}")
+    window = settings["vol_window"]
+    if isinstance(window, bool) or not isinstance(window, int) or window < 2:
+        raise ConfigError(f"env.slippage.vol_window must be a whole number >= 2 (bars), got "
+                          f"{window!r}")
+    return settings
+
+
+def on_tensortrade(settings: dict[str, Any]) -> bool:
+    """Whether TensorTrade's order machinery can model completed env settings: long-or-cash
+    without slippage. Otherwise both envs keep their books with ``trainables.accounting``."""
+    slippage = settings["slippage"]
+    return (is_long_only(action_levels(settings["actions"]))
+            and not (slippage["bps"] > 0 or slippage["vol_mult"] > 0))
 
 
 def trial_env(sweep: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,9 @@ through ``BSH``, ``proportion_order``, ``execute_order`` and ``Wallet.transfer``
 - an action that asks for a trade from an empty wallet does nothing and keeps the position;
 - net worth is ``cash + close * btc`` in floats, at the close of the bar after the step.
 
+Like the reference, an env whose trading TensorTrade cannot model (any ``env.actions`` but
+``long_only``, or ``env.slippage``) keeps its books with ``trainables.accounting`` instead.
+
 TensorTrade rounds the commission from a 28-digit decimal product. The float product here gives
 the same result except within a hair of a half-unit tie; those rare trades (and every trade at
 commission 0.5, where ties happen) are recomputed with ``decimal`` exactly as TensorTrade does,
@@ -37,8 +40,10 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from trainables.accounting import Book, slippage_rates
+from trainables.actions import action_levels, action_meanings
 from trainables.errors import ConfigError, DataError
-from trainables.settings import env_settings
+from trainables.settings import env_settings, on_tensortrade
 
 CENTS = 100  # USD precision 2
 SATS = 100_000_000  # BTC precision 8
@@ -93,7 +98,7 @@ def _exact_fill(amount: int, price_cents: int, commission: float,
 
 
 class VectorTradingEnv(VectorEnv):
-    """``num_envs`` long-or-cash trading envs over one data split, stepped together.
+    """``num_envs`` trading envs over one data split, stepped together.
 
     Config: the same dict as ``TradingEnv`` (``data``, ``split`` and the ``ENV_DEFAULTS``
     keys), plus ``num_envs``, which is how RLlib's ``vector_entry_point`` mode passes it (see
@@ -121,6 +126,9 @@ class VectorTradingEnv(VectorEnv):
         self.commission = float(settings["commission"])
         self.initial_cash = float(settings["initial_cash"])
         self.max_allowed_loss = settings["max_allowed_loss"]
+        self.levels = action_levels(settings["actions"])
+        self.uses_tensortrade = on_tensortrade(settings)
+        self._level_values = np.asarray(self.levels, dtype=np.float64)
         start, end = self.market.splits[settings["split"]]
         self.first_bar = max(start, self.window_size - 1)
         self.end_bar = end
@@ -152,7 +160,7 @@ class VectorTradingEnv(VectorEnv):
 
         self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(self._obs_size,),
                                                        dtype=np.float32)
-        self.single_action_space = gym.spaces.Discrete(2)
+        self.single_action_space = gym.spaces.Discrete(len(self.levels))
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
 
@@ -161,7 +169,7 @@ class VectorTradingEnv(VectorEnv):
         self._bar = np.full(n, self.first_bar, dtype=np.int64)
         self._steps = np.zeros(n, dtype=np.int64)
         self._trades = np.zeros(n, dtype=np.int64)
-        self._position = np.zeros(n, dtype=np.int64)
+        self._position = np.zeros(n, dtype=np.float64)  # the exposure level held
         # Wallets: free and locked (by orders that never completed) cents and satoshis.
         self._cash = np.zeros(n, dtype=np.int64)
         self._cash_locked = np.zeros(n, dtype=np.int64)
@@ -169,6 +177,11 @@ class VectorTradingEnv(VectorEnv):
         self._btc_locked = np.zeros(n, dtype=np.int64)
         self._worth = np.zeros(n, dtype=np.float64)
         self._autoreset = np.zeros(n, dtype=bool)
+        self._book: Book | None = None
+        if not self.uses_tensortrade:
+            self._book = Book(n)
+            self._slippage = slippage_rates(self._closes, settings["slippage"])
+            self._borrow_per_bar = float(settings["borrow_rate"]) / self.market.periods_per_year
 
     # -- episode state ---------------------------------------------------------------------
     @property
@@ -178,7 +191,7 @@ class VectorTradingEnv(VectorEnv):
 
     @property
     def position(self) -> np.ndarray:
-        """1 while a sub-env holds the asset, 0 while in cash."""
+        """The exposure level each sub-env holds (long_only: 1.0 the asset, 0.0 cash)."""
         return self._position.copy()
 
     @property
@@ -187,6 +200,8 @@ class VectorTradingEnv(VectorEnv):
         return self._bar.copy()
 
     def _value(self, index: np.ndarray | slice) -> np.ndarray:
+        if self._book is not None:
+            return self._book.net_worth(self._closes[self._bar[index]], index)
         usd = (self._cash[index] + self._cash_locked[index]) / CENTS
         btc = (self._btc[index] + self._btc_locked[index]) / SATS
         return usd + self._closes[self._bar[index]] * btc
@@ -218,6 +233,8 @@ class VectorTradingEnv(VectorEnv):
                       self._btc_locked):
             state[envs] = 0
         self._cash[envs] = self._initial_cents
+        if self._book is not None:
+            self._book.start(envs, self.initial_cash)
         self._worth[envs] = self._value(envs)
         self._autoreset[envs] = False
 
@@ -279,25 +296,37 @@ class VectorTradingEnv(VectorEnv):
 
     def step(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                      dict[str, Any]]:
-        """Hold cash (0) or the asset (1) from each bar's close to the next one's; a sub-env
-        whose episode ended on the previous step is reset instead (its action is ignored)."""
+        """Hold exposure ``levels[action]`` (long_only: cash (0) or the asset (1)) from each
+        bar's close to the next one's; a sub-env whose episode ended on the previous step is
+        reset instead (its action is ignored)."""
         actions = np.asarray(actions).reshape(self.num_envs)
         restart = self._autoreset
         live = ~restart
-        if ((actions != 0) & (actions != 1) & live).any():
-            raise ValueError(f"actions must be 0 (cash) or 1 (long), got {actions}")
-        long = self._position == 1
-        buys = live & (actions == 1) & ~long & (self._cash != 0)
-        sells = live & (actions == 0) & long & (self._btc != 0)
-        trading = buys | sells
-        if trading.any():
-            self._fill(buys, sells)
-            self._position[trading] = actions[trading]
-            self._trades += trading
+        if (((actions < 0) | (actions >= len(self.levels))) & live).any():
+            choices = [f"{i} ({meaning})" for i, meaning in enumerate(action_meanings(self.levels))]
+            raise ValueError(f"actions must be {', '.join(choices[:-1])} or {choices[-1]}, got "
+                             f"{actions}")
+        if self._book is None:
+            long = self._position == 1
+            buys = live & (actions == 1) & ~long & (self._cash != 0)
+            sells = live & (actions == 0) & long & (self._btc != 0)
+            trading = buys | sells
+            if trading.any():
+                self._fill(buys, sells)
+                self._position[trading] = actions[trading]
+        else:
+            targets = self._level_values[np.where(live, actions, 0)]
+            trading = live & (targets != self._position)
+            self._book.rebalance(trading, targets, self._closes[self._bar], self.commission,
+                                 self._slippage[self._bar])
+            self._position = self._book.level.copy()
+        self._trades += trading
 
         before = self._worth
         price_before = self._closes[self._bar]
         self._bar += live
+        if self._book is not None:
+            self._book.charge_borrow(live, self._closes[self._bar], self._borrow_per_bar)
         self._steps += live
         worth = self._value(slice(None))
         self._worth = np.where(live, worth, before)

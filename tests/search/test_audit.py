@@ -50,11 +50,13 @@ def save_module(config: dict, settings: dict, checkpoint: Path) -> None:
 
 
 def make_study(results: Path, name: str, url: str | None = None, data: Path | None = None,
-               trials=TRIALS) -> str:
+               trials=TRIALS, env: dict | None = None) -> str:
     """A finished tradetune study whose trials carry what the searcher stores (value, validation
-    metrics, stop reason, a checkpoint relative to the results directory); return its URL."""
+    metrics, stop reason, a checkpoint relative to the results directory); return its URL.
+    ``env`` changes the sweep's env settings (action set, frictions)."""
     url = url or f"sqlite:///{results / 'tradetune.db'}"
     config = make_tiny_sweep(**{"study": name})
+    config["env"].update(env or {})
     if data is not None:
         config["data"] = {"path": str(data), "synthetic": None, "splits": None,
                           "features": None}
@@ -317,3 +319,30 @@ def test_never_trading_trials_are_labelled(study, tmp_path, capsys):
         marked = [row for row in body if "never trades (cash)" in row]
         assert len(body) == 3 and len(marked) == 1, table_html
         assert re.match(r"(<td>1</td>)?<td>1</td><td>0</td>", marked[0]), marked[0]
+
+
+def test_best_and_the_report_show_the_action_set_and_frictions_the_study_trades_with(study,
+                                                                                     capsys):
+    results, _ = study
+    rows = out_json(capsys, ["best", "--study", "s", "--top", "2"])
+    assert rows[0]["market"] == rows[1]["market"] == {
+        "commission": 0.001, "initial_cash": 10_000.0, "reward": "log_return",
+        "actions": "long_only", "levels": [0.0, 1.0], "borrow_rate": 0.05,
+        "slippage": {"bps": 0.0, "vol_mult": 0.0, "vol_window": 24}}
+    assert main(["best", "--study", "s", "--top", "2"]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[-1] == ("market: actions long_only (cash, long 100%), commission "
+                                      "0.1%, slippage none")
+    make_study(results, "ls", env={"actions": "long_short", "borrow_rate": 0.08,
+                                   "slippage": {"bps": 2.5}})
+    rows = out_json(capsys, ["best", "--study", "ls"])
+    assert rows[0]["market"]["levels"] == [-1.0, 0.0, 1.0]
+    assert rows[0]["market"]["slippage"] == {"bps": 2.5, "vol_mult": 0.0, "vol_window": 24}
+    assert main(["best", "--study", "ls"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "market: actions long_short (short 100%, cash, long 100%), commission 0.1%, slippage "
+        "2.5 bps, borrow 8%/year")
+    assert main(["report", "--study", "ls", "--out", str(results / "report")]) == 0
+    page = html.unescape((results / "report" / "index.html").read_text())
+    assert ("Market (fixed for the study): actions long_short (short 100%, cash, long 100%), "
+            "commission 0.1%, slippage 2.5 bps, borrow 8%/year") in page

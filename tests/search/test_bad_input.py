@@ -197,6 +197,17 @@ ROWS: dict[str, tuple] = {
     "config-nan-number": (
         lambda i: ["launch", _config(i["root"], "c15.yaml", "env: {commission: .nan}\n")],
         1, "env.commission must be a finite number, got nan"),
+    "config-unknown-action-set": (
+        lambda i: ["launch", _config(i["root"], "c15a.yaml", "env: {actions: long_shrot}\n")],
+        1, "unknown env.actions 'long_shrot'; did you mean 'long_short'?"),
+    "config-sizes-without-cash": (
+        lambda i: ["launch", str(i["root"] / "good.yaml"), "--set",
+                   "env.actions={sizes: [-1, 1]}"],
+        1, "env.actions sizes [-1.0, 1.0] must include 0"),
+    "config-searched-friction": (
+        lambda i: ["launch", str(i["root"] / "good.yaml"), "--set",
+                   "search.space_overrides.borrow_rate={low: 0, high: 0.1}"],
+        1, "'borrow_rate' cannot be searched: it is a market friction or product choice"),
     "config-inf-number-set": (
         lambda i: ["launch", str(i["root"] / "good.yaml"), "--set",
                    "resources.gpus_per_trial=.inf"],

@@ -56,6 +56,25 @@ def test_relative_data_path_is_pinned(tmp_path, monkeypatch):
     (["study=s", "env.reward=pbrr"], r"env.reward is 'pbrr'; did you mean 'pbr'"),
     (["study=s", "env.commission=1.5"], r"env.commission is a fraction below 1"),
     (["study=s", "env.initial_cash=0"], r"env.initial_cash must be > 0"),
+    (["study=s", "env.actions=long_shrot"],
+     r"^unknown env.actions 'long_shrot'; did you mean 'long_short'\?"),
+    (["study=s", "env.actions={sizes: [-1, -0.5, 0.5, 1]}"], r"must include 0"),
+    (["study=s", "env.actions={sizes: [0, 2]}"], r"env.actions size 2 is outside \[-1, 1\]"),
+    (["study=s", "env.actions=[0, 0.5, 0.5]"], r"env.actions sizes lists \[0.5\] more than once"),
+    (["study=s", "env.actions={sizes: []}"], r"needs at least two exposure levels"),
+    (["study=s", "env.actions.sizes=[0, 1]"], r"env.actions is 'long_only', not a mapping"),
+    (["study=s", "env.actions=long_short", "env.reward=pbr"], r"reward 'pbr' .* long-or-cash"),
+    (["study=s", "env.borrow_rate=5%"], r"env.borrow_rate is an annual fraction in \[0, 10\)"),
+    (["study=s", "env.slippage.bp=5"], r"unknown config key 'env.slippage.bp'; did you mean "
+                                       r"'env.slippage.bps'\?"),
+    (["study=s", "env.slippage=5"], r"config key 'env.slippage' must be a mapping"),
+    (["study=s", "env.slippage.vol_mult=-1"], r"env.slippage.vol_mult must be a number"),
+    (["study=s", "env.slippage.vol_window=1.5"], r"env.slippage.vol_window must be a whole"),
+    (["study=s", "env.actions=long_short", "env.commission=0.3"],
+     r"commission must be below 0.25 with env.actions 'long_short' or slippage"),
+    (["study=s", "search.space_overrides={actions: long_short}"],
+     r"'actions' cannot be searched: it is a market friction or product choice"),
+    (["study=s", "search.space_overrides={slippage: {bps: 5}}"], r"'slippage' cannot be searched"),
     (["study=s", "search.space_overrides={lr: {low: 0.1, high: 0.01}}"],
      r"parameter 'lr': low \(0.1\) is greater than high \(0.01\)"),
     (["study=s", "search.space_overrides={lr: {low: 0, high: 0.01}}"],
@@ -189,8 +208,9 @@ def test_every_number_key_is_covered():
     assert {"env.commission", "env.initial_cash", "training.min_delta", "training.aggregate_k",
             "resources.gpus_per_trial", "resources.cpus_per_trial", "search.num_samples",
             "search.seed", "training.max_iterations", "search.racing.eta",
-            "search.racing.min_trials"} <= set(NUMERIC_KEYS)
-    assert len(NUMERIC_KEYS) == 20
+            "search.racing.min_trials", "env.borrow_rate", "env.slippage.bps",
+            "env.slippage.vol_mult", "env.slippage.vol_window"} <= set(NUMERIC_KEYS)
+    assert len(NUMERIC_KEYS) == 24
 
 
 @pytest.mark.parametrize("bad", [".nan", ".inf", "-.inf"])
@@ -217,6 +237,8 @@ def test_non_finite_numbers_in_a_config_file(tmp_path):
 @pytest.mark.parametrize("sets, message", [
     (["search.num_samples=true"], r"search.num_samples must be a whole number, got True"),
     (["env.commission=false"], r"env.commission must be a number, got False"),
+    (["env.borrow_rate=true"], r"env.borrow_rate is an annual fraction .* got True"),
+    (["env.slippage.bps=true"], r"env.slippage.bps must be a number in \[0, 10000\), got True"),
     (["resources.gpus_per_trial=yes"], r"resources.gpus_per_trial must be a number, got True"),
     (["search.space_overrides.lr={low: true, high: 0.001}"],
      r"parameter 'lr': override values must be numbers, got low=True"),
@@ -374,7 +396,9 @@ def test_scientific_notation_in_a_file_and_in_set(tmp_path):
     config = load_config(path, ["resources.gpus_per_trial=5e-1", "search.seed=1e1"])
     assert config["training"]["min_delta"] == 1e-3 and config["training"]["aggregate_k"] == 0.5
     assert config["training"]["max_env_steps"] == 1_000_000
-    assert config["env"] == {"commission": 2.5e-4, "initial_cash": 1e4, "reward": "log_return"}
+    assert config["env"] == {"commission": 2.5e-4, "initial_cash": 1e4, "reward": "log_return",
+                             "actions": "long_only", "borrow_rate": 0.05,
+                             "slippage": {"bps": 0.0, "vol_mult": 0.0, "vol_window": 24}}
     assert config["search"]["num_samples"] == 123  # YAML 1.2: not octal 83
     assert config["search"]["space_overrides"]["lr"] == {"low": 1e-5, "high": 1e-3}
     assert config["resources"]["gpus_per_trial"] == 0.5 and config["search"]["seed"] == 10

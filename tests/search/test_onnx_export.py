@@ -19,6 +19,7 @@ from search.cli import main
 from spaces import SEARCH_SPACES
 from sweep_helpers import REPO, run_cli, write_config
 from trainables import onnx_policy
+from trainables.actions import action_levels, action_meanings
 from trainables.bar_files import load_bars
 from trainables.features import compute_features
 from trainables.synthetic import synthetic_bars
@@ -28,6 +29,9 @@ from trainables.evaluation import evaluate
 # its space declares (``ALGORITHM.tiny``); its ``tiny_seed`` gives a kept policy that trades,
 # so the agreement below is not the trivial one of a policy that never leaves cash.
 MAX_WINDOW = 30  # the largest window_size the built-in spaces search
+# One action set of each kind: today's, the named long-short one and a list of sizes.
+ACTION_SETS = {"long_only": "long_only", "long_short": "long_short",
+               "sizes": {"sizes": [-1, -0.5, 0, 0.5, 1]}}
 
 
 # -- the features graph against data.py ------------------------------------------------------
@@ -118,8 +122,9 @@ def test_a_lookback_shorter_than_the_slowest_average_is_refused():
 
 # -- every registered algorithm's network exports -------------------------------------------
 
-def _untrained_module(algorithm: str, overrides: dict):
-    """A freshly initialised RLModule of ``algorithm`` for a 5-bar window on synthetic data."""
+def _untrained_module(algorithm: str, overrides: dict, actions: str | dict = "long_only"):
+    """A freshly initialised RLModule of ``algorithm`` for a 5-bar window on synthetic data,
+    with one output per action of ``actions``."""
     import optuna
 
     from spaces import get_space
@@ -131,7 +136,7 @@ def _untrained_module(algorithm: str, overrides: dict):
     settings = space(trial)
     data = {"synthetic": {"n_bars": 1200, "seed": 7}}
     sweep = {"algorithm": algorithm, "data": data, "env": {}, "training": {}}
-    env = TradingEnv({"data": data, **settings["env"], "split": "test"})
+    env = TradingEnv({"data": data, **settings["env"], "actions": actions, "split": "test"})
     config = algorithm_config(algorithm, settings, sweep)
     spec = config.get_default_rl_module_spec()
     spec.observation_space, spec.action_space = env.observation_space, env.action_space
@@ -139,19 +144,22 @@ def _untrained_module(algorithm: str, overrides: dict):
     return spec.build(), env
 
 
+@pytest.mark.parametrize("action_set", sorted(ACTION_SETS))
 @pytest.mark.parametrize(("algorithm", "overrides"), [
     *[(name, {}) for name in sorted(SEARCH_SPACES)],
     ("dqn", {"dueling": True}), ("dqn", {"dueling": False})])  # dueling: torch.nanmean
-def test_every_algorithm_exports_through_the_same_path(algorithm, overrides, tmp_path):
+def test_every_algorithm_exports_through_the_same_path(algorithm, overrides, action_set,
+                                                       tmp_path):
     """The greedy action of every registered algorithm's network, read the way evaluation
-    reads it, survives the ONNX export (DQN used to crash with KeyError 'qf_preds')."""
+    reads it, survives the ONNX export (DQN used to crash with KeyError 'qf_preds'), at every
+    exposure level of every kind of action set."""
     import onnxruntime
     import torch
 
     from trainables.evaluation import as_policy
 
-    module, env = _untrained_module(algorithm, overrides)
-    obs = np.concatenate([env.observations(0), env.observations(1)])
+    module, env = _untrained_module(algorithm, overrides, ACTION_SETS[action_set])
+    obs = np.concatenate([env.observations(level) for level in env.levels])
     with torch.no_grad():  # the output column the space declares is the one the module gives
         out = module.forward_inference({"obs": torch.as_tensor(obs)})
     assert SEARCH_SPACES[algorithm].ALGORITHM.greedy.key in out
@@ -160,30 +168,49 @@ def test_every_algorithm_exports_through_the_same_path(algorithm, overrides, tmp
                             ["obs"], str(path))
     actions = onnxruntime.InferenceSession(str(path)).run(["action"], {"obs": obs})[0]
     assert actions.dtype == np.int64 and actions.shape == (len(obs),)
+    assert set(actions) <= set(range(len(env.levels)))
     assert np.array_equal(actions, as_policy(module)(obs))
 
 
 # -- per-bar actions -------------------------------------------------------------------------
 
-def _sticky(obs: np.ndarray) -> np.ndarray:
-    """Enter after an up bar, leave after a fall of more than 0.2%: depends on its position."""
-    last = obs[:, -1 - (obs.shape[1] - 1) // 5]  # log_return_1 of the newest row
-    return np.where(obs[:, -1] == 1, last > -0.002, last > 0).astype(np.int64)
+def _stepping(levels: tuple[float, ...]):
+    """One level up after an up bar, one down after a fall of more than 0.2%, else stay: a
+    policy that depends on its position, over any action set (long-only: enter and leave)."""
+    from trainables.evaluation import level_index
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        last = obs[:, -1 - (obs.shape[1] - 1) // 5]  # log_return_1 of the newest row
+        held = np.array([level_index(levels, p) for p in obs[:, -1]])
+        step = np.where(last > 0, 1, np.where(last < -0.002, -1, 0))
+        return np.clip(held + step, 0, len(levels) - 1).astype(np.int64)
+    return act
 
 
-def test_per_bar_rows_follow_the_run(tmp_path):
-    config = {"data": {"synthetic": {"n_bars": 1500, "seed": 7}}, "window_size": 5}
-    result = evaluate(_sticky, config, "test")
+@pytest.mark.parametrize("name", sorted(ACTION_SETS))
+def test_per_bar_rows_follow_the_run(name, tmp_path):
+    levels = action_levels(ACTION_SETS[name])
+    config = {"data": {"synthetic": {"n_bars": 1500, "seed": 7}}, "window_size": 5,
+              "actions": ACTION_SETS[name]}
+    result = evaluate(_stepping(levels), config, "test")
     path = tmp_path / "actions.csv"
     result.write_actions(path)
     rows = list(csv.DictReader(path.open()))
-    assert list(rows[0]) == ["timestamp", "close", "action", "position", "portfolio_value",
-                             "buy_and_hold_value"]
+    meaning = [] if name == "long_only" else ["action_meaning"]
+    assert list(rows[0]) == ["timestamp", "close", "action", *meaning, "position",
+                             "portfolio_value", "buy_and_hold_value"]
     assert len(rows) == result.bars and rows[0]["timestamp"] == result.dates[0]
     actions = [int(r["action"]) for r in rows]
-    positions = [int(r["position"]) for r in rows]
-    assert positions[0] == 0 and positions[1:] == actions[:-1]  # each action is the next position
-    assert 0 < sum(actions) < len(actions)
+    positions = [float(r["position"]) for r in rows]
+    # Each action's exposure is the next bar's position.
+    assert positions[0] == 0 and positions[1:] == [levels[a] for a in actions[:-1]]
+    assert set(actions) == set(range(len(levels)))
+    if name == "long_only":  # as the file always was: 0 and 1, no meaning column
+        assert {r["position"] for r in rows} == {"0", "1"}
+    else:
+        assert [r["action_meaning"] for r in rows] == [action_meanings(levels)[a]
+                                                       for a in actions]
+        assert {r["position"] for r in rows} == {f"{level:g}" for level in levels}
     assert float(rows[-1]["portfolio_value"]) == pytest.approx(result.final_net_worth)
     assert float(rows[-1]["buy_and_hold_value"]) == pytest.approx(
         10_000 * (1 + result.buy_and_hold_pct / 100))
@@ -241,17 +268,26 @@ def test_export_onnx_refuses_data_that_changed_since_launch(tmp_path, results_di
 
 # -- the proof: policy.onnx on raw bars trades like evaluate, for every algorithm -----------
 
-@pytest.fixture(scope="module", params=sorted(SEARCH_SPACES))
+# Every algorithm long-only, and PPO with the other action sets (with slippage and borrow).
+EXPORTS = [*((name, "long_only") for name in sorted(SEARCH_SPACES)),
+           ("ppo", "long_short"), ("ppo", "sizes")]
+
+
+@pytest.fixture(scope="module", params=EXPORTS, ids=[f"{a}-{s}" for a, s in EXPORTS])
 def exported(request, tmp_path_factory, ray_session):
-    """One tiny trial of the algorithm, exported with --onnx and evaluated with --actions."""
-    algorithm = request.param
+    """One tiny trial of the algorithm and action set, exported with --onnx and evaluated with
+    --actions."""
+    algorithm, action_set = request.param
     declared = SEARCH_SPACES[algorithm].ALGORITHM
-    root = tmp_path_factory.mktemp(f"onnx-{algorithm}")
+    root = tmp_path_factory.mktemp(f"onnx-{algorithm}-{action_set}")
     results = root / "results"
     changes = {"study": algorithm, "algorithm": algorithm, "search.num_samples": 1,
                "training.max_iterations": 1, "training.min_evals": 1,
                "search.seed": declared.tiny_seed,
                "search.space_overrides": json.dumps(declared.tiny)}
+    if action_set != "long_only":
+        changes.update({"env.actions": json.dumps(ACTION_SETS[action_set]),
+                        "env.slippage": "{bps: 5, vol_mult: 0.1}", "env.borrow_rate": 0.2})
     path = write_config(root / "sweep.yaml", make_tiny_sweep(**changes))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TRADETUNE_RESULTS", str(results))
@@ -264,8 +300,9 @@ def exported(request, tmp_path_factory, ray_session):
     done = run_cli(["evaluate", "--study", algorithm, "--split", "test", "--actions",
                     str(actions), "-f", "json"], results)
     assert done.returncode == 0, done.stderr
-    return {"algorithm": algorithm, "out": out, "actions": actions, "stdout": done.stdout,
-            "config": yaml_config(path)}
+    return {"algorithm": algorithm, "action_set": action_set,
+            "levels": action_levels(ACTION_SETS[action_set]), "out": out, "actions": actions,
+            "stdout": done.stdout, "config": yaml_config(path)}
 
 
 def yaml_config(path: Path) -> dict:
@@ -280,21 +317,22 @@ def _raw_bars(config: dict) -> pd.DataFrame:
 
 
 def _onnx_rollout(session, bars: pd.DataFrame, timestamps: list[str], lookback: int,
-                  first_position: int) -> tuple[list[int], list[int]]:
-    """Run policy.onnx bar by bar on raw bars, feeding back its own position."""
+                  exposures: list[float], first_position: float) -> tuple[list[int], list[float]]:
+    """Run policy.onnx bar by bar on raw bars, feeding back the exposure of its own action
+    (``exposures``: policy.json's, by action index)."""
     raw = bars[list(onnx_policy.BAR_COLUMNS)].to_numpy(np.float32)
     ends = bars.index.get_indexer(pd.DatetimeIndex(timestamps))
     assert (ends >= lookback - 1).all()
     windows = np.stack([raw[e - lookback + 1:e + 1] for e in ends])
-    # Every bar in both positions in one batch (the dynamic batch axis), then the rollout.
+    # Every bar at every exposure in one batch each (the dynamic batch axis), then the rollout.
     table = [session.run(["action"], {"bars": windows,
-                                      "position": np.full((len(ends), 1), p, np.float32)})[0]
-             for p in (0, 1)]
-    actions, positions, position = [], [], first_position
+                                      "position": np.full((len(ends), 1), e, np.float32)})[0]
+             for e in exposures]
+    actions, positions, index = [], [], exposures.index(first_position)
     for row in range(len(ends)):
-        positions.append(position)
-        actions.append(int(table[position][row]))
-        position = actions[-1]
+        positions.append(exposures[index])
+        actions.append(int(table[index][row]))
+        index = actions[-1]
     return actions, positions
 
 
@@ -316,7 +354,13 @@ def test_policy_onnx_on_raw_bars_trades_like_evaluate(exported):
     assert spec["algorithm"] == exported["algorithm"] and spec["study"] == exported["algorithm"]
     assert spec["bar_interval"] == "1h" and spec["trained_for"]["commission"] == 0.001
     assert spec["trained_for"]["reward"] == "log_return" and len(spec["data"]["fingerprint"]) == 16
-    assert set(spec["action_meanings"]) == {"0", "1"}
+    levels = exported["levels"]
+    assert spec["actions"] == [{"index": i, "exposure": level, "meaning": meaning}
+                               for i, (level, meaning) in enumerate(zip(levels,
+                                                                        action_meanings(levels)))]
+    assert set(spec["action_meanings"]) == {str(i) for i in range(len(levels))}
+    assert spec["trained_for"]["long_only"] == (exported["action_set"] == "long_only")
+    assert action_levels(spec["trained_for"]["actions"]) == levels
     assert {"torch", "onnxruntime"} <= set(spec["versions"]["exported_with"])
 
     session = onnxruntime.InferenceSession(str(out / "policy.onnx"))
@@ -329,16 +373,18 @@ def test_policy_onnx_on_raw_bars_trades_like_evaluate(exported):
     rows = list(csv.DictReader(exported["actions"].open()))
     result = json.loads(exported["stdout"])
     assert len(rows) == result["bars"] > 100
+    exposures = [a["exposure"] for a in spec["actions"]]
     actions, positions = _onnx_rollout(session, _raw_bars(exported["config"]),
-                                       [r["timestamp"] for r in rows], lookback,
-                                       int(rows[0]["position"]))
+                                       [r["timestamp"] for r in rows], lookback, exposures,
+                                       float(rows[0]["position"]))
     expected = [int(r["action"]) for r in rows]
-    assert 0 < sum(expected) < len(expected), "the kept policy never trades: pick another seed"
+    assert len(set(expected)) > 1, "the kept policy never trades: pick another seed"
     agreement = np.mean(np.asarray(actions) == np.asarray(expected))
-    print(f"{exported['algorithm']}: policy.onnx agrees with evaluate on {agreement:.2%} of "
-          f"{len(rows)} bars ({sum(expected)} long)")
+    used = {spec["actions"][a]["meaning"]: expected.count(a) for a in sorted(set(expected))}
+    print(f"{exported['algorithm']} {exported['action_set']}: policy.onnx agrees with evaluate "
+          f"on {agreement:.2%} of {len(rows)} bars (actions {used})")
     assert agreement >= 0.999
-    assert positions == [int(r["position"]) for r in rows]
+    assert positions == [float(r["position"]) for r in rows]
 
 
 @pytest.mark.slow
@@ -352,7 +398,8 @@ def test_policy_obs_onnx_matches_the_rllib_module(exported):
     out = exported["out"]
     rllib = json.loads((out / "rllib_config.json").read_text())
     env = TradingEnv({**rllib["environment"]["env_config"], "split": "test"})
-    obs = np.concatenate([env.observations(0), env.observations(1)])
+    assert env.levels == exported["levels"]
+    obs = np.concatenate([env.observations(level) for level in env.levels])
     session = onnxruntime.InferenceSession(str(out / "policy_obs.onnx"))
     onnx_actions = session.run(["action"], {"obs": obs})[0]
     assert np.array_equal(onnx_actions, as_policy(load_module(out / "checkpoint"))(obs))
@@ -368,7 +415,18 @@ def test_model_card_says_what_it_knows_and_what_was_not_done(exported):
                      r"included", card), card
     assert "| metric | validation (selected the trial) | test (nothing in the sweep saw it) |" \
         in card
-    assert "Overfitting check" in card and "long-only" in card and "commission of 0.001" in card
+    assert "Overfitting check" in card and "## Trading terms" in card
+    if exported["action_set"] == "long_only":
+        assert "long-only" in card and "commission of 0.001" in card
+        assert "actions long_only (cash, long 100%), commission 0.1%, slippage none." in card
+        assert "| time_short |" not in card
+    else:
+        levels = ", ".join(action_meanings(exported["levels"]))
+        assert (f"({levels}), commission 0.1%, slippage 5 bps + 0.1 x 24-bar volatility, "
+                "borrow 20%/year.") in card
+        assert "long-only" not in card and "A greedy long-short policy" in card
+        for key in ("time_short", "commission_paid", "slippage_paid", "borrow_paid"):
+            assert f"| {key} | " in card
     for split in ("train", "val", "test"):
         assert f"- {split}: " in card
     assert f"| sharpe | {trial['metrics']['sharpe']:.4g} |" in card
@@ -407,7 +465,9 @@ def test_run_onnx_example_runs_without_tradetune(exported, tmp_path):
     done = subprocess.run([sys.executable, "-I", "-c", driver], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    match = re.search(r"action (\d)", done.stdout)
+    match = re.search(r"position (\S+)\): action (\d) = (.+)$", done.stdout.strip())
     assert match, done.stdout
-    assert int(match.group(1)) == int(last["action"]), done.stdout
+    assert float(match.group(1)) == float(session_position)
+    assert int(match.group(2)) == int(last["action"]), done.stdout
+    assert match.group(3) == spec["action_meanings"][last["action"]]
     assert str(spec["policy.onnx"]["lookback"]) in done.stdout

@@ -20,13 +20,18 @@ from search.study import create_study, data_fingerprint
 from spaces import get_space
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
+# One action set of each kind: today's, the named long-short one and a list of sizes.
+ACTION_SETS = {"long_only": "long_only", "long_short": "long_short",
+               "sizes": {"sizes": [-1, -0.5, 0, 0.5, 1]}}
 
 
-def make_study(url: str, tiny_sweep, name: str, values: list, running: int = 0):
+def make_study(url: str, tiny_sweep, name: str, values: list, running: int = 0,
+               changes: dict | None = None):
     """A tradetune study with one trial per entry of ``values``: a number makes a COMPLETE
     trial (with three reported evaluations and validation metrics), ``"fail"`` a FAIL trial;
-    then ``running`` RUNNING trials with one evaluation each."""
-    config = tiny_sweep(**{"study": name})
+    then ``running`` RUNNING trials with one evaluation each. ``changes``: more ``--set``
+    style changes of the sweep config."""
+    config = tiny_sweep(**{"study": name, **(changes or {})})
     space = get_space("ppo", config["search"]["space_overrides"])
     study = create_study(open_storage(url), config, space, data_fingerprint(config["data"]))
     study.sampler = optuna.samplers.RandomSampler(seed=0)
@@ -93,6 +98,81 @@ def test_finished_study_report(tmp_path, tiny_sweep):
     assert "cannot trade the best trial: trial 1 has no checkpoint recorded" in page
     after = hashlib.sha256((tmp_path / "studies.db").read_bytes()).hexdigest()
     assert after == before, "the report wrote to the study storage"
+
+
+@pytest.mark.parametrize(("name", "changes", "terms"), [
+    ("long_only", {}, "actions long_only (cash, long 100%), commission 0.1%, slippage none"),
+    ("long_short", {"env.borrow_rate": 0.1},
+     "actions long_short (short 100%, cash, long 100%), commission 0.1%, slippage none, "
+     "borrow 10%/year"),
+    ("sizes", {"env.slippage": "{bps: 5, vol_mult: 0.1}", "env.commission": 0.002},
+     "actions sizes[-1,-0.5,0,0.5,1] (short 100%, short 50%, cash, long 50%, long 100%), "
+     "commission 0.2%, slippage 5 bps + 0.1 x 24-bar volatility, borrow 5%/year")])
+def test_report_shows_the_action_set_and_frictions(tmp_path, tiny_sweep, name, changes, terms):
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    make_study(url, tiny_sweep, name, [0.5],
+               changes={"env.actions": json.dumps(ACTION_SETS[name]), **changes})
+    page = check_report(write_report(url, name, tmp_path / "report").parent)
+    assert f'<p class="market">Market (fixed for the study): {terms}</p>' in page
+
+
+def _equity_legend(evaluation) -> list[str]:
+    """The legend of the equity chart's top panel for one evaluation."""
+    import matplotlib.pyplot as plt
+
+    from search import report_plots as plots
+
+    closes = evaluation.closes
+    figure, (top, bottom) = plt.subplots(2)
+    try:
+        plots._equity_panel(top, bottom, {"label": "test", "evaluation": evaluation,
+                                          "closes": closes})
+        return [text.get_text() for text in top.get_legend().get_texts()]
+    finally:
+        plt.close(figure)
+
+
+def test_trade_marks_find_buys_sells_and_short_periods():
+    from search.report_plots import trade_marks
+
+    buys, sells, shorts = trade_marks([0, 1, 1, 0, 0, 1])  # long-only: entries and exits
+    assert (list(buys), list(sells), shorts) == ([1, 5], [3], [])
+    buys, sells, shorts = trade_marks([0, -1, -1, 0, 0.5, 1, -0.5, -0.5, 0, -1])
+    assert list(buys) == [3, 4, 5, 8] and list(sells) == [1, 6, 9]
+    assert shorts == [(1, 2), (6, 7), (9, 9)]
+
+
+@pytest.mark.parametrize("name", sorted(ACTION_SETS))
+def test_equity_chart_marks_trades_and_shades_shorts_for_every_action_set(name, tmp_path):
+    from search import report_plots as plots
+    from search.report_plots import trade_marks
+    from trainables.evaluation import evaluate, level_index
+
+    config = {"data": {"synthetic": {"n_bars": 1500, "seed": 7}}, "window_size": 5,
+              "actions": ACTION_SETS[name]}
+
+    def flip(obs):  # one level up after an up bar, one down after a down bar
+        from trainables.actions import action_levels
+
+        levels = action_levels(ACTION_SETS[name])
+        held = np.array([level_index(levels, p) for p in obs[:, -1]])
+        step = np.where(obs[:, -1 - (obs.shape[1] - 1) // 5] > 0, 1, -1)
+        return np.clip(held + step, 0, len(levels) - 1)
+
+    result = evaluate(flip, config, "val")
+    buys, sells, shorts = trade_marks(result.positions)
+    assert len(buys) + len(sells) == result.trades > 10
+    legend = _equity_legend(result)
+    assert legend[:4] == ["agent", "buy-and-hold", f"buy ({len(buys)})", f"sell ({len(sells)})"]
+    if name == "long_only":
+        assert len(legend) == 4 and shorts == []
+    else:
+        short_bars = int((result.positions < 0).sum())
+        assert short_bars == sum(last - first + 1 for first, last in shorts) > 0
+        assert legend[4:] == [f"short ({short_bars} bars)"]
+    path = plots.equity([{"label": "validation", "evaluation": result,
+                          "closes": result.closes}], tmp_path / "equity.png", "equity")
+    assert path.stat().st_size > 10_000
 
 
 def test_rerun_replaces_images_of_an_earlier_report(tmp_path, tiny_sweep):
@@ -233,3 +313,25 @@ def test_report_of_a_real_sweep_trades_the_best_checkpoint(tmp_path, ray_session
     assert f"<td>{compared['trials'][0]['trial']}</td>" in page
     assert f"<td>{compared['trials'][0]['test_sharpe']:.4g}</td>" in page
     assert compared["overfitting"]["verdict"].split(" (DSR")[0] in page.replace("&#x27;", "'")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["long_short", "sizes"])
+def test_report_trades_the_best_checkpoint_of_every_action_set(name, tmp_path, ray_session,
+                                                               monkeypatch):
+    from conftest import make_tiny_sweep
+    from sweep_helpers import write_config
+
+    config = make_tiny_sweep(**{"study": name, "search.num_samples": 1,
+                                "training.max_iterations": 1, "training.min_evals": 1,
+                                "env.actions": json.dumps(ACTION_SETS[name])})
+    monkeypatch.setenv("TRADETUNE_RESULTS", str(tmp_path / "results"))
+    monkeypatch.delenv("TRADETUNE_STORAGE", raising=False)
+    assert main(["launch", str(write_config(tmp_path / "sweep.yaml", config))]) == 0
+
+    assert main(["report", "--study", name, "--out", str(tmp_path / "report")]) == 0
+    page = check_report(tmp_path / "report")
+    assert "equity.png" in images(tmp_path / "report")
+    assert "▲ buy (exposure up), ▼ sell (exposure down); shaded: short;" in page
+    assert '<p class="market">Market (fixed for the study): actions ' in page
+

@@ -16,10 +16,12 @@ from search.errors import ConfigError
 from spaces import ALGORITHMS, SEARCH_SPACES, SpaceError, algorithm_of, get_space
 from spaces import ppo as ppo_space
 from trainables.rllib_trainable import algorithm_config
+from trainables.settings import MARKET_KEYS
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SEEDS = range(50)
-FRICTIONS = ("commission", "initial_cash", "splits", "split", "data")
+FRICTIONS = ("commission", "initial_cash", "splits", "split", "data", "actions", "borrow_rate",
+             "slippage")
 
 
 def ask(seed: int, sampler: str = "random") -> optuna.trial.Trial:
@@ -200,8 +202,10 @@ def test_frictions_are_not_search_dimensions(algorithm):
     settings, params = sample(space, 0)
     assert not set(FRICTIONS) & set(params)
     assert not set(FRICTIONS) & set(settings["env"])
-    with pytest.raises(SpaceError, match="unknown search parameter 'commission'"):
-        get_space(algorithm, {"commission": 0.0001})
+    for name in MARKET_KEYS:
+        with pytest.raises(SpaceError, match=f"^'{name}' cannot be searched: it is a market "
+                                             f"friction or product choice, fixed per study"):
+            get_space(algorithm, {name: 0.0001})
 
 
 # -- overrides ------------------------------------------------------------------------------------

@@ -438,10 +438,48 @@ def test_buy_hold_hold_sell_hold_matches_the_hand_computed_net_worth():
     ({"commission": 1.5}, r"commission must be in \[0, 1\), got 1.5"),
     ({"initial_cash": 0}, r"initial_cash must be > 0"),
     ({"split": "foo"}, r"unknown split 'foo'; choose one of \['test', 'train', 'val'\]"),
+    ({"actions": "long_shrot"}, r"unknown env.actions 'long_shrot'; did you mean 'long_short'"),
+    ({"actions": {"sizes": [-1, 1]}}, r"must include 0"),
+    ({"actions": "long_short", "reward": "pbr"}, r"reward 'pbr' .* only knows long-or-cash"),
+    ({"borrow_rate": -0.1}, r"env.borrow_rate is an annual fraction in \[0, 10\)"),
+    ({"borrow_rate": "5%"}, r"env.borrow_rate is an annual fraction"),
+    ({"slippage": 5}, r"env.slippage must be a mapping"),
+    ({"slippage": {"bp": 5}}, r"unknown env.slippage key 'bp'; did you mean 'bps'"),
+    ({"slippage": {"bps": -1}}, r"env.slippage.bps must be a number in \[0, 10000\)"),
+    ({"slippage": {"vol_window": 1}}, r"env.slippage.vol_window must be a whole number >= 2"),
 ])
 def test_bad_settings_raise_value_error_naming_the_setting(change, message):
     with pytest.raises(ValueError, match=message):
         TradingEnv({"data": SYN, **change})
+
+
+@pytest.mark.parametrize(("actions", "levels"), [
+    ("long_only", (0.0, 1.0)), ("long_short", (-1.0, 0.0, 1.0)),
+    ({"sizes": [0.5, -0.5, 0, 1]}, (-0.5, 0.0, 0.5, 1.0))])
+def test_each_action_is_an_exposure_level_and_the_observation_ends_with_the_level_held(
+        actions, levels):
+    env = make(actions=actions)
+    assert env.levels == levels and env.action_space.n == len(levels)
+    assert env.uses_tensortrade == (actions == "long_only")
+    obs, info = env.reset(seed=0)
+    assert env.position == 0.0 and obs[-1] == 0.0 and info["position"] == 0.0
+    for action, level in enumerate(levels):
+        obs, _, _, _, info = env.step(action)
+        assert env.position == level and info["position"] == level
+        assert obs[-1] == np.float32(level)
+        np.testing.assert_array_equal(env.observations(level)[env.bar - env.first_bar], obs)
+    assert info["trades"] == len(levels) - (levels[0] == 0)  # every change of level trades
+
+
+def test_slippage_moves_long_only_off_tensortrade_and_costs_are_reported_apart():
+    plain, slipped = make(), make(slippage={"bps": 10})
+    assert plain.uses_tensortrade and not slipped.uses_tensortrade
+    for env in (plain, slipped):
+        env.reset(seed=0)
+        env.step(1)
+    assert plain.paid["slippage"] == 0.0 and plain.paid["commission"] > 0
+    assert slipped.paid["slippage"] == pytest.approx(slipped.paid["commission"], rel=1e-3)
+    assert slipped.net_worth < plain.net_worth
 
 
 def test_make_env_builds_a_default_env():

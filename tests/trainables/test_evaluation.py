@@ -8,10 +8,14 @@ import numpy as np
 import pytest
 
 from trainables.env import TradingEnv
-from trainables.evaluation import Evaluation, always_long, as_policy, evaluate, never_trade
+from trainables.evaluation import (Evaluation, always_long, as_policy, evaluate, level_index,
+                                   never_trade)
 
 SYN = {"synthetic": {"n_bars": 1500, "seed": 7}}
 CONFIG = {"data": SYN, "window_size": 5}
+# One action set of each kind: today's, the named long-short one and a list of sizes.
+ACTION_SETS = {"long_only": "long_only", "long_short": "long_short",
+               "sizes": {"sizes": [-1, -0.5, 0, 0.5, 1]}}
 
 
 def split_closes(env_config: dict, split: str) -> np.ndarray:
@@ -35,6 +39,18 @@ def sticky_momentum(obs: np.ndarray) -> np.ndarray:
 def churn(obs: np.ndarray) -> np.ndarray:
     """Trade every bar: always switch to the other position."""
     return (1 - obs[:, -1]).astype(np.int64)
+
+
+def stepping_momentum(levels: tuple[float, ...]):
+    """A policy over ``levels`` that depends on its own position: one level up after a rise of
+    more than 0.2%, one level down after a fall of more than 0.2%, else stay."""
+    def act(obs: np.ndarray) -> np.ndarray:
+        n_features = (obs.shape[1] - 1) // CONFIG["window_size"]
+        last_return = obs[:, (CONFIG["window_size"] - 1) * n_features]
+        held = np.array([level_index(levels, p) for p in obs[:, -1]])
+        step = np.where(last_return > 0.002, 1, np.where(last_return < -0.002, -1, 0))
+        return np.clip(held + step, 0, len(levels) - 1).astype(np.int64)
+    return act
 
 
 def sequential_rollout(act, env_config: dict, split: str) -> tuple[list[int], list[float]]:
@@ -77,6 +93,39 @@ def test_always_long_tracks_buy_and_hold_minus_one_commission():
                                10_000 * (1 - commission) * closes[1:] / closes[0], rtol=1e-6)
     assert result.trades == 1 and result.time_in_market == 1.0
     assert list(result.positions) == [0] + [1] * (len(closes) - 1)
+
+
+@pytest.mark.parametrize("name", ["long_short", "sizes"])
+def test_baselines_hold_cash_and_the_largest_level_under_every_action_set(name):
+    config = {**CONFIG, "actions": ACTION_SETS[name]}
+    levels = TradingEnv({**config, "split": "val"}).levels
+    cash = evaluate(never_trade, config, "val")
+    assert set(cash.actions) == {levels.index(0.0)} and not cash.positions.any()
+    assert (cash.pnl, cash.trades, cash.time_in_market, cash.time_short) == (0.0, 0, 0.0, 0.0)
+    assert cash.commission_paid == cash.borrow_paid == 0.0
+
+    long = evaluate(always_long, config, "val")
+    assert set(long.actions) == {len(levels) - 1} and levels[-1] == 1.0
+    assert list(long.positions) == [0] + [1] * (long.bars - 1)
+    assert (long.trades, long.time_in_market, long.time_long, long.time_short) == (1, 1.0, 1.0, 0.0)
+    # The same trade as long-only, kept in float64 instead of TensorTrade's cents and satoshis.
+    plain = evaluate(always_long, CONFIG, "val")
+    np.testing.assert_allclose(long.equity, plain.equity, rtol=1e-6)
+    assert long.commission_paid == pytest.approx(0.001 * 10_000)
+
+
+def test_always_long_holds_the_largest_level_where_the_action_set_has_no_full_long():
+    result = evaluate(always_long, {**CONFIG, "actions": {"sizes": [-0.5, 0, 0.5]}}, "val")
+    assert list(result.positions) == [0] + [0.5] * (result.bars - 1)
+    assert result.time_in_market == 0.5 and result.time_long == 1.0
+
+
+def test_level_index_maps_an_exposure_to_its_action_and_refuses_others():
+    levels = (-1.0, -0.5, 0.0, 0.5, 1.0)
+    assert [level_index(levels, x) for x in (-1, -0.5, 0, np.float32(0.5), 1.0)] == [0, 1, 2, 3, 4]
+    assert level_index((0.0, 0.1, 0.3), 0.1 + 0.2) == 2  # 0.30000000000000004
+    with pytest.raises(ValueError, match="exposure 0.25 is none of the action levels"):
+        level_index(levels, 0.25)
 
 
 # -- coverage --------------------------------------------------------------------------------
@@ -159,6 +208,29 @@ def test_metrics_are_the_scalars():
     assert isinstance(result, Evaluation) and metrics["pnl"] == result.pnl
 
 
+FRICTIONS = {"time_long", "time_short", "commission_paid", "slippage_paid", "borrow_paid"}
+
+
+@pytest.mark.parametrize(("name", "slippage"), [("long_only", {"bps": 5}),
+                                                ("long_short", {}), ("sizes", {"bps": 5})])
+def test_time_long_and_short_and_the_fees_paid_beyond_long_or_cash(name, slippage):
+    levels = TradingEnv({**CONFIG, "actions": ACTION_SETS[name]}).levels
+    config = {**CONFIG, "actions": ACTION_SETS[name], "slippage": slippage, "borrow_rate": 0.5}
+    result = evaluate(stepping_momentum(levels), config, "val")
+    assert set(result.metrics()) - set(evaluate(momentum, CONFIG, "val").metrics()) == FRICTIONS
+    held = result.positions[1:]
+    assert result.time_long == pytest.approx(np.mean(held > 0))
+    assert result.time_short == pytest.approx(np.mean(held < 0))
+    assert result.time_in_market == pytest.approx(np.mean(np.abs(held)))
+    assert 0 < result.time_long < 1 and result.trades > 10
+    assert result.commission_paid > 0
+    assert (result.slippage_paid > 0) == bool(slippage)
+    if min(levels) < 0:
+        assert 0 < result.time_short < 1 and result.borrow_paid > 0
+    else:
+        assert result.time_short == 0.0 and result.borrow_paid == 0.0
+
+
 def test_return_moments_by_hand():
     result = evaluate(momentum, CONFIG, "val")
     returns = np.diff(result.equity) / result.equity[:-1]
@@ -179,6 +251,21 @@ def test_batched_evaluation_equals_a_sequential_greedy_rollout():
     assert list(result.positions[1:]) == actions
     assert list(result.equity) == equity
     assert result.trades == sum(a != b for a, b in zip([0, *actions], actions, strict=False))
+
+
+@pytest.mark.parametrize("name", ["long_short", "sizes"])
+def test_batched_evaluation_equals_a_sequential_greedy_rollout_for_every_level(name):
+    config = {**CONFIG, "actions": ACTION_SETS[name], "slippage": {"bps": 3}}
+    levels = TradingEnv({**config, "split": "val"}).levels
+    policy = stepping_momentum(levels)
+    result = evaluate(policy, config, "val")
+    actions, equity = sequential_rollout(policy, config, "val")
+    assert set(actions) == set(range(len(levels)))  # every level is held at some point
+    assert list(result.actions[:-1]) == actions
+    assert list(result.positions[1:]) == [levels[a] for a in actions]
+    assert list(result.equity) == equity
+    exposures = [0.0, *(levels[a] for a in actions)]
+    assert result.trades == sum(a != b for a, b in zip(exposures, exposures[1:]))
 
 
 @pytest.mark.parametrize("agent", [object(), "ppo", 42])
@@ -232,3 +319,32 @@ def test_tiny_ppo_trains_next_to_tensortrade_and_evaluates_like_a_sequential_rol
         assert evaluate(module, val_config, "val").metrics() == evaluation.metrics()
     finally:
         algo.stop()
+
+
+# -- action sets -----------------------------------------------------------------------------
+
+def long_or_short_momentum(obs: np.ndarray) -> np.ndarray:
+    """long_short: long (action 2) after an up bar, short (action 0) after a down bar."""
+    return 2 * momentum(obs)
+
+
+def test_a_long_short_run_reports_time_short_and_each_cost_apart():
+    config = {**CONFIG, "actions": "long_short", "borrow_rate": 0.1, "slippage": {"bps": 5}}
+    result = evaluate(long_or_short_momentum, config, "val")
+    actions, equity = sequential_rollout(long_or_short_momentum, config, "val")
+    np.testing.assert_array_equal(result.equity, equity)
+    assert set(np.unique(result.positions[1:])) == {-1.0, 1.0}
+    assert result.time_in_market == 1.0 and 0.2 < result.time_short < 0.8
+    assert result.time_short == pytest.approx(float(np.mean(result.positions[1:] < 0)))
+    assert result.commission_paid > 0 and result.borrow_paid > 0
+    # 5 bps of slippage against 10 bps of commission, on the same notional.
+    assert result.slippage_paid == pytest.approx(result.commission_paid / 2, rel=1e-9)
+
+
+def test_long_only_with_commission_only_reports_no_friction_metrics():
+    """Today's setting keeps today's metrics; with slippage its costs are reported apart."""
+    result = evaluate(churn, CONFIG, "val")
+    assert None is result.time_short is result.commission_paid is result.borrow_paid
+    slipped = evaluate(churn, {**CONFIG, "slippage": {"bps": 5}}, "val")
+    assert slipped.borrow_paid == 0.0 and slipped.time_short == 0.0
+    assert slipped.commission_paid > slipped.trades * 5 and slipped.slippage_paid > 0

@@ -34,7 +34,7 @@ def real_data() -> dict:
 
 
 def random_actions(rng: np.random.Generator, n_envs: int, steps: int,
-                   runs: float) -> np.ndarray:
+                   runs: float, n_actions: int = 2) -> np.ndarray:
     """Random actions, a share ``runs`` of them starting a run of 1 to 40 equal actions, so
     episodes both trade often and hold long enough for prices to move the portfolio."""
     actions = np.empty((steps, n_envs), dtype=np.int64)
@@ -42,7 +42,7 @@ def random_actions(rng: np.random.Generator, n_envs: int, steps: int,
         t = 0
         while t < steps:
             run = int(rng.integers(1, 41)) if rng.random() < runs else 1
-            actions[t:t + run, env] = rng.integers(0, 2)
+            actions[t:t + run, env] = rng.integers(0, n_actions)
             t += run
     return actions
 
@@ -67,9 +67,10 @@ def drive(config: dict, n_envs: int, steps: int, seed: int, runs: float = 0.3) -
                                           err_msg=f"info {key} differs at step {step}")
 
     same(vector.reset(seed=seed), reference.reset(seed=seed), "reset")
-    actions = random_actions(np.random.default_rng(seed), n_envs, steps, runs)
+    actions = random_actions(np.random.default_rng(seed), n_envs, steps, runs,
+                             int(reference.single_action_space.n))
     seen = {"ends": 0, "terminated": 0, "truncated": 0, "trades": 0, "locked": False,
-            "capped": False, "max_worth": 0.0}
+            "capped": False, "max_worth": 0.0, "levels": set()}
     for step, action in enumerate(actions):
         if step == steps // 2:  # a reseed in the middle, as a new sample() with a seed does
             same(vector.reset(seed=[seed + 100 + i for i in range(n_envs)]),
@@ -80,6 +81,7 @@ def drive(config: dict, n_envs: int, steps: int, seed: int, runs: float = 0.3) -
         seen["truncated"] += int(want[3].sum())
         seen["max_worth"] = max(seen["max_worth"], float(want[4]["net_worth"].max()))
         seen["trades"] = max(seen["trades"], int(want[4]["trades"].max()))
+        seen["levels"] |= set(want[4]["position"].tolist())
         # Internal state, read only to prove the rare paths below were really exercised.
         seen["locked"] |= bool((vector._cash_locked + vector._btc_locked).any())
         seen["capped"] |= bool(((vector._position == 1) & (vector._cash > 0)).any()
@@ -137,6 +139,41 @@ def test_synthetic_data_a_portfolio_ground_to_nothing_terminates():
     assert seen["terminated"] >= 3
 
 
+# -- action sets and frictions TensorTrade does not model (trainables/accounting.py) ---------
+
+def test_real_data_long_short_with_slippage_and_borrow():
+    config = {"data": real_data(), "split": "train", "random_start": True, "window_size": 17,
+              "actions": "long_short", "borrow_rate": 0.2,
+              "slippage": {"bps": 3, "vol_mult": 0.2, "vol_window": 24}}
+    seen = drive(config, n_envs=4, steps=1000, seed=3)
+    assert seen["levels"] == {-1.0, 0.0, 1.0}
+    assert seen["terminated"] >= 1 and seen["trades"] > 30
+
+
+def test_real_data_sizes_on_the_validation_split_with_an_episode_cap():
+    config = {"data": real_data(), "split": "val", "random_start": True, "window_size": 9,
+              "actions": {"sizes": [-1, -0.5, 0, 0.25, 1]}, "max_episode_steps": 60,
+              "commission": 0.0025, "slippage": {"bps": 10}}
+    seen = drive(config, n_envs=3, steps=400, seed=11)
+    assert seen["levels"] == {-1.0, -0.5, 0.0, 0.25, 1.0} and seen["truncated"] >= 10
+
+
+def test_synthetic_data_long_only_with_slippage_runs_on_the_book():
+    config = {"data": SYN, "split": "val", "window_size": 5, "max_allowed_loss": None,
+              "slippage": {"vol_mult": 0.5, "vol_window": 10}}
+    assert not TradingEnv(config).uses_tensortrade
+    seen = drive(config, n_envs=3, steps=700, seed=5)
+    assert seen["truncated"] >= 6 and seen["terminated"] == 0
+
+
+def test_synthetic_data_shorts_with_steep_costs_hit_the_loss_limit():
+    config = {"data": SYN, "split": "train", "window_size": 5, "random_start": True,
+              "actions": {"sizes": [-1, -0.5, 0, 0.5]}, "commission": 0.05,
+              "borrow_rate": 5.0, "max_allowed_loss": 0.3, "max_episode_steps": 20}
+    seen = drive(config, n_envs=4, steps=500, seed=13, runs=0.0)
+    assert seen["terminated"] >= 4 and seen["truncated"] >= 1
+
+
 def test_num_envs_comes_in_the_config_and_settings_are_checked_like_the_reference():
     env = VectorTradingEnv({"data": SYN, "split": "val", "num_envs": 3})  # as RLlib passes it
     obs, infos = env.reset(seed=0)
@@ -145,7 +182,9 @@ def test_num_envs_comes_in_the_config_and_settings_are_checked_like_the_referenc
     assert list(infos["bar"]) == [env.first_bar] * 3
     for bad, message in (({"windw_size": 5}, r"unknown env setting\(s\) \['windw_size'\]"),
                          ({"split": "foo"}, r"unknown split 'foo'"),
-                         ({"commission": 1.5}, r"commission must be in \[0, 1\)")):
+                         ({"commission": 1.5}, r"commission must be in \[0, 1\)"),
+                         ({"actions": "short_only"}, r"unknown env.actions 'short_only'"),
+                         ({"slippage": {"bps": -2}}, r"env.slippage.bps must be")):
         with pytest.raises(ValueError, match=message):
             TradingEnv({"data": SYN, **bad})
         with pytest.raises(ValueError, match=message):
