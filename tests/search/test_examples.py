@@ -38,6 +38,8 @@ def test_a_tiny_sweep_trains_and_scores_with_the_examples_action_set(example, tm
     the vectorised env, validate, and the best trial scores on the test split."""
     import json
 
+    import optuna
+
     from conftest import make_tiny_sweep
     from search.config import read_yaml_file
     from sweep_helpers import write_config
@@ -50,6 +52,11 @@ def test_a_tiny_sweep_trains_and_scores_with_the_examples_action_set(example, tm
     monkeypatch.delenv("TRADETUNE_STORAGE", raising=False)
     assert main(["launch", str(path)]) == 0
     capsys.readouterr()
+    url = f"sqlite:///{tmp_path / 'results' / 'tradetune.db'}"
+    stored = optuna.load_study(study_name="acts", storage=url).user_attrs["tradetune_config"]
+    stored = stored["env"]
+    assert {key: stored[key] for key in env} == {**env, "slippage": {
+        "bps": 0.0, "vol_mult": 0.0, "vol_window": 24, **env["slippage"]}}  # the provenance
     assert main(["best", "--study", "acts", "-f", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["market"]["actions"] == env["actions"]
