@@ -151,8 +151,11 @@ def resume(study: str, *, storage: str | None = None, address: str | None = None
     return run_sweep(check_study_name(study), storage, address, progress=progress or no_progress)
 
 
-def open_study(name: str, storage: str | None = None) -> "Study":
+def open_study(name: str, storage: str | None = None, *, check: bool = True) -> "Study":
     """A handle on an existing study, to read, evaluate, export, report or promote it.
+
+    With ``check=False`` the study is not looked up here: each method raises the errors below
+    itself, after checking its own arguments (the order of the command's errors).
 
     Raises:
         ConfigError: ``name`` is not a valid study name.
@@ -166,6 +169,8 @@ def open_study(name: str, storage: str | None = None) -> "Study":
     _quiet_optuna()
     url = resolve_url(storage)
     name = check_study_name(name)
+    if not check:
+        return Study(name, url)
     opened = open_existing(url)
     try:
         studies.load_study(opened, name)

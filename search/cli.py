@@ -421,7 +421,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     _check_options(args)
-    study = api.open_study(args.study, args.storage)
+    study = api.open_study(args.study, args.storage, check=False)  # each command checks
     if args.command == "delete":
         done = study.delete((lambda _: True) if args.yes else _confirm)
         folder = done["results_folder"]

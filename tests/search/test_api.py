@@ -88,6 +88,9 @@ def test_study_errors_are_typed_and_silent(two_studies, capfd):
         api.open_study("alpah")
     with pytest.raises(api.ConfigError, match="invalid study name"):
         api.open_study("../x")
+    unchecked = api.open_study("alpah", check=False)  # looked up by its first call
+    with pytest.raises(api.StudyError, match="no study named 'alpah'"):
+        unchecked.status()
     study = api.open_study("alpha")
     with pytest.raises(api.ArgumentError, match="k must be a whole number of trials >= 1"):
         study.best(0)
