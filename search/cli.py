@@ -1,4 +1,5 @@
-"""The ``tradetune`` command: one parser per subcommand, ``main(argv) -> int``.
+"""The ``tradetune`` command: one parser per subcommand, ``main(argv) -> int``. It parses the
+arguments, calls the Python API (search/api.py) and formats what it returns.
 
 User errors print one line on stderr and exit 1 (usage errors exit 2); ``--debug`` shows the
 traceback instead. Query commands (best, status, export, data, studies, delete) never import ray
@@ -10,7 +11,6 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any, Sequence
 
 from search.formats import number
@@ -366,111 +366,103 @@ def _table_data(info: dict) -> None:
     print(f"features: {', '.join(info['features'])}")
 
 
-def run(args: argparse.Namespace) -> int:
-    import optuna
+# Events a sweep, a promotion or a report says on stderr; the others go to stdout.
+_STDERR_EVENTS = ("stopped", "promoting", "note")
 
-    from search import storage as storage_mod
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+def _say(event: Any) -> None:
+    """The ``progress`` callback of the commands: each event as the line it carries."""
+    print(event.message, file=sys.stderr if event.kind in _STDERR_EVENTS else sys.stdout,
+          flush=True)
 
-    if args.command == "data":
-        from search.config import parse_value
-        from search.data_summary import describe
-        from trainables.market import prepare_market
 
-        splits = parse_value(args.splits, "data.splits", "--splits") if args.splits else None
-        folds = (parse_value(args.walk_forward, "data.walk_forward", "--walk-forward")
-                 if args.walk_forward else None)
-        reading = {"date_column": args.date_column, "sep": args.sep, "decimal": args.decimal}
-        info = describe(prepare_market({"path": args.file, "splits": splits,
-                                        "walk_forward": folds,
-                                        **{k: v for k, v in reading.items() if v is not None}}))
-        _print(info, args.format, _table_data)
-        return 0
-    if args.command == "launch":
-        from search.config import load_config
+def _exit_code(result: Any) -> int:
+    """A sweep's exit code: 0, or 128 + the signal that stopped it (130 for Ctrl-C)."""
+    return 128 + result.signal if result.stopped else 0
 
-        sets = list(args.set)
-        if args.num_samples is not None:
-            sets.append(f"search.num_samples={args.num_samples}")
-        config = load_config(args.config, sets, study=args.study)
-        if args.dry_run:
-            return _dry_run(config, args.storage, args.address)
-        from search.tuner import launch
 
-        return launch(config, args.storage, args.address, command=args.command_line)
-    if args.command == "resume":
-        from search.config import check_study_name
-        from search.tuner import resume
-
-        return resume(check_study_name(args.study), args.storage, args.address)
-
-    from search import query
-    from search.config import check_study_name
-
-    url = storage_mod.resolve_url(args.storage)
-    if getattr(args, "study", None) is not None:
-        check_study_name(args.study)
-    if args.command == "studies":
-        from search.manage import list_studies
-
-        _print(list_studies(url), args.format, _table_studies)
-    elif args.command == "delete":
-        from search.manage import delete_study
-
-        done = delete_study(url, args.study, (lambda _: True) if args.yes else _confirm)
-        folder = done["results_folder"]
-        print(f"deleted study {done['study']!r} ({done['trials']} trials) from "
-              f"{done['storage']}" + (f" and its results folder {folder}" if folder
-                                      else "; it had no results folder"))
-    elif args.command == "best":
-        if args.top < 1:
-            raise argparse.ArgumentTypeError(f"--top must be at least 1, got {args.top}")
-        _print(query.best(url, args.study, args.top), args.format, _table_best)
-    elif args.command == "status":
-        _print(query.status(url, args.study), args.format, _table_status)
-    elif args.command == "export":
-        result = query.export(url, args.study, args.trial, Path(args.out), onnx=args.onnx,
-                              force=args.force)
-        print(f"exported trial {result['trial']} of {result['study']} to {result['out']}: "
-              + ", ".join(result["files"]))
-    elif args.command == "promote":
-        from search.promote import promote
-
-        _print(promote(url, args.study, args.trial, args.seeds), args.format, _table_promote)
-    elif args.command == "report":
-        from search.report import write_report
-
-        index = write_report(url, args.study, Path(args.out), force=args.force)
-        print(f"report of {args.study} written to {index}")
-    elif args.command == "evaluate" and args.top is not None:
-        if args.top < 1:
-            raise argparse.ArgumentTypeError(f"--top must be at least 1, got {args.top}")
+def _check_options(args: argparse.Namespace) -> None:
+    """Options that cannot work together or are out of range: usage errors (exit 2)."""
+    if getattr(args, "top", None) is not None and args.top < 1:
+        raise argparse.ArgumentTypeError(f"--top must be at least 1, got {args.top}")
+    if args.command == "evaluate" and args.top is not None:
         if args.trial is not None:
             raise argparse.ArgumentTypeError("give either --trial or --top, not both")
         if args.actions is not None:
             raise argparse.ArgumentTypeError("--actions writes one trial's actions; give "
                                              "--trial N (or nothing, for the best) instead "
                                              "of --top")
-        _print(query.compare_top(url, args.study, args.top), args.format, _table_compare)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one parsed command through the Python API (search/api.py) and print its result."""
+    from search import api
+
+    if args.command == "data":
+        from search.config import parse_value
+
+        splits = parse_value(args.splits, "data.splits", "--splits") if args.splits else None
+        folds = (parse_value(args.walk_forward, "data.walk_forward", "--walk-forward")
+                 if args.walk_forward else None)
+        _print(api.describe_data(args.file, splits=splits, walk_forward=folds,
+                                 date_column=args.date_column, sep=args.sep,
+                                 decimal=args.decimal), args.format, _table_data)
+        return 0
+    if args.command == "launch":
+        config = {"sets": args.set, "study": args.study, "num_samples": args.num_samples,
+                  "storage": args.storage, "address": args.address}
+        if args.dry_run:
+            return _dry_run(api.dry_run(args.config, **config))
+        return _exit_code(api.launch(args.config, **config, progress=_say,
+                                     command=args.command_line))
+    if args.command == "resume":
+        return _exit_code(api.resume(args.study, storage=args.storage, address=args.address,
+                                     progress=_say))
+    if args.command == "studies":
+        _print(api.studies(args.storage), args.format, _table_studies)
+        return 0
+    if args.command == "status" and args.study is None:
+        _print(api.status_all(args.storage), args.format, _table_status)
+        return 0
+
+    _check_options(args)
+    study = api.open_study(args.study, args.storage, check=False)  # each command checks
+    if args.command == "delete":
+        done = study.delete((lambda _: True) if args.yes else _confirm)
+        folder = done["results_folder"]
+        print(f"deleted study {done['study']!r} ({done['trials']} trials) from "
+              f"{done['storage']}" + (f" and its results folder {folder}" if folder
+                                      else "; it had no results folder"))
+    elif args.command == "best":
+        _print(study.best(args.top), args.format, _table_best)
+    elif args.command == "status":
+        _print(study.status(), args.format, _table_status)
+    elif args.command == "export":
+        result = study.export(args.out, args.trial, onnx=args.onnx, force=args.force)
+        print(f"exported trial {result['trial']} of {result['study']} to {result['out']}: "
+              + ", ".join(result["files"]))
+    elif args.command == "promote":
+        _print(study.promote(args.seeds, args.trial, progress=_say), args.format,
+               _table_promote)
+    elif args.command == "report":
+        index = study.report(args.out, force=args.force, progress=_say)
+        print(f"report of {args.study} written to {index}")
+    elif args.command == "evaluate" and args.top is not None:
+        _print(study.compare(args.top), args.format, _table_compare)
     elif args.command == "evaluate":
-        actions = Path(args.actions) if args.actions is not None else None
-        _print(query.evaluate_trial(url, args.study, args.trial, args.split, actions),
-               args.format, _table_metrics)
+        _print(study.evaluate(args.trial, args.split, args.actions), args.format,
+               _table_metrics)
     return 0
 
 
-def _dry_run(config: dict[str, Any], storage_url: str | None, address: str | None) -> int:
-    """``launch --dry-run``: every check ``launch`` makes before it creates the study, then the
-    effective config as YAML (redirect it to a file and it launches the same sweep) and the
-    splits as YAML comments."""
+def _dry_run(checked: dict[str, Any]) -> int:
+    """``launch --dry-run``: every check ``launch`` makes before it creates the study (see
+    ``api.dry_run``), then the effective config as YAML (redirect it to a file and it launches
+    the same sweep) and the splits as YAML comments."""
     import io
 
     import yaml
 
-    from search.dryrun import dry_run
-
-    checked = dry_run(config, storage_url, address)
     print(yaml.safe_dump(checked["config"], sort_keys=False, default_flow_style=False), end="")
     table = io.StringIO()
     stdout, sys.stdout = sys.stdout, table
@@ -482,7 +474,7 @@ def _dry_run(config: dict[str, Any], storage_url: str | None, address: str | Non
     for line in table.getvalue().splitlines():
         print(f"#   {line}")
     print(f"# storage {checked['storage']}: {checked['storage_state']}; study "
-          f"{config['study']!r} does not exist there yet")
+          f"{checked['config']['study']!r} does not exist there yet")
     print(f"# results folder {checked['results']}: "
           + ("exists" if checked["results_exists"] else "launch creates it"))
     print("# dry run: every check passed and nothing was created; run the same command "

@@ -17,6 +17,7 @@ import math
 import re
 import stat
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -250,19 +251,32 @@ def check_study_name(name: Any) -> str:
     return name
 
 
-def load_config(path: str | Path | None, sets: list[str] | None = None,
-                study: str | None = None) -> dict[str, Any]:
+def load_config(source: str | Path | Mapping[str, Any] | None, sets: list[str] | None = None,
+                study: str | None = None,
+                overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Read, merge and validate a sweep config; raise ``ConfigError`` with one line.
 
-    The file's sections merge over the defaults; then each ``--set KEY=VALUE`` changes the one
-    key it names, at any depth (see :func:`apply_set`)."""
+    ``source`` is a YAML file's path, or a mapping holding what such a file would (or None:
+    the defaults alone). Its sections merge over the defaults; then each ``--set KEY=VALUE``
+    changes the one key it names, at any depth (see :func:`apply_set`); then each entry of
+    ``overrides`` does the same with its value as given (not read as YAML), its key dotted
+    (``{"training.max_iterations": 3}``) or not (``{"search": {"num_samples": 4}}`` sets
+    ``search.num_samples`` alone: a mapping merges into a section with fixed keys)."""
     config = copy.deepcopy(DEFAULTS)
-    if path is not None:
-        from_file = _read_yaml(Path(path))
-        _data_path_beside(from_file, Path(path))
+    if isinstance(source, Mapping):
+        _merge(config, copy.deepcopy(dict(source)), ())
+    elif source is not None:
+        from_file = _read_yaml(Path(source))
+        _data_path_beside(from_file, Path(source))
         _merge(config, from_file, ())
     for item in sets or []:
         apply_set(config, item)
+    for key, value in (overrides or {}).items():
+        keys = [part.strip() for part in key.split(".")] if isinstance(key, str) else []
+        if not keys or not all(keys):
+            raise ConfigError(f"override key {key!r} must be a config key such as "
+                              "'search.num_samples' or 'training'")
+        set_key(config, keys, copy.deepcopy(value), f"override {key.strip()!r}")
     if study is not None:
         config["study"] = study
     validate(config)
@@ -270,16 +284,23 @@ def load_config(path: str | Path | None, sets: list[str] | None = None,
 
 
 def apply_set(config: dict[str, Any], item: str) -> None:
-    """Apply one ``--set a.b.c=VALUE``: only the key ``a.b.c`` changes; its parents keep every
-    other key. A mapping VALUE given to a section with fixed keys (``training``, ``env``, ...)
-    sets the keys it names; anywhere else (``search.space_overrides``, ``data.splits``, one
-    parameter's range, ...) it replaces what was at that key."""
+    """Apply one ``--set a.b.c=VALUE``: the VALUE read as YAML (see :func:`parse_value`), then
+    set as :func:`set_key` says."""
     key, sep, raw = item.partition("=")
     keys = [part.strip() for part in key.split(".")]
     if not sep or not all(keys):
         raise ConfigError(f"--set {item!r} must look like KEY=VALUE, e.g. "
                           "search.num_samples=10")
     value = parse_value(raw, ".".join(keys), f"--set {'.'.join(keys)}")
+    set_key(config, keys, value, f"--set {key.strip()}")
+
+
+def set_key(config: dict[str, Any], keys: list[str], value: Any, where: str) -> None:
+    """Set the key ``keys`` (a dotted key's parts, e.g. ``["training", "patience"]``) to
+    ``value``: only that key changes; its parents keep every other key. A mapping given to a
+    section with fixed keys (``training``, ``env``, ...) sets the keys it names; anywhere else
+    (``search.space_overrides``, ``data.splits``, one parameter's range, ...) it replaces what
+    was at that key. Errors start with ``where`` (e.g. ``--set training.patience``)."""
     parent = config
     for depth, name in enumerate(keys[:-1]):
         path = tuple(keys[:depth + 1])
@@ -289,7 +310,7 @@ def apply_set(config: dict[str, Any], item: str) -> None:
         if child is None and _is_open(path):
             child = parent[name] = {}
         if not isinstance(child, dict):
-            raise ConfigError(f"--set {key.strip()}: {'.'.join(path)} is {child!r}, not a "
+            raise ConfigError(f"{where}: {'.'.join(path)} is {child!r}, not a "
                               f"mapping; set {'.'.join(path)} itself instead")
         parent = child
     _merge(parent, {keys[-1]: value}, tuple(keys[:-1]))

@@ -1,5 +1,6 @@
 """The error family, under the name the service's callers know (defined in trainables.errors)."""
 from trainables.errors import (  # noqa: F401  (re-exported)
+    ArgumentError,
     ClusterError,
     ConfigError,
     DataError,

@@ -1,13 +1,13 @@
 """A progress line a person can read while a sweep runs."""
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any
 
 from ray.tune.callback import Callback
 
 from search.searcher import unless_storage_lost
+from search.sweep_events import ProgressCallback, ProgressEvent
 from trainables import metrics as M
 
 
@@ -38,15 +38,18 @@ def study_figures(study: Any) -> tuple[dict[str, int], float | None]:
 
 
 class Progress(Callback):
-    """Prints done/running/failed, best value, elapsed and estimated remaining time, whenever a
-    trial finishes and at most every ``every_s`` seconds otherwise. The figures are the
-    study's own (see ``study_figures``). A trial that cannot start because no node has the
-    resources it ``needs`` free is named on the line, with what the cluster has free."""
+    """Says (through ``say``) done/running/failed, best value, elapsed and estimated remaining
+    time, whenever a trial finishes and at most every ``every_s`` seconds otherwise. The
+    figures are the study's own (see ``study_figures``). A trial that cannot start because no
+    node has the resources it ``needs`` free is named on the line, with what the cluster has
+    free."""
 
-    def __init__(self, study: Any, budget: int, every_s: float = 30.0,
-                 score_name: str = M.SEARCH_METRIC, needs: dict[str, float] | None = None,
+    def __init__(self, study: Any, budget: int, say: ProgressCallback,
+                 every_s: float = 30.0, score_name: str = M.SEARCH_METRIC,
+                 needs: dict[str, float] | None = None,
                  waiting_after_s: float = 5.0):
         self._study = study
+        self._say = say
         self._score_name = score_name
         self._budget = budget
         self._every_s = every_s
@@ -112,16 +115,17 @@ class Progress(Callback):
         self._print(trials)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
-        print(f"trial {trial.trial_id} failed: {_reason(trial)}", file=sys.stdout, flush=True)
+        self._say(ProgressEvent("trial_failed", f"trial {trial.trial_id} failed: "
+                                                f"{_reason(trial)}"))
         self._print(trials)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info) -> None:
-        print(f"trial {trial.trial_id} failed ({_reason(trial)}); retrying from its last "
-              "checkpoint", file=sys.stdout, flush=True)
+        self._say(ProgressEvent("trial_retrying", f"trial {trial.trial_id} failed "
+                                f"({_reason(trial)}); retrying from its last checkpoint"))
 
     def _print(self, trials: list) -> None:
         self._last = time.time()
         line = self._line(trials)
         if line is not None:
-            print(line, file=sys.stdout, flush=True)
+            self._say(ProgressEvent("progress", line))
 

@@ -27,7 +27,6 @@ import json
 import math
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -36,6 +35,7 @@ from search import query
 from search import study as studies
 from search.errors import UserError
 from search.searcher_attrs import ATTR_METRICS, ATTR_PROMOTION, ATTR_SEED
+from search.sweep_events import ProgressCallback, ProgressEvent, no_progress
 from trainables.seeds import promotion_seed
 
 MAX_SEEDS = 100
@@ -55,9 +55,11 @@ class PromotionError(UserError):
 
 
 def promote(url: str, name: str, number: int | None, seeds: int,
-            address: str | None = None) -> dict[str, Any]:
+            address: str | None = None,
+            progress: ProgressCallback = no_progress) -> dict[str, Any]:
     """Retrain trial ``number`` (default: the best, as ``evaluate`` picks it) of study ``name``
-    with ``seeds`` fresh seeds, store the result on the trial and return it.
+    with ``seeds`` fresh seeds, store the result on the trial and return it. ``progress`` is
+    told when the training starts (a "promoting" event).
 
     Raises:
         PromotionError: ``seeds`` out of range, the trial not COMPLETE, or a seed's run failed.
@@ -81,8 +83,9 @@ def promote(url: str, name: str, number: int | None, seeds: int,
     used = used_seeds(study.get_trials(deepcopy=False), config)
     fresh = fresh_seeds(config["search"]["seed"], trial.number, seeds, used)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    print(f"promoting trial {trial.number} of {name!r}: {seeds} fresh seed(s), "
-          f"{_runs_per_seed(config)} run(s) each ...", file=sys.stderr, flush=True)
+    progress(ProgressEvent("promoting", f"promoting trial {trial.number} of {name!r}: {seeds} "
+                                        f"fresh seed(s), {_runs_per_seed(config)} run(s) each "
+                                        "..."))
     scores, fold_scores, where = _retrain(config, trial, fresh, name, address)
     judged = summarise(_value(trial), scores)
     previous = trial.user_attrs.get(ATTR_PROMOTION) or {}

@@ -11,7 +11,6 @@ study once (``search/audit.py``) and shows the study's count.
 from __future__ import annotations
 
 import html
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from search.formats import number
 from search.outdir import write_folder
 from search.searcher_attrs import ATTR_FAIL
 from search.storage import redact
+from search.sweep_events import ProgressCallback, ProgressEvent, no_progress
 
 TOP = 10          # rows of the table
 COMPARED = 5      # top trials traded on the test split in the overfitting check
@@ -41,7 +41,8 @@ METRICS = (("sharpe", "Sharpe", 1), ("pnl_pct", "P&L %", 1), ("buy_and_hold_pct"
            ("max_drawdown", "max DD %", 100), ("trades", "trades", 1))
 
 
-def write_report(url: str, study_name: str, out: Path, force: bool = False) -> Path:
+def write_report(url: str, study_name: str, out: Path, force: bool = False,
+                 progress: ProgressCallback = no_progress) -> Path:
     """Write ``out/index.html`` and its PNG images; return the index path.
 
     Args:
@@ -53,6 +54,7 @@ def write_report(url: str, study_name: str, out: Path, force: bool = False) -> P
             it was.
         force: write into a folder that holds other files (still replacing only the report's
             own names).
+        progress: told (a "note" event) when the report leaves something out, and why.
 
     Raises:
         StudyError: the storage or the study does not exist, or its custom search space cannot
@@ -71,7 +73,7 @@ def write_report(url: str, study_name: str, out: Path, force: bool = False) -> P
     target = f"validation {objectives[0]}"
 
     def write(folder: Path) -> None:
-        data_problem = _data_problem(study) if top and config else None
+        data_problem = _data_problem(study, progress) if top and config else None
         sections = _optuna_sections(snapshot, top, folder, target, objectives)
         looked: list[int] = []  # trials this report scored on the test split
         sections.append(_equity_section(study, space, top[0] if top else None, folder,
@@ -93,14 +95,14 @@ def write_report(url: str, study_name: str, out: Path, force: bool = False) -> P
     return out / "index.html"
 
 
-def _data_problem(study: Any) -> str | None:
+def _data_problem(study: Any, progress: ProgressCallback) -> str | None:
     """Why the study's checkpoints cannot be traded on its market data (the file changed since
-    launch, or is gone), said once on stderr too; None when they can."""
+    launch, or is gone), said once through ``progress`` too; None when they can."""
     try:
         query.check_data_unchanged(study)
     except StudyError as exc:
-        print(f"tradetune report: note: {exc}; the report leaves out trading the checkpoints",
-              file=sys.stderr)
+        progress(ProgressEvent("note", f"tradetune report: note: {exc}; the report leaves out "
+                                       "trading the checkpoints"))
         return str(exc)
     return None
 

@@ -15,7 +15,6 @@ import os
 import shutil
 import signal
 import socket
-import sys
 import tempfile
 import threading
 import time
@@ -28,6 +27,8 @@ from search.errors import StorageUnavailable, SweepFailed, UserError
 from search.storage import (check_url, open_existing, open_storage, redact, resolve_url,
                             results_dir, retry_seconds, sqlite_path)
 from search import study as studies
+from search.sweep_events import (COMPLETED, NOTHING_TO_RUN, STOPPED, ProgressCallback,
+                                 ProgressEvent, SweepResult, no_progress)
 from trainables import metrics as M
 
 if TYPE_CHECKING:
@@ -40,8 +41,10 @@ MIN_FREE_MB = 100  # checkpoints of one small sweep take a few MB each (num_to_k
 
 
 def launch(config: dict[str, Any], storage_url: str | None = None,
-           address: str | None = None, command: str = "") -> int:
-    """Create the study for ``config`` and run its sweep. Returns the process exit code.
+           address: str | None = None, command: str = "",
+           progress: ProgressCallback = no_progress) -> SweepResult:
+    """Create the study for ``config`` and run its sweep; say what happens through
+    ``progress`` and return how it ended (raises ``UserError``s: see ``SweepResult``).
 
     Everything that can fail is checked before the study is created: the config, the data, the
     space, the storage URL, the results directory, the Ray cluster (bounded wait) and whether
@@ -50,10 +53,10 @@ def launch(config: dict[str, Any], storage_url: str | None = None,
     from spaces import dry_run, get_space
     from trainables.market import prepare_market
 
-    study = None
+    study, url = None, None
     with StopSignals() as stop, contextlib.ExitStack() as ray_session:
         stop.last_words = functools.partial(_stopped_before, command="launch",
-                                            what=NOTHING_STORED)
+                                            what=NOTHING_STORED, progress=progress)
         try:
             url = resolve_url(storage_url, config.get("storage"))
             prepare_market(config["data"])
@@ -68,39 +71,43 @@ def launch(config: dict[str, Any], storage_url: str | None = None,
             storage = _open_if_exists(url, config["study"])
             ray_session.enter_context(_ray_session(address, stop))
             check_resources(config, address)
-            _print_ray_logs()
+            _say_ray_logs(progress)
             with stop.deferred():  # the study is created whole, or not at all
                 storage = storage or open_storage(url, create_dirs=True,
                                                   retry_s=retry_seconds())
                 study = studies.create_study(storage, config, space,
                                              studies.data_fingerprint(config["data"]), command)
-                stop.last_words = _Farewell(study, None, url)
+                stop.last_words = _Farewell(study, None, url, progress)
                 _experiment_dir(experiment_dir)
                 if config["search"]["enqueue_tutorial"] and space.first_params:
                     study.enqueue_trial(space.first_params, skip_if_exists=True)
                 for point in config["search"]["enqueue"]:
                     study.enqueue_trial(point, skip_if_exists=True)
-                print(f"launched study {config['study']!r} in {redact(url)}: "
-                      f"{config['algorithm']} x {config['search']['num_samples']} trials, "
-                      f"results under {experiment_dir}", flush=True)
-        except StopRequested as stopped:
-            return stop.last_words(stopped.signum)  # nothing stored, or the resume line
+                progress(ProgressEvent("launched", (
+                    f"launched study {config['study']!r} in {redact(url)}: "
+                    f"{config['algorithm']} x {config['search']['num_samples']} trials, "
+                    f"results under {experiment_dir}")))
+        except StopRequested as stopped:  # nothing stored, or the resume line
+            return _stopped(stop, stopped.signum, url, config["study"], study)
         try:
-            return _run(config, study, space, experiment_dir, url, stop)
+            return _run(config, study, space, experiment_dir, url, stop, progress)
         except StopRequested as stopped:  # before _run took over its own stops
-            return stop.last_words(stopped.signum)
+            return _stopped(stop, stopped.signum, url, config["study"], study)
 
 
-def resume(study_name: str, storage_url: str | None = None, address: str | None = None) -> int:
+def resume(study_name: str, storage_url: str | None = None, address: str | None = None,
+           progress: ProgressCallback = no_progress) -> SweepResult:
     """Continue a study after a crash or interruption, running only its remaining budget.
-    Nothing in the study changes until the Ray cluster answers and a trial fits on it."""
+    Nothing in the study changes until the Ray cluster answers and a trial fits on it. Says
+    what happens through ``progress`` and returns how it ended, as ``launch``."""
     from search.stopping import StopRequested, StopSignals
     from spaces import dry_run, get_space
     from trainables.market import prepare_market
 
+    study, url = None, None
     with StopSignals() as stop, contextlib.ExitStack() as ray_session:
         stop.last_words = functools.partial(_stopped_before, command="resume",
-                                            what=NO_TRIAL_STARTED)
+                                            what=NO_TRIAL_STARTED, progress=progress)
         try:
             target = ray_address(address)
             if target not in (None, "auto"):
@@ -122,27 +129,49 @@ def resume(study_name: str, storage_url: str | None = None, address: str | None 
             if counts["COMPLETE"] + counts["PRUNED"] < budget:
                 ray_session.enter_context(_ray_session(address, stop))
                 check_resources(config, address)
-                _print_ray_logs()
+                _say_ray_logs(progress)
             with stop.deferred():
                 experiment_dir = _experiment_dir(experiment_dir)
                 with claim_lock(study):  # a trial being claimed is tagged before it is seen
                     orphans = fail_orphaned_trials(study)
-                stop.last_words = _Farewell(study, None, url)
+                stop.last_words = _Farewell(study, None, url, progress)
             counts = state_counts(study)
             done = counts["COMPLETE"] + counts["PRUNED"]
             if done >= budget:
-                print(f"study {study_name!r} is already finished: {done} of {budget} trials "
-                      "done; nothing to resume")
-                return 0
-            print(f"resuming study {study_name!r}: {done} of {budget} trials done, {orphans} "
-                  f"orphaned trial(s) marked FAIL, {counts['RUNNING']} running elsewhere",
-                  flush=True)
+                progress(ProgressEvent("nothing_to_run", (
+                    f"study {study_name!r} is already finished: {done} of {budget} trials "
+                    "done; nothing to resume")))
+                return _result(url, study, NOTHING_TO_RUN)
+            progress(ProgressEvent("resuming", (
+                f"resuming study {study_name!r}: {done} of {budget} trials done, {orphans} "
+                f"orphaned trial(s) marked FAIL, {counts['RUNNING']} running elsewhere")))
         except StopRequested as stopped:
-            return stop.last_words(stopped.signum)
+            return _stopped(stop, stopped.signum, url, study_name, study)
         try:
-            return _run(config, study, space, experiment_dir, url, stop)
+            return _run(config, study, space, experiment_dir, url, stop, progress)
         except StopRequested as stopped:  # before _run took over its own stops
-            return stop.last_words(stopped.signum)
+            return _stopped(stop, stopped.signum, url, study_name, study)
+
+
+def _stopped(stop: StopSignals, signum: int, url: str | None, study_name: str,
+             study: Any) -> SweepResult:
+    """A stop signal ended ``launch`` or ``resume`` outside Tune's loop: its last words (the
+    study's bookkeeping and the line for the user), then the result."""
+    stop.last_words(signum)
+    if study is not None:
+        return _result(url, study, STOPPED, signum)
+    return SweepResult(study=study_name, storage=redact(url) if url else "", reason=STOPPED,
+                       signal=signum)
+
+
+def _result(url: str, study: Any, reason: str, signum: int | None = None) -> SweepResult:
+    """The result of a sweep of ``study``, with the study's figures read now."""
+    from search import query
+
+    figures = query.status(url, study.study_name)
+    return SweepResult(study=study.study_name, storage=redact(url), reason=reason,
+                       counts=figures["counts"], best_value=figures["best_value"],
+                       best_trial=figures["best_trial"], signal=signum)
 
 
 def _open_if_exists(url: str, study_name: str) -> Any:
@@ -246,7 +275,7 @@ def _make_sampler(search: dict[str, Any], seed: int) -> Any:
 
 
 def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, url: str,
-         stop: StopSignals) -> int:
+         stop: StopSignals, progress: ProgressCallback) -> SweepResult:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.stopper import CombinedStopper
@@ -259,7 +288,7 @@ def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, u
 
     search, training, resources = config["search"], config["training"], config["resources"]
     driver_id = f"{socket.gethostname()}-{os.getpid()}-{int(time.time())}"
-    farewell = stop.last_words = _Farewell(study, driver_id, url)
+    farewell = stop.last_words = _Farewell(study, driver_id, url, progress)
     searcher = None
     try:
         sampler = _make_sampler(search, _sampler_seed(search["seed"], len(study.trials)))
@@ -269,9 +298,10 @@ def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, u
         bookkeeping.beat()
         remaining = max(searcher.budget_left(), 0)
         if remaining == 0:
-            print("the study's trial budget is taken by trials running in another driver; "
-                  "nothing to start here")
-            return 0
+            progress(ProgressEvent("nothing_to_run", (
+                "the study's trial budget is taken by trials running in another driver; "
+                "nothing to start here")))
+            return _result(url, study, NOTHING_TO_RUN)
         scheduler = None
         if search["scheduler"] == "asha":
             max_evals = max(1, training["max_iterations"] // training["eval_every"])
@@ -286,9 +316,9 @@ def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, u
         trainable = tune.with_resources(
             tune.with_parameters(train_trial, sweep={**config, "storage": None}),
             {"cpu": resources["cpus_per_trial"], "gpu": resources["gpus_per_trial"]})
-        progress = Progress(study, search["num_samples"],
-                            score_name=f"validation {training['objective']}",
-                            needs=trial_needs(config))
+        progress_line = Progress(study, search["num_samples"], progress,
+                                 score_name=f"validation {training['objective']}",
+                                 needs=trial_needs(config))
         run_name = f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
         tuner = tune.Tuner(
             trainable,
@@ -300,7 +330,7 @@ def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, u
                 # importing torch and RLlib again.
                 reuse_actors=True),
             run_config=run_config(run_name, experiment_dir, training["max_failures"],
-                                  [bookkeeping, progress],
+                                  [bookkeeping, progress_line],
                                   stop=CombinedStopper(StopWhenStorageLost(study),
                                                        StopOnSignal())),
         )
@@ -333,22 +363,27 @@ def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, u
             cut = _finish_interrupted(study, driver_id)  # trials Tune left running
     if stop.received is not None or cut:
         with stop.deferred(raise_after=False):
-            return farewell(stop.received)
+            farewell(stop.received)
+            return _result(url, study, STOPPED, stop.received or signal.SIGINT)
     counts = state_counts(study)
     _check_some_trial_completed(study, driver_id, storage_flag)
-    print(f"sweep finished: {counts['COMPLETE']} complete, {counts['FAIL']} failed, "
-          f"{counts['PRUNED']} pruned. See: tradetune best --study {study.study_name}"
-          f"{storage_flag}")
-    return 0
+    progress(ProgressEvent("finished", (
+        f"sweep finished: {counts['COMPLETE']} complete, {counts['FAIL']} failed, "
+        f"{counts['PRUNED']} pruned. See: tradetune best --study {study.study_name}"
+        f"{storage_flag}")))
+    return _result(url, study, COMPLETED)
 
 
 class _Farewell:
     """The end of an interrupted sweep, said once, by the main thread or by the stop watchdog
     (search/stopping.py) if the stop overran: this driver's trials in flight marked FAIL, one
-    line with the resume command, and the exit code 128 + signal (130 for Ctrl-C)."""
+    line with the resume command (through ``progress``), and the exit code 128 + signal (130
+    for Ctrl-C)."""
 
-    def __init__(self, study: Any, driver_id: str | None, url: str):
+    def __init__(self, study: Any, driver_id: str | None, url: str,
+                 progress: ProgressCallback):
         self._study, self._driver_id, self._url = study, driver_id, url
+        self._progress = progress
         self._lock = threading.Lock()
         self._said = False
 
@@ -363,9 +398,10 @@ class _Farewell:
                         _finish_interrupted(self._study, self._driver_id)
                     storage_flag = ("" if self._url == resolve_url()
                                     else f" --storage '{redact(self._url)}'")
-                    print(f"sweep interrupted ({signal_name(signum)}); trials in flight were "
-                          f"marked FAIL and will be re-run. Continue with: tradetune resume "
-                          f"--study {self._study.study_name}{storage_flag}", flush=True)
+                    self._progress(ProgressEvent("interrupted", (
+                        f"sweep interrupted ({signal_name(signum)}); trials in flight were "
+                        f"marked FAIL and will be re-run. Continue with: tradetune resume "
+                        f"--study {self._study.study_name}{storage_flag}")))
             finally:
                 self._lock.release()
         return 128 + (signum or signal.SIGINT)
@@ -375,11 +411,12 @@ NOTHING_STORED = "before the study was created; nothing was stored"
 NO_TRIAL_STARTED = "before any trial started"
 
 
-def _stopped_before(signum: int, command: str, what: str) -> int:
+def _stopped_before(signum: int, command: str, what: str,
+                    progress: ProgressCallback) -> int:
     from search.stopping import signal_name
 
-    print(f"tradetune {command}: stopped by {signal_name(signum)} {what}", file=sys.stderr,
-          flush=True)
+    progress(ProgressEvent("stopped", f"tradetune {command}: stopped by {signal_name(signum)} "
+                                      f"{what}"))
     return 128 + signum
 
 
@@ -434,12 +471,16 @@ def _check_some_trial_completed(study: Any, driver_id: str, storage_flag: str) -
 def run_config(name: str, experiment_dir: Path, max_failures: int, callbacks: list,
                stop: Any = None) -> Any:
     """Tune's run settings for trials of a study (sweeps and promotions alike): one kept
-    checkpoint per trial, the one with the best validation score; Tune's JSON and CSV logs."""
+    checkpoint per trial, the one with the best validation score; Tune's JSON and CSV logs.
+    Tune's own progress report stays silent (``verbose=0``); it is given as the plain-text one
+    because in a notebook Tune's default one clears the cell's output (the sweep's own lines)
+    when it starts."""
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     return tune.RunConfig(
         name=name, storage_path=str(experiment_dir.resolve()), verbose=0,
+        progress_reporter=tune.CLIReporter(),
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=1, checkpoint_score_attribute=M.BEST_VAL_SCORE,
             checkpoint_score_order="max"),
@@ -447,7 +488,7 @@ def run_config(name: str, experiment_dir: Path, max_failures: int, callbacks: li
         stop=stop, callbacks=[*callbacks, JsonLoggerCallback(), CSVLoggerCallback()])
 
 
-def _print_ray_logs() -> None:
+def _say_ray_logs(progress: ProgressCallback) -> None:
     """Say where Ray keeps this run's logs: a trial's worker output is only there."""
     import ray
 
@@ -457,7 +498,7 @@ def _print_ray_logs() -> None:
         session = ray._private.worker._global_node.get_session_dir_path()
     except AttributeError:
         return
-    print(f"Ray worker logs: {session}/logs", flush=True)
+    progress(ProgressEvent("ray_logs", f"Ray worker logs: {session}/logs"))
 
 
 @contextlib.contextmanager

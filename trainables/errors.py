@@ -21,6 +21,10 @@ class UserError(TradeTuneError):
     """Bad input or state the user can fix; the message is one line and says how."""
 
 
+class ArgumentError(UserError, ValueError):
+    """A function of the Python API was given a value it cannot take (e.g. ``best(k=0)``)."""
+
+
 class ConfigError(UserError, ValueError):
     """The sweep config (file, --set, or env settings given to an env) is invalid."""
 

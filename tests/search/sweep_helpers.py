@@ -1,14 +1,17 @@
-"""Helpers shared by the sweep tests: tiny configs on disk, CLI subprocesses, study reads."""
+"""Helpers shared by the sweep tests: tiny configs on disk, CLI subprocesses, study reads, studies
+made without training (``two_studies``)."""
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,3 +109,57 @@ def assert_consistent(url: str, study: str, budget: int, results: Path | None = 
 
     best = optuna.load_study(study_name=study, storage=url).best_value
     assert best == max(t.value for t in complete)
+
+
+def add_study(url: str, results: Path, name: str, values: list[float], failed: int = 0,
+              running_driver: bool = False) -> None:
+    """A tradetune study with COMPLETE trials of ``values`` (each with metrics and a checkpoint
+    folder under ``results/name``) and ``failed`` FAIL trials, created as ``launch`` does."""
+    import optuna
+
+    from conftest import make_tiny_sweep
+    from search.storage import open_storage
+    from search.study import create_study, data_fingerprint
+    from spaces import get_space
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    config = make_tiny_sweep(**{"study": name})
+    space = get_space("ppo", config["search"]["space_overrides"])
+    with pytest.MonkeyPatch.context() as patch:  # create_study records the results folder
+        patch.setenv("TRADETUNE_RESULTS", str(results))
+        study = create_study(open_storage(url, create_dirs=True), config, space,
+                             data_fingerprint(config["data"]), f"tradetune launch --study {name}")
+    for i, value in enumerate(values):
+        trial = study.ask()
+        space(trial)
+        checkpoint = results / name / "run-1" / f"trial_{i}" / "checkpoint_000000"
+        checkpoint.mkdir(parents=True)
+        (checkpoint / "state.pkl").write_bytes(b"weights")
+        trial.set_user_attr("checkpoint", str(checkpoint))
+        trial.set_user_attr("metrics", {"sharpe": value, "pnl_pct": 1.0, "sharpe_per_bar": 0.01,
+                                        "bars": 200})
+        trial.set_user_attr("stop_reason", "max_iterations")
+        study.tell(trial, value)
+    for _ in range(failed):
+        trial = study.ask()
+        space(trial)
+        trial.set_user_attr("fail_reason", "training diverged")
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    if running_driver:  # a live driver (this test process) with a trial in flight
+        study.set_user_attr("driver:here", {"host": socket.gethostname(), "pid": os.getpid(),
+                                            "time": 1e12})
+        space(study.ask())
+
+
+@pytest.fixture
+def two_studies(tmp_path, monkeypatch):
+    """``alpha`` (2 COMPLETE, 1 FAIL) and ``beta`` (1 COMPLETE) in one SQLite storage, their
+    results folders, and an unrelated file in the results directory."""
+    results = tmp_path / "results"
+    monkeypatch.setenv("TRADETUNE_RESULTS", str(results))
+    monkeypatch.delenv("TRADETUNE_STORAGE", raising=False)
+    url = f"sqlite:///{results / 'tradetune.db'}"
+    add_study(url, results, "alpha", [0.5, 1.5], failed=1)
+    add_study(url, results, "beta", [0.25])
+    (results / "notes.txt").write_text("mine")
+    return {"results": results, "url": url, "root": tmp_path}

@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import pty
-import socket
 import subprocess
 import sys
 import uuid
@@ -22,7 +21,8 @@ import pytest
 import yaml
 
 from conftest import make_tiny_sweep
-from sweep_helpers import REPO, TRADETUNE, cli_env, write_config
+from sweep_helpers import REPO, TRADETUNE, cli_env, two_studies, write_config  # noqa: F401
+from sweep_helpers import add_study as _add_study
 
 TT = str(REPO / "tt")
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
@@ -34,59 +34,6 @@ def _bars(n: int = 600) -> pd.DataFrame:
     return pd.DataFrame({"date": pd.date_range("2021-01-01", periods=n, freq="1h"),
                          "open": close, "high": close * 1.01, "low": close * 0.99,
                          "close": close, "volume": rng.uniform(1, 10, n)})
-
-
-def _add_study(url: str, results: Path, name: str, values: list[float], failed: int = 0,
-               running_driver: bool = False) -> None:
-    """A tradetune study with COMPLETE trials of ``values`` (each with metrics and a checkpoint
-    folder under ``results/name``) and ``failed`` FAIL trials, created as ``launch`` does."""
-    import optuna
-
-    from search.storage import open_storage
-    from search.study import create_study, data_fingerprint
-    from spaces import get_space
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    config = make_tiny_sweep(**{"study": name})
-    space = get_space("ppo", config["search"]["space_overrides"])
-    with pytest.MonkeyPatch.context() as patch:  # create_study records the results folder
-        patch.setenv("TRADETUNE_RESULTS", str(results))
-        study = create_study(open_storage(url, create_dirs=True), config, space,
-                             data_fingerprint(config["data"]), f"tradetune launch --study {name}")
-    for i, value in enumerate(values):
-        trial = study.ask()
-        space(trial)
-        checkpoint = results / name / "run-1" / f"trial_{i}" / "checkpoint_000000"
-        checkpoint.mkdir(parents=True)
-        (checkpoint / "state.pkl").write_bytes(b"weights")
-        trial.set_user_attr("checkpoint", str(checkpoint))
-        trial.set_user_attr("metrics", {"sharpe": value, "pnl_pct": 1.0, "sharpe_per_bar": 0.01,
-                                        "bars": 200})
-        trial.set_user_attr("stop_reason", "max_iterations")
-        study.tell(trial, value)
-    for _ in range(failed):
-        trial = study.ask()
-        space(trial)
-        trial.set_user_attr("fail_reason", "training diverged")
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    if running_driver:  # a live driver (this test process) with a trial in flight
-        study.set_user_attr("driver:here", {"host": socket.gethostname(), "pid": os.getpid(),
-                                            "time": 1e12})
-        space(study.ask())
-
-
-@pytest.fixture
-def two_studies(tmp_path, monkeypatch):
-    """``alpha`` (2 COMPLETE, 1 FAIL) and ``beta`` (1 COMPLETE) in one SQLite storage, their
-    results folders, and an unrelated file in the results directory."""
-    results = tmp_path / "results"
-    monkeypatch.setenv("TRADETUNE_RESULTS", str(results))
-    monkeypatch.delenv("TRADETUNE_STORAGE", raising=False)
-    url = f"sqlite:///{results / 'tradetune.db'}"
-    _add_study(url, results, "alpha", [0.5, 1.5], failed=1)
-    _add_study(url, results, "beta", [0.25])
-    (results / "notes.txt").write_text("mine")
-    return {"results": results, "url": url, "root": tmp_path}
 
 
 def _run(args: list[str], results: Path, cwd: Path = REPO, **kwargs) -> subprocess.CompletedProcess:

@@ -1,0 +1,146 @@
+"""The Python API (search/api.py): plain data back, typed errors, silence, no exits."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import make_tiny_sweep
+from search import api
+from search.sweep_events import EVENT_KINDS
+from sweep_helpers import REPO, cli_env, two_studies, write_config  # noqa: F401
+
+
+# -- config: dict overrides follow the file's and --set's rule -----------------------------------
+
+def test_dict_overrides_merge_as_set_does(tmp_path):
+    path = write_config(tmp_path / "sweep.yaml", {
+        "study": "merge", "search": {"seed": 7, "num_samples": 9,
+                                     "space_overrides": {"lr": {"low": 1e-5, "high": 1e-4},
+                                                         "gamma": 0.9}}})
+    overrides = {"search": {"num_samples": 4}, "training.max_iterations": 3,
+                 "search.space_overrides": {"gamma": 0.95}}
+    config = api.sweep_config(path, overrides)
+
+    # a mapping merges into a fixed section: the file's other search keys stay
+    assert config["search"]["num_samples"] == 4 and config["search"]["seed"] == 7
+    assert config["training"]["max_iterations"] == 3
+    # ... and replaces a free-form value whole: the file's lr override is gone
+    assert config["search"]["space_overrides"] == {"gamma": 0.95}
+    assert config == api.sweep_config(path, sets=[
+        "search={num_samples: 4}", "training.max_iterations=3",
+        "search.space_overrides={gamma: 0.95}"])
+    # a mapping works as the file; num_samples= wins over both
+    assert api.sweep_config(yaml.safe_load(path.read_text()), overrides,
+                            num_samples=5)["search"]["num_samples"] == 5
+
+
+def test_bad_input_raises_a_typed_error_prints_nothing_and_creates_nothing(results_dir, capfd):
+    config = make_tiny_sweep(**{"study": "bad"})
+    with pytest.raises(api.ConfigError, match="did you mean 'training.max_iterations'"):
+        api.launch(config, {"training.max_iteratons": 3})
+    with pytest.raises(api.ConfigError, match="search.num_samples must be >= 1"):
+        api.launch(config, num_samples=0)
+    with pytest.raises(api.ConfigError, match="override key ''"):
+        api.sweep_config(config, {"": 1})
+    with pytest.raises(api.StorageError, match="no study database at"):
+        api.resume("bad")
+    assert capfd.readouterr() == ("", "")
+    assert not results_dir.exists() or not any(results_dir.rglob("*.db"))
+
+
+# -- reading a study: plain data, no ray, no torch -----------------------------------------------
+
+_READ = """
+import json, sys
+from search import api
+from search.sweep_events import EVENT_KINDS
+study = api.open_study("alpha")
+rows, status = study.best(2), study.status()
+listing, every = api.studies(), api.status_all()
+heavy = {"ray", "torch", "pandas"} & set(sys.modules)
+print(json.dumps({"rows": rows, "status": status, "studies": listing, "every": every,
+                  "heavy": sorted(heavy), "repr": repr(study)}))
+"""
+
+
+def test_a_study_reads_as_plain_data_without_ray_or_torch(two_studies):
+    done = subprocess.run([sys.executable, "-c", _READ], cwd=REPO, capture_output=True,
+                          text=True, env=cli_env(two_studies["results"]), timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr == ""  # nothing printed but the test's own line
+    read = json.loads(done.stdout)
+    assert read["heavy"] == []
+    assert [r["number"] for r in read["rows"]] == [1, 0]
+    assert [r["value"] for r in read["rows"]] == [1.5, 0.5]
+    assert read["status"]["counts"]["COMPLETE"] == 2 and read["status"]["counts"]["FAIL"] == 1
+    assert read["status"]["best_trial"] == 1 and read["status"]["config"]["study"] == "alpha"
+    assert [s["study"] for s in read["studies"]] == [s["study"] for s in read["every"]] == [
+        "alpha", "beta"]
+    assert read["repr"] == "Study(name='alpha')"
+
+
+def test_study_errors_are_typed_and_silent(two_studies, capfd):
+    with pytest.raises(api.StudyError, match="no study named 'alpah' in .*; did you mean 'alpha'"):
+        api.open_study("alpah")
+    with pytest.raises(api.ConfigError, match="invalid study name"):
+        api.open_study("../x")
+    unchecked = api.open_study("alpah", check=False)  # looked up by its first call
+    with pytest.raises(api.StudyError, match="no study named 'alpah'"):
+        unchecked.status()
+    study = api.open_study("alpha")
+    with pytest.raises(api.ArgumentError, match="k must be a whole number of trials >= 1"):
+        study.best(0)
+    with pytest.raises(api.ArgumentError, match="split must be 'test' or 'val'"):
+        study.evaluate(split="train")
+    with pytest.raises(api.UserError, match="not deleted"):
+        study.delete(confirm=lambda question: False)
+    assert api.open_study("alpha").status()["counts"]["COMPLETE"] == 2  # still there
+    assert capfd.readouterr() == ("", "")
+
+
+def test_a_storage_password_is_never_shown():
+    study = api.Study("s", "postgresql://me:hunter2@db.example:5432/tt")
+    assert "hunter2" not in study.storage and "hunter2" not in repr(study)
+
+
+# -- a real sweep through the API ----------------------------------------------------------------
+
+@pytest.mark.slow
+def test_launch_reads_and_evaluates_through_the_api(results_dir, ray_session, capfd, tmp_path):
+    events = []
+    config = make_tiny_sweep(**{"study": "api"})
+    result = api.launch(config, {"search": {"num_samples": 2}, "training.max_iterations": 3},
+                        progress=events.append)
+
+    assert isinstance(result, api.SweepResult) and result.reason == api.COMPLETED
+    assert result.study == "api" and result.signal is None and not result.stopped
+    assert result.storage == f"sqlite:///{results_dir / 'tradetune.db'}"
+    assert result.counts["COMPLETE"] == 2 and result.counts["RUNNING"] == 0
+    kinds = [event.kind for event in events]
+    assert kinds[-1] == "finished" and {"ray_logs", "launched", "progress"} <= set(kinds)
+    assert set(kinds) <= set(EVENT_KINDS)
+    assert events[-1].message.startswith("sweep finished: 2 complete")
+    out, err = capfd.readouterr()
+    assert "launched study" not in out + err and "sweep finished" not in out + err
+
+    study = api.open_study("api")
+    rows = study.best(5)
+    assert len(rows) == 2 and rows[0]["number"] == result.best_trial
+    assert rows[0]["value"] == result.best_value
+    assert rows[0]["settings"]["model"]["fcnet_hiddens"] == [16]
+    assert study.status()["counts"] == result.counts
+    scored = study.evaluate(split="test", actions=tmp_path / "actions.csv")
+    assert scored["trial"] == result.best_trial and scored["split"] == "test"
+    assert {"sharpe", "pnl_pct", "buy_and_hold_pct", "beats_buy_and_hold"} <= set(scored)
+    assert (tmp_path / "actions.csv").read_text().startswith("timestamp,close,action")
+    json.dumps([rows, scored, study.status()])  # plain data
+
+    again = api.resume("api", progress=events.append)
+    assert again.reason == api.NOTHING_TO_RUN and again.counts == result.counts
+    assert events[-1].kind == "nothing_to_run"
+    out, err = capfd.readouterr()  # libraries may warn; the API itself says nothing
+    assert "already finished" not in out + err
