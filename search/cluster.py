@@ -11,7 +11,7 @@ import math
 import os
 import socket
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from search.errors import ClusterError
 
@@ -97,11 +97,18 @@ def _read(sock: socket.socket, size: int) -> bytes:
     return data
 
 
-def connect(address: str | None) -> bool:
+def connect(address: str | None, preload: Sequence[str] = (),
+            workers: int | None = None) -> bool:
     """Connect this process to Ray: the cluster at ``address`` (``--address`` or
     ``RAY_ADDRESS``), probed first with a bounded wait, or a new local Ray. Returns whether
     this call connected (the caller then disconnects with ``ray.shutdown()``); False when the
-    process was already connected. One line (``ClusterError``) when it cannot."""
+    process was already connected. One line (``ClusterError``) when it cannot.
+
+    ``preload`` and ``workers`` set up a new local Ray (a cluster started elsewhere keeps its
+    own settings). Ray starts one worker process per CPU as this driver connects; ``preload``
+    names modules each worker imports as it starts, so the trials' imports run while the
+    driver is still setting up. ``workers``: how many idle workers Ray keeps (by default one
+    per CPU), so the ones no trial will use do not linger with those imports in memory."""
     import ray
 
     if ray.is_initialized():
@@ -111,9 +118,15 @@ def connect(address: str | None) -> bool:
         target = _running_cluster()
     if target is not None:
         probe_address(target)
+    local: dict[str, Any] = {}
+    if target is None and preload:
+        local["preload_python_modules"] = list(preload)
+    if target is None and workers:
+        local["num_workers_soft_limit"] = int(workers)
     try:
         ray.init(address=target or "local", logging_level=logging.ERROR, log_to_driver=False,
-                 include_dashboard=False, configure_logging=False)
+                 include_dashboard=False, configure_logging=False,
+                 **({"_system_config": local} if local else {}))
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # version mismatch, a broken local start: one line, not Ray's pages

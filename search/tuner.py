@@ -66,7 +66,7 @@ def launch(config: dict[str, Any], storage_url: str | None = None,
             if target not in (None, "auto"):
                 probe_address(target)  # a wrong address fails in seconds, before the storage
             storage = _open_if_exists(url, config["study"])
-            ray_session.enter_context(_ray_session(address, stop))
+            ray_session.enter_context(_ray_session(address, stop, config))
             check_resources(config, address)
             _print_ray_logs()
             with stop.deferred():  # the study is created whole, or not at all
@@ -120,7 +120,7 @@ def resume(study_name: str, storage_url: str | None = None, address: str | None 
             budget = config["search"]["num_samples"]
             counts = state_counts(study)
             if counts["COMPLETE"] + counts["PRUNED"] < budget:
-                ray_session.enter_context(_ray_session(address, stop))
+                ray_session.enter_context(_ray_session(address, stop, config))
                 check_resources(config, address)
                 _print_ray_logs()
             with stop.deferred():
@@ -384,15 +384,19 @@ def _stopped_before(signum: int, command: str, what: str) -> int:
 
 
 @contextlib.contextmanager
-def _ray_session(address: str | None, stop: StopSignals) -> Iterator[None]:
+def _ray_session(address: str | None, stop: StopSignals,
+                 config: dict[str, Any]) -> Iterator[None]:
     """Connect to Ray (bounded wait, see search/cluster.py) for the block; shut down what this
-    process started or joined. A stop signal during Ray's start-up stops cleanly too."""
+    process started or joined. A stop signal during Ray's start-up stops cleanly too. A local
+    Ray preloads the trial workers' imports into as many workers as trials run at once."""
     import ray
 
     from search.stopping import StopRequested
+    from trainables.rllib_trainable import worker_imports
 
     try:
-        connected = connect(address)
+        connected = connect(address, worker_imports(config["algorithm"]),
+                            config["search"]["max_concurrent"])
     except (SystemExit, KeyboardInterrupt) as exc:
         # A stop signal while Ray starts (ray.init's own SIGTERM handler raises SystemExit).
         stop.install()

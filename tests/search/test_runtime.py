@@ -242,6 +242,31 @@ def test_check_resources_per_node(ray_session):
             check_resources({"resources": {"cpus_per_trial": 1, "gpus_per_trial": 1}}, None)
 
 
+PRELOAD_PROBE = """
+import sys
+import ray
+from search.cluster import connect
+
+assert connect(None, ["colorsys"], workers=1)
+
+@ray.remote
+def preloaded():
+    return "colorsys" in sys.modules
+
+print("preloaded" if ray.get(preloaded.remote()) else "not preloaded")
+ray.shutdown()
+"""
+
+
+def test_a_local_ray_preloads_the_given_modules_into_its_workers(tmp_path):
+    # `launch` gives the trial worker's imports (torch, RLlib, the env), so the first trial
+    # finds them loaded; a module Ray's worker does not import itself stands in for them.
+    done = subprocess.run([sys.executable, "-c", PRELOAD_PROBE], cwd=REPO, text=True,
+                          env=cli_env(tmp_path), capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "preloaded", done.stdout
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("setting", ["gpus_per_trial", "cpus_per_trial"])
 def test_launch_refuses_a_trial_no_node_can_run(setting, tmp_path):
