@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from search.cluster import check_resources, connect, probe_address, ray_address, trial_needs
+from search.cluster import (check_resources, connect, probe_address, ray_address,
+                            sweep_local_ray, trial_needs)
 from search.claims import claim_lock
 from search.errors import StorageUnavailable, SweepFailed, UserError
 from search.storage import (check_url, open_existing, open_storage, redact, resolve_url,
@@ -388,15 +389,14 @@ def _ray_session(address: str | None, stop: StopSignals,
                  config: dict[str, Any]) -> Iterator[None]:
     """Connect to Ray (bounded wait, see search/cluster.py) for the block; shut down what this
     process started or joined. A stop signal during Ray's start-up stops cleanly too. A local
-    Ray preloads the trial workers' imports into as many workers as trials run at once."""
+    Ray is sized to the sweep and preloads its trial workers' imports."""
     import ray
 
     from search.stopping import StopRequested
     from trainables.rllib_trainable import worker_imports
 
     try:
-        connected = connect(address, worker_imports(config["algorithm"]),
-                            config["search"]["max_concurrent"])
+        connected = connect(address, sweep_local_ray(config, worker_imports(config["algorithm"])))
     except (SystemExit, KeyboardInterrupt) as exc:
         # A stop signal while Ray starts (ray.init's own SIGTERM handler raises SystemExit).
         stop.install()
