@@ -11,7 +11,7 @@ import math
 import os
 import socket
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from search.errors import ClusterError
 
@@ -97,12 +97,11 @@ def _read(sock: socket.socket, size: int) -> bytes:
     return data
 
 
-def connect(address: str | None, local: Mapping[str, Any] | None = None) -> bool:
+def connect(address: str | None) -> bool:
     """Connect this process to Ray: the cluster at ``address`` (``--address`` or
-    ``RAY_ADDRESS``), probed first with a bounded wait, or a new local Ray, started with the
-    ``ray.init`` settings ``local`` (see ``sweep_local_ray``). Returns whether this call
-    connected (the caller then disconnects with ``ray.shutdown()``); False when the process
-    was already connected. One line (``ClusterError``) when it cannot."""
+    ``RAY_ADDRESS``), probed first with a bounded wait, or a new local Ray. Returns whether
+    this call connected (the caller then disconnects with ``ray.shutdown()``); False when the
+    process was already connected. One line (``ClusterError``) when it cannot."""
     import ray
 
     if ray.is_initialized():
@@ -114,8 +113,7 @@ def connect(address: str | None, local: Mapping[str, Any] | None = None) -> bool
         probe_address(target)
     try:
         ray.init(address=target or "local", logging_level=logging.ERROR, log_to_driver=False,
-                 include_dashboard=False, configure_logging=False,
-                 **(local if target is None and local else {}))
+                 include_dashboard=False, configure_logging=False)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # version mismatch, a broken local start: one line, not Ray's pages
@@ -123,23 +121,6 @@ def connect(address: str | None, local: Mapping[str, Any] | None = None) -> bool
         where = f"the Ray cluster at {target}" if target else "a local Ray"
         raise ClusterError(f"cannot connect to {where}: {first.strip()[:300]}") from None
     return True
-
-
-def sweep_local_ray(config: dict[str, Any], preload: Sequence[str]) -> dict[str, Any]:
-    """The ``ray.init`` settings of a sweep's own local Ray (a cluster started elsewhere keeps
-    its own).
-
-    As the driver connects, Ray starts one worker process per CPU it was given, and each one
-    imports ``preload`` as it starts: the trials' imports (about 10 CPU-seconds) then run while
-    the driver creates the study and starts Tune. So the local Ray gets the CPUs of the trials
-    that run at once (``max_concurrent`` x ``cpus_per_trial``, at most this machine's) and
-    keeps no more idle workers than that many trials: workers no trial would use neither
-    compete for the CPUs at the start nor hold their imports (~0.7 GiB each) in memory."""
-    trials = max(1, int(config["search"]["max_concurrent"]))
-    cpus = min(os.cpu_count() or 1, max(1, math.ceil(trials * trial_needs(config)["CPU"])))
-    return {"num_cpus": cpus,
-            "_system_config": {"preload_python_modules": list(preload),
-                               "num_workers_soft_limit": trials}}
 
 
 def _running_cluster() -> str:

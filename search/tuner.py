@@ -22,8 +22,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from search.cluster import (check_resources, connect, probe_address, ray_address,
-                            sweep_local_ray, trial_needs)
+from search.cluster import check_resources, connect, probe_address, ray_address, trial_needs
 from search.claims import claim_lock
 from search.errors import StorageUnavailable, SweepFailed, UserError
 from search.storage import (check_url, open_existing, open_storage, redact, resolve_url,
@@ -67,7 +66,7 @@ def launch(config: dict[str, Any], storage_url: str | None = None,
             if target not in (None, "auto"):
                 probe_address(target)  # a wrong address fails in seconds, before the storage
             storage = _open_if_exists(url, config["study"])
-            ray_session.enter_context(_ray_session(address, stop, config))
+            ray_session.enter_context(_ray_session(address, stop))
             check_resources(config, address)
             _print_ray_logs()
             with stop.deferred():  # the study is created whole, or not at all
@@ -121,7 +120,7 @@ def resume(study_name: str, storage_url: str | None = None, address: str | None 
             budget = config["search"]["num_samples"]
             counts = state_counts(study)
             if counts["COMPLETE"] + counts["PRUNED"] < budget:
-                ray_session.enter_context(_ray_session(address, stop, config))
+                ray_session.enter_context(_ray_session(address, stop))
                 check_resources(config, address)
                 _print_ray_logs()
             with stop.deferred():
@@ -385,18 +384,15 @@ def _stopped_before(signum: int, command: str, what: str) -> int:
 
 
 @contextlib.contextmanager
-def _ray_session(address: str | None, stop: StopSignals,
-                 config: dict[str, Any]) -> Iterator[None]:
+def _ray_session(address: str | None, stop: StopSignals) -> Iterator[None]:
     """Connect to Ray (bounded wait, see search/cluster.py) for the block; shut down what this
-    process started or joined. A stop signal during Ray's start-up stops cleanly too. A local
-    Ray is sized to the sweep and preloads its trial workers' imports."""
+    process started or joined. A stop signal during Ray's start-up stops cleanly too."""
     import ray
 
     from search.stopping import StopRequested
-    from trainables.rllib_trainable import worker_imports
 
     try:
-        connected = connect(address, sweep_local_ray(config, worker_imports(config["algorithm"])))
+        connected = connect(address)
     except (SystemExit, KeyboardInterrupt) as exc:
         # A stop signal while Ray starts (ray.init's own SIGTERM handler raises SystemExit).
         stop.install()

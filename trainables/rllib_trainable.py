@@ -44,20 +44,6 @@ class TrainingDiverged(RuntimeError):
     """Raised inside a trial whose losses or scores became NaN/inf; the trial fails with it."""
 
 
-def worker_imports(algorithm: str) -> list[str]:
-    """The modules a trial's worker process imports before its first iteration ends: torch
-    (``torch._dynamo`` too: torch's optimizers import it on first use), Tune, the algorithm's
-    RLlib config module, this trainable, and the env and evaluation (which import
-    tensortrade). Together about 10 CPU-seconds per worker process. A local Ray imports them
-    into its worker processes as it starts them (``search/cluster.py``), while the driver
-    creates the study and starts Tune, so the first trial does not wait for them."""
-    from spaces import algorithm_of
-
-    return ["torch", "torch._dynamo", "ray.tune", algorithm_of(algorithm).config_module,
-            __name__, "trainables.callbacks", "trainables.evaluation", "trainables.env",
-            "trainables.vector_env", "ta"]
-
-
 def env_config(sweep: dict[str, Any], settings: dict[str, Any], split: str) -> dict[str, Any]:
     """The env config of a split: fixed market settings, then the trial's searched env settings."""
     return {**trial_env(sweep, settings), "split": split}

@@ -242,47 +242,6 @@ def test_check_resources_per_node(ray_session):
             check_resources({"resources": {"cpus_per_trial": 1, "gpus_per_trial": 1}}, None)
 
 
-def test_a_sweeps_local_ray_gets_the_cpus_of_its_concurrent_trials():
-    from search.cluster import sweep_local_ray
-
-    def sized(trials: int, cpus: float) -> dict:
-        return sweep_local_ray({"search": {"max_concurrent": trials},
-                                "resources": {"cpus_per_trial": cpus}}, ["torch"])
-
-    machine = os.cpu_count() or 1
-    assert sized(1, 1) == {"num_cpus": 1, "_system_config": {
-        "preload_python_modules": ["torch"], "num_workers_soft_limit": 1}}
-    assert sized(3, 0.5)["num_cpus"] == min(machine, 2)
-    assert sized(1000, 1)["num_cpus"] == machine  # never more than the machine has
-    assert sized(1, 1000)["num_cpus"] == machine  # so a trial too big is still refused
-
-
-PRELOAD_PROBE = """
-import sys
-import ray
-from search.cluster import connect, sweep_local_ray
-
-sweep = {"search": {"max_concurrent": 1}, "resources": {"cpus_per_trial": 1}}
-assert connect(None, sweep_local_ray(sweep, ["colorsys"]))
-
-@ray.remote
-def preloaded():
-    return "colorsys" in sys.modules
-
-print(ray.cluster_resources()["CPU"], ray.get(preloaded.remote()))
-ray.shutdown()
-"""
-
-
-def test_a_sweeps_local_ray_preloads_the_given_modules_into_its_workers(tmp_path):
-    # `launch` gives the trial worker's imports (torch, RLlib, the env), so the first trial
-    # finds them loaded; a module Ray's worker does not import itself stands in for them.
-    done = subprocess.run([sys.executable, "-c", PRELOAD_PROBE], cwd=REPO, text=True,
-                          env=cli_env(tmp_path), capture_output=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "1.0 True", done.stdout
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("setting", ["gpus_per_trial", "cpus_per_trial"])
 def test_launch_refuses_a_trial_no_node_can_run(setting, tmp_path):

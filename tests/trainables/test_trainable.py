@@ -6,7 +6,6 @@ remote env runners) and uses the session's single Ray runtime.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import math
 import os
@@ -19,10 +18,10 @@ from typing import Any, Callable, Iterator
 import optuna
 import pytest
 
-from spaces import SEARCH_SPACES, algorithm_of, get_space
+from spaces import algorithm_of, get_space
 from trainables import metrics as M
 from trainables.rllib_trainable import (STATE_FILE, TrainingDiverged, _check_finite, env_config,
-                                        load_module, train_trial, worker_imports)
+                                        load_module, train_trial)
 from trainables.seeds import trial_seed
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -122,14 +121,6 @@ def test_check_finite_accepts_finite_losses_and_ignores_other_stats():
 def test_check_finite_raises_on_a_nan_or_infinite_loss(name, value):
     with pytest.raises(TrainingDiverged, match=f"training diverged: default_policy/{name} = "):
         _check_finite(learner_result(**{name: value}))
-
-
-@pytest.mark.parametrize("algorithm", sorted(SEARCH_SPACES))
-def test_worker_imports_name_modules_that_exist(algorithm):
-    # Ray logs a module it cannot preload and goes on: a wrong name would only cost speed.
-    names = worker_imports(algorithm)
-    assert "torch" in names and algorithm_of(algorithm).config_module in names
-    assert [name for name in names if importlib.util.find_spec(name) is None] == []
 
 
 # -- real trials ---------------------------------------------------------------------------------
