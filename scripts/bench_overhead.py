@@ -7,6 +7,12 @@ same N configurations for the same iterations, validate every ``eval_every`` ite
 whole validation split and save a checkpoint when validation improves. Target: b/a <= 1.10.
 
     ./tt python scripts/bench_overhead.py [--configs 4] [--iterations 6] [--repeats 3] [--csv PATH]
+
+Trials per hour of a real sweep config, this tree against an older commit, alternating runs
+on the same machine (each run: the config's first ``--trials`` trials, start to exit):
+
+    ./tt python scripts/bench_overhead.py --throughput examples/coinbase_btc_1h.yaml \
+        --trials 8 --baseline COMMIT [--repeats 2]
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -87,13 +94,61 @@ def plain_loop(config_path: Path) -> None:
     ray.shutdown()
 
 
-def timed(command: list[str], env: dict) -> float:
+def timed(command: list[str], env: dict, cwd: Path = REPO) -> float:
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command[:4])} failed:\n{done.stdout[-2000:]}"
                          f"{done.stderr[-2000:]}")
     return time.perf_counter() - start
+
+
+def source_tree(commit: str, work: Path) -> Path:
+    """The project's files at ``commit`` (``git archive``), to run an older version's code with
+    this environment's packages."""
+    tree = work / f"tree-{commit}"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit], capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
+def throughput(args: argparse.Namespace) -> None:
+    """Trials per hour of ``args.throughput``'s sweep: its first ``args.trials`` trials, timed
+    from start to exit, for this tree and (``--baseline``) an older commit, alternating."""
+    from search.config import read_yaml_file
+
+    work = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
+    sweep = read_yaml_file(args.throughput)
+    data = sweep.get("data") or {}
+    if data.get("path") and not Path(data["path"]).is_absolute():
+        near = (Path.cwd() / data["path"]) if (Path.cwd() / data["path"]).exists() else \
+            args.throughput.resolve().parent / data["path"]
+        data["path"] = str(near.resolve())
+    sweep["search"]["num_samples"] = args.trials
+    config_path = work / "sweep.yaml"
+    config_path.write_text(yaml.safe_dump(sweep))
+    trees = [("this tree", REPO)]
+    if args.baseline:
+        trees.append((args.baseline, source_tree(args.baseline, work)))
+    print(f"{args.throughput}: {args.trials} trials per run (max_concurrent "
+          f"{sweep['search'].get('max_concurrent', 1)}), {args.repeats} alternating round(s)")
+    rates: dict[str, list[float]] = {name: [] for name, _ in trees}
+    for repeat in range(args.repeats):
+        for index, (name, tree) in enumerate(trees):
+            env = {**os.environ, "TRADETUNE_RESULTS": str(work / f"results-{index}"),
+                   "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(tree)}
+            env.pop("TRADETUNE_STORAGE", None)
+            wall = timed([sys.executable, "-m", "search.cli", "launch", str(config_path),
+                          "--study", f"throughput-{repeat}"], env, cwd=tree)
+            rates[name].append(args.trials / wall * 3600)
+            print(f"round {repeat + 1}, {name}: {wall:6.1f} s, {rates[name][-1]:6.1f} trials/hour",
+                  flush=True)
+    for name, values in rates.items():
+        print(f"{name}: median {statistics.median(values):.1f} trials/hour")
+    print(json.dumps({name: [round(v, 1) for v in values] for name, values in rates.items()}))
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:
@@ -107,9 +162,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3,
                         help="alternating (a)/(b) pairs; run-to-run noise here is +-5 s")
     parser.add_argument("--plain", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--throughput", type=Path, metavar="CONFIG",
+                        help="measure trials per hour of this sweep config instead")
+    parser.add_argument("--trials", type=int, default=8,
+                        help="--throughput: trials per run (the config's num_samples is cut)")
+    parser.add_argument("--baseline", metavar="COMMIT",
+                        help="--throughput: also run this commit's code, alternating")
     args = parser.parse_args()
     if args.plain:
         plain_loop(args.plain)
+        return
+    if args.throughput:
+        throughput(args)
         return
     work = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     config_path = work / "sweep.yaml"

@@ -92,7 +92,10 @@ def algorithm_config(algorithm: str, settings: dict[str, Any], sweep: dict[str, 
         .training(**settings["training"])
         .rl_module(model_config=settings["model"])
         .callbacks(TradingMetrics)
-        .debugging(seed=seed, log_level="ERROR")
+        # log_sys_usage: RLlib's default system-usage monitor samples CPU and RAM every 0.7 s
+        # in a thread for metrics nothing reads, and ``algo.stop()`` waits out its sleep
+        # (about 0.5 s per run).
+        .debugging(seed=seed, log_level="ERROR", log_sys_usage=False)
         .reporting(metrics_num_episodes_for_smoothing=10)
     )
 
