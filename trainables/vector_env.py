@@ -41,9 +41,9 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from trainables.accounting import Book, slippage_rates
-from trainables.actions import action_levels, action_meanings
-from trainables.errors import ConfigError, DataError
-from trainables.settings import env_settings, on_tensortrade
+from trainables.actions import action_meanings
+from trainables.env_split import SplitSetup
+from trainables.errors import ConfigError
 
 CENTS = 100  # USD precision 2
 SATS = 100_000_000  # BTC precision 8
@@ -97,7 +97,7 @@ def _exact_fill(amount: int, price_cents: int, commission: float,
             int(stuck.scaleb(places)))
 
 
-class VectorTradingEnv(VectorEnv):
+class VectorTradingEnv(SplitSetup, VectorEnv):
     """``num_envs`` trading envs over one data split, stepped together.
 
     Config: the same dict as ``TradingEnv`` (``data``, ``split`` and the ``ENV_DEFAULTS``
@@ -109,32 +109,14 @@ class VectorTradingEnv(VectorEnv):
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
 
     def __init__(self, config: Mapping[str, Any] | None = None, num_envs: int | None = None):
-        from trainables.market import prepare_market
-
         config = dict(config or {})
         num_envs = config.pop("num_envs", 1) if num_envs is None else num_envs
         if int(num_envs) < 1:
             raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
-        settings = env_settings(config)
-        self.settings = settings
         self.num_envs = int(num_envs)
-        self.market = prepare_market(settings.get("data"))
-        if settings["split"] not in self.market.splits:
-            raise DataError(f"unknown split {settings['split']!r}; choose one of "
-                            f"{sorted(self.market.splits)}")
-        self.window_size = int(settings["window_size"])
-        self.commission = float(settings["commission"])
-        self.initial_cash = float(settings["initial_cash"])
-        self.max_allowed_loss = settings["max_allowed_loss"]
-        self.levels = action_levels(settings["actions"])
-        self.uses_tensortrade = on_tensortrade(settings)
+        self._set_up_split(config)
+        settings = self.settings
         self._level_values = np.asarray(self.levels, dtype=np.float64)
-        start, end = self.market.splits[settings["split"]]
-        self.first_bar = max(start, self.window_size - 1)
-        self.end_bar = end
-        if self.end_bar - self.first_bar < 2:
-            raise DataError(f"split {settings['split']!r} has too few bars for window_size "
-                            f"{self.window_size}")
         self._random_start = bool(settings["random_start"])
         cap = settings["max_episode_steps"]
         self._cap = None if cap is None else int(cap)
