@@ -24,7 +24,6 @@ from search.searcher_attrs import (ATTR_CHECKPOINT, ATTR_FAIL, ATTR_METRICS, ATT
 from trainables.actions import action_levels, action_meanings, describe_actions
 from trainables.settings import MARKET_KEYS, env_settings, trial_env
 
-STATES = ("COMPLETE", "RUNNING", "FAIL", "PRUNED", "WAITING")
 # Every name `export` writes into its folder; all of them are replaced by each export (a name
 # this export does not write is removed), nothing else there is touched.
 EXPORT_NAMES = ("rllib_config.json", "sweep_config.json", "trial.json", "checkpoint",
@@ -41,16 +40,15 @@ def _study_id(storage: Any, name: str) -> int:
 
 
 def state_counts(storage: Any, study_id: int) -> dict[str, int]:
-    from sqlalchemy import text
+    """Trials per state of the study ``study_id`` (every state named, 0 if none)."""
+    return storage.count_trial_states(study_id)
 
-    counts = {state: 0 for state in STATES}
-    with storage.engine.connect() as connection:
-        rows = connection.execute(text(
-            "SELECT state, COUNT(*) FROM trials WHERE study_id = :sid GROUP BY state"),
-            {"sid": study_id})
-        for state, count in rows:
-            counts[str(getattr(state, "name", state))] = int(count)
-    return counts
+
+def study_state_counts(study: Any) -> dict[str, int]:
+    """``state_counts`` of a loaded study, through its storage (a driver's retries)."""
+    from search.claims import storage_backend
+
+    return state_counts(storage_backend(study), study._study_id)
 
 
 def top_trials(storage: Any, study_id: int, k: int) -> list[Any]:

@@ -236,6 +236,12 @@ class RedactingRDBStorage(optuna.storages.RDBStorage):
         state.pop("_calls", None)
         return state
 
+    def count_trial_states(self, study_id: int) -> dict[str, int]:
+        """How many trials of the study are in each state (every state of ``TRIAL_STATES``
+        named, 0 if none), by one SQL query instead of loading every trial; retried like the
+        other storage calls."""
+        return self._call(_count_trial_states, (study_id,), {})
+
     def _call(self, method: Callable, args: tuple, kwargs: dict) -> Any:
         calls = self.__dict__.setdefault("_calls", threading.local())
         if getattr(calls, "depth", 0):  # an inner call of a retried call: no nested retries
@@ -278,6 +284,22 @@ class RedactingRDBStorage(optuna.storages.RDBStorage):
                 _note(f"study storage {self.display_url} is reachable again after "
                       f"{time.monotonic() - first_failure:.0f} s")
             return result
+
+
+TRIAL_STATES = ("COMPLETE", "RUNNING", "FAIL", "PRUNED", "WAITING")
+
+
+def _count_trial_states(storage: RedactingRDBStorage, study_id: int) -> dict[str, int]:
+    import sqlalchemy
+
+    counts = {state: 0 for state in TRIAL_STATES}
+    with storage.engine.connect() as connection:
+        rows = connection.execute(sqlalchemy.text(
+            "SELECT state, COUNT(*) FROM trials WHERE study_id = :sid GROUP BY state"),
+            {"sid": study_id})
+        for state, count in rows:
+            counts[str(getattr(state, "name", state))] = int(count)
+    return counts
 
 
 def _note(line: str) -> None:

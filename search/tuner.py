@@ -27,6 +27,7 @@ from search.errors import StorageUnavailable, SweepFailed, UserError
 from search.storage import (check_url, open_existing, open_storage, redact, resolve_url,
                             results_dir, retry_seconds, sqlite_path)
 from search import study as studies
+from search.query import study_state_counts
 from search.sweep_events import (COMPLETED, NOTHING_TO_RUN, STOPPED, ProgressCallback,
                                  ProgressEvent, SweepResult, no_progress)
 from trainables import metrics as M
@@ -125,7 +126,7 @@ def resume(study_name: str, storage_url: str | None = None, address: str | None 
             dry_run(space, config)
             experiment_dir = _check_results_dir(study_name)
             budget = config["search"]["num_samples"]
-            counts = state_counts(study)
+            counts = study_state_counts(study)
             if counts["COMPLETE"] + counts["PRUNED"] < budget:
                 ray_session.enter_context(_ray_session(address, stop))
                 check_resources(config, address)
@@ -135,7 +136,7 @@ def resume(study_name: str, storage_url: str | None = None, address: str | None 
                 with claim_lock(study):  # a trial being claimed is tagged before it is seen
                     orphans = fail_orphaned_trials(study)
                 stop.last_words = _Farewell(study, None, url, progress)
-            counts = state_counts(study)
+            counts = study_state_counts(study)
             done = counts["COMPLETE"] + counts["PRUNED"]
             if done >= budget:
                 progress(ProgressEvent("nothing_to_run", (
@@ -185,13 +186,6 @@ def _open_if_exists(url: str, study_name: str) -> Any:
     if study_name in studies.study_names(storage):
         raise studies.name_taken(storage, study_name)
     return storage
-
-
-def state_counts(study: Any) -> dict[str, int]:
-    counts = {s: 0 for s in ("COMPLETE", "PRUNED", "RUNNING", "FAIL", "WAITING")}
-    for trial in study.get_trials(deepcopy=False):
-        counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
-    return counts
 
 
 def fail_orphaned_trials(study: Any) -> int:
@@ -365,7 +359,7 @@ def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, u
         with stop.deferred(raise_after=False):
             farewell(stop.received)
             return _result(url, study, STOPPED, stop.received or signal.SIGINT)
-    counts = state_counts(study)
+    counts = study_state_counts(study)
     _check_some_trial_completed(study, driver_id, storage_flag)
     progress(ProgressEvent("finished", (
         f"sweep finished: {counts['COMPLETE']} complete, {counts['FAIL']} failed, "
