@@ -462,6 +462,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true",
                         help="keep the sweeps already in --out (written with the same "
                              "settings) and run the others")
+    parser.add_argument("--report-only", action="store_true",
+                        help="print the table, means, wins and targets of the sweeps in --out "
+                             "(finished or not) and run nothing")
     parser.add_argument("--smoke", action="store_true",
                         help="everything tiny: 1 window, 1 regimes seed, 2-iteration runs, "
                              "2 folds x 1 seed, racing from 2 trials (proves the script works; "
@@ -503,8 +506,31 @@ def commit() -> str:
                    else "")
 
 
+def print_report(path: Path) -> None:
+    """The table and summary of the sweeps recorded in ``path`` (a run finished or not)."""
+    results = json.loads(path.read_text())
+    windows = [w for w in results["windows"] if w["arms"]]
+    arms = [a for a in ARMS if any(a in w["arms"] for w in windows)]
+    print(HEADER)
+    for window in windows:
+        for arm, row in window["arms"].items():
+            print(line(window["label"], f"({arm})", row))
+    done = sum(len(w["arms"]) for w in windows)
+    print(f"\n{done} sweep(s) recorded in {path}")
+    complete = [w for w in windows if all(a in w["arms"] for a in arms)]
+    if len(complete) < len(windows):
+        print(f"means, wins and targets below are over the {len(complete)} window(s) every "
+              "arm has finished")
+    report(complete, arms)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.report_only:
+        if args.out is None or not args.out.is_file():
+            raise SystemExit("--report-only needs --out FILE from an earlier run")
+        print_report(args.out)
+        return
     import warnings
 
     warnings.filterwarnings("ignore")
