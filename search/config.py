@@ -53,7 +53,7 @@ MAX_CONFIG_BYTES = 1 << 20  # a sweep config is a few KB; this bounds what a bad
 _WHOLE_KEYS: dict[str, tuple[int, bool]] = {
     "search.num_samples": (1, False), "search.max_concurrent": (1, False),
     "training.max_iterations": (1, False), "training.eval_every": (1, False),
-    "training.patience": (1, False), "training.envs_per_runner": (1, False),
+    "training.patience": (1, True), "training.envs_per_runner": (1, False),
     "training.seeds": (1, False), "training.min_evals": (0, False),
     "training.max_failures": (0, False), "search.seed": (0, False),
     "training.max_env_steps": (1, True), "search.startup_trials": (1, True),

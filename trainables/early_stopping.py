@@ -4,7 +4,8 @@ The training loop evaluates; this decides. As Stable-Baselines3 separates ``Eval
 ``StopTrainingOnNoModelImprovement``, it knows nothing of Ray or RLlib: it observes a score and
 says whether it improved on the best so far (by more than ``min_delta``), and whether to stop
 and why. Patience is counted in evaluations: training stops once ``patience`` evaluations in a
-row brought no improvement, but never before ``min_evals`` evaluations. Its state is plain JSON
+row brought no improvement, but never before ``min_evals`` evaluations; ``patience`` None never
+stops (every run trains its whole budget, still keeping its best checkpoint). Its state is plain JSON
 (``state()``), saved with each checkpoint so a restarted trial keeps counting where it was.
 """
 from __future__ import annotations
@@ -30,13 +31,13 @@ class EarlyStopping:
     """Patience on a score to maximise.
 
     Args:
-        patience: evaluations in a row without improvement that stop training.
+        patience: evaluations in a row without improvement that stop training; None: never.
         min_evals: evaluations before patience may stop training.
         min_delta: how much a score must beat the best so far to count as an improvement.
         state: ``state()`` of an earlier instance, to go on counting after a restart.
     """
 
-    def __init__(self, patience: int, min_evals: int, min_delta: float = 0.0,
+    def __init__(self, patience: int | None, min_evals: int, min_delta: float = 0.0,
                  state: dict[str, Any] | None = None) -> None:
         self.patience, self.min_evals, self.min_delta = patience, min_evals, min_delta
         state = state or {}
@@ -52,7 +53,8 @@ class EarlyStopping:
             self.best, self.stale_evals = score, 0
         else:
             self.stale_evals += 1
-        stop = self.stale_evals >= self.patience and self.evals >= self.min_evals
+        stop = (self.patience is not None and self.stale_evals >= self.patience
+                and self.evals >= self.min_evals)
         return Verdict(improved, stop, PATIENCE if stop else None)
 
     def state(self) -> dict[str, Any]:

@@ -26,6 +26,12 @@ def test_min_evals_holds_patience_back():
     assert [v.stop for v in map(stopper.observe, [1.0, 0.0, 0.0])] == [False, False, True]
 
 
+def test_no_patience_never_stops_but_still_reports_improvements():
+    stopper = EarlyStopping(patience=None, min_evals=0)
+    assert verdicts(stopper, [1.0, 0.0, 0.0, 0.0, 0.0, 2.0]) == [
+        (True, False, None), *[(False, False, None)] * 4, (True, False, None)]
+
+
 def test_an_improvement_must_beat_the_best_by_more_than_min_delta():
     stopper = EarlyStopping(patience=5, min_evals=1, min_delta=0.1)
     assert [v.improved for v in map(stopper.observe, [1.0, 1.1, 1.11, 1.2])] == [

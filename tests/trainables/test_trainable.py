@@ -221,6 +221,19 @@ def test_early_stopping_fires_when_validation_cannot_improve(ray_session, result
 
 
 @pytest.mark.slow
+def test_without_patience_a_trial_trains_its_whole_budget(ray_session, results_dir, tiny_sweep):
+    # The same hopeless validation as above, but training.patience null: no early stop.
+    sweep = tiny_sweep(**{"training.min_delta": 1e9, "training.patience": "null",
+                          "training.min_evals": 0, "training.max_iterations": 4})
+    grid, result = run_one(sweep, fixed_params(sweep), results_dir, "no-patience")
+    assert result.error is None
+    reported = rows(result)
+    assert [r[M.ITERATIONS] for r in reported] == [1, 2, 3, 4]
+    assert reported[-1][M.STOP_REASON] != "patience"
+    assert [p.name for p in checkpoints(result)] == [reported[0]["checkpoint_dir_name"]]
+
+
+@pytest.mark.slow
 def test_training_episode_metrics_are_reported(ray_session, results_dir, tiny_sweep):
     from trainables.env import TradingEnv
 
