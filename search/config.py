@@ -35,7 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "data": {"path": None, "synthetic": None, "splits": None, "features": None,
              "walk_forward": None, "date_column": None, "sep": None, "decimal": None},
     "env": {key: ENV_DEFAULTS[key] for key in MARKET_KEYS},
-    "search": {"num_samples": 20, "max_concurrent": 1, "scheduler": "none", "seed": 42,
+    "search": {"num_samples": 20, "max_concurrent": 1, "scheduler": "auto", "seed": 42,
                "space": None, "space_overrides": {}, "enqueue_tutorial": True, "enqueue": [],
                "sampler": "tpe", "startup_trials": None,
                "racing": dict(RACING_DEFAULTS)},
@@ -430,7 +430,7 @@ def validate(config: dict[str, Any]) -> None:
     if config["env"]["commission"] >= 1:
         raise ConfigError(f"env.commission is a fraction below 1 (0.001 = 0.1%), got "
                           f"{config['env']['commission']!r}")
-    _choice(config, "search.scheduler", ["none", "asha", "racing"])
+    _choice(config, "search.scheduler", ["auto", "none", "asha", "racing"])
     _choice(config, "search.sampler", ["tpe", "random"])
     _choice(config, "training.objective", list(M.OBJECTIVES))
     _choice(config, "training.aggregate", list(M.AGGREGATES))
@@ -441,7 +441,9 @@ def validate(config: dict[str, Any]) -> None:
         raise ConfigError(f"training.eval_every ({training['eval_every']}) is larger than "
                           f"training.max_iterations ({training['max_iterations']}): the trial "
                           "would never be validated")
-    _check_objectives(config, several_runs=_check_runs(config))
+    several_runs = _check_runs(config)
+    _check_objectives(config, several_runs)
+    _resolve_scheduler(config["search"], several_runs, config["training"]["objectives"])
     path = config["data"]["path"]
     if path is not None:
         if not isinstance(path, str) or not path.strip():
@@ -483,6 +485,17 @@ def _check_runs(config: dict[str, Any]) -> bool:
                           "training.seeds > 1: ASHA would judge trials on their first run alone "
                           "(allowed: scheduler none, or a single run per trial)")
     return several
+
+
+def _resolve_scheduler(search: dict[str, Any], several_runs: bool,
+                       objectives: list[str] | None) -> None:
+    """``search.scheduler: auto`` (the default) becomes the early stopping that
+    scripts/bench_selection.py measured best on test at equal compute for the study's shape:
+    ASHA for one run per trial on one objective; none with several runs (ASHA would judge a
+    trial on its first run; racing did not pay for itself there) or several objectives. The
+    study stores the resolved name."""
+    if search["scheduler"] == "auto":
+        search["scheduler"] = "none" if several_runs or objectives is not None else "asha"
 
 
 def _check_objectives(config: dict[str, Any], several_runs: bool) -> None:

@@ -62,6 +62,7 @@ def make_tiny_sweep(**changes) -> dict:
         "search.enqueue_tutorial=false", "search.num_samples=2",
         "training.max_iterations=4", "training.eval_every=1", "training.patience=2",
         "training.min_evals=2", "training.envs_per_runner=1",
+        "search.scheduler=none",  # every trial runs its course unless a test asks for a scheduler
     ]
     sets += [f"{k}={v}" for k, v in changes.items()]
     return load_config(None, sets)

@@ -114,6 +114,28 @@ def test_bad_values_are_one_line_errors(sets, message):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("sets, scheduler", [
+    ([], "asha"),                                             # one run per trial: ASHA
+    (["data.walk_forward={folds: 2}"], "none"),               # several runs: no ASHA
+    (["training.seeds=2"], "none"),
+    (["training.objectives=[sharpe, max_drawdown]"], "none"),  # several objectives
+    (["search.scheduler=none"], "none"),                      # a choice is kept as given
+    (["training.seeds=2", "search.scheduler=racing"], "racing"),
+])
+def test_the_default_scheduler_is_the_measured_one_for_the_studys_shape(sets, scheduler):
+    """search.scheduler auto (the default) resolves in the config the study stores."""
+    assert DEFAULTS["search"]["scheduler"] == "auto"
+    config = load_config(None, ["study=s", *sets])
+    assert config["search"]["scheduler"] == scheduler
+
+
+def test_the_default_early_stopping_is_the_benchmarked_one():
+    """TPE + ASHA with patience 4 after at least 3 evaluations: bench_selection's arm (b)."""
+    config = load_config(None, ["study=s"])
+    assert (config["search"]["sampler"], config["search"]["scheduler"]) == ("tpe", "asha")
+    assert (config["training"]["patience"], config["training"]["min_evals"]) == (4, 3)
+
+
 def test_objectives_replace_the_single_objective():
     config = load_config(None, ["study=s", "training.objectives=[pnl_pct, max_drawdown]"])
     assert config["training"]["objective"] == "pnl_pct"
