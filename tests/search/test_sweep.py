@@ -49,6 +49,36 @@ def test_launch_runs_the_budget(launched):
     assert "launch" in attrs["tradetune_command"]
 
 
+def test_the_default_selection_is_asha_and_its_stops_are_complete_trials(tmp_path, ray_session):
+    """search.scheduler auto (the default) runs ASHA on a one-run-per-trial study: the study
+    stores 'asha', and a trial ASHA cuts at its first rung is a COMPLETE trial with its
+    evaluations so far and stop reason 'scheduler' (patience is off, so only ASHA stops)."""
+    import optuna
+
+    results = tmp_path / "results"
+    config = make_tiny_sweep(**{"study": "asha", "search.scheduler": "auto",
+                                "search.num_samples": 6, "training.max_iterations": 6,
+                                "training.min_evals": 1, "training.patience": "null"})
+    path = write_config(tmp_path / "sweep.yaml", config)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRADETUNE_RESULTS", str(results))
+        patch.delenv("TRADETUNE_STORAGE", raising=False)
+        assert main(["launch", str(path)]) == 0
+    url = f"sqlite:///{results / 'tradetune.db'}"
+    assert_consistent(url, "asha", 6)
+    study = optuna.load_study(study_name="asha", storage=url)
+    assert study.user_attrs["tradetune_config"]["search"]["scheduler"] == "asha"
+    reasons = {t.number: t.user_attrs["stop_reason"] for t in study.trials}
+    assert "scheduler" in reasons.values(), reasons
+    for trial in study.trials:
+        # Every evaluation but the last is an intermediate value; the last is the trial's value.
+        evaluations = len(trial.intermediate_values) + 1
+        if reasons[trial.number] == "scheduler":
+            assert evaluations < 6, (trial.number, evaluations)
+        else:
+            assert (reasons[trial.number], evaluations) == ("max_iterations", 6), trial.number
+
+
 def test_best_json_is_ready_to_use_and_imports_no_ray(launched):
     code = ("import sys, json; from search.cli import main; rc = main(['best', '--study', 'e2e',"
             " '--top', '5', '--format', 'json']);"
