@@ -92,6 +92,7 @@ def plain_loop(config_path: Path) -> None:
                     algo.save_to_path(str(out / f"config{index}"))
         algo.stop()
     ray.shutdown()
+    shutil.rmtree(out, ignore_errors=True)  # the service side's results go with its work dir
 
 
 def timed(command: list[str], env: dict, cwd: Path = REPO) -> float:
