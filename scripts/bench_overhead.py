@@ -77,7 +77,9 @@ def plain_loop(config_path: Path) -> None:
     sweep["env"] = {}
     ray.init(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     space = get_space("ppo")
-    out = Path(tempfile.mkdtemp(prefix="plain-"))
+    # Beside the service side's results, in the work folder that main() removes (untimed).
+    work = Path(os.environ["TRADETUNE_RESULTS"]).parent
+    out = Path(tempfile.mkdtemp(prefix="plain-", dir=work))
     for index, params in enumerate(sweep["search"]["enqueue"]):
         settings = space.replay(params)
         algo = algorithm_config("ppo", settings, sweep, seed=index).build_algo()
@@ -92,7 +94,6 @@ def plain_loop(config_path: Path) -> None:
                     algo.save_to_path(str(out / f"config{index}"))
         algo.stop()
     ray.shutdown()
-    shutil.rmtree(out, ignore_errors=True)  # the service side's results go with its work dir
 
 
 def timed(command: list[str], env: dict, cwd: Path = REPO) -> float:
@@ -199,6 +200,7 @@ def main() -> None:
     print(f"overhead ratio b/a, median of {len(pairs)}: {median:.3f}  (target <= 1.10)")
     print(json.dumps({"pairs": [[round(p, 1), round(s, 1)] for p, s in pairs],
                       "median_ratio": round(median, 3)}))
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
