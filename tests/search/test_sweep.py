@@ -21,20 +21,24 @@ pytestmark = pytest.mark.slow
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 
 
+def _launch_here(config: dict, folder: Path) -> tuple[Path, str]:
+    """Launch ``config`` in this process, on the session's Ray: its results folder and URL."""
+    results = folder / "results"
+    path = write_config(folder / "sweep.yaml", config)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRADETUNE_RESULTS", str(results))
+        patch.delenv("TRADETUNE_STORAGE", raising=False)
+        assert main(["launch", str(path)]) == 0
+    return results, f"sqlite:///{results / 'tradetune.db'}"
+
+
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory, ray_session):
     """One tiny sweep launched in-process on the session's Ray; its results are read by the
     query tests below."""
     root = tmp_path_factory.mktemp("launched")
-    results = root / "results"
-    config = make_tiny_sweep(**{"study": "e2e", "search.num_samples": 2})
-    path = write_config(root / "sweep.yaml", config)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TRADETUNE_RESULTS", str(results))
-        patch.delenv("TRADETUNE_STORAGE", raising=False)
-        assert main(["launch", str(path)]) == 0
-    return {"results": results, "config": path, "url": f"sqlite:///{results / 'tradetune.db'}",
-            "study": "e2e"}
+    results, url = _launch_here(make_tiny_sweep(**{"study": "e2e", "search.num_samples": 2}), root)
+    return {"results": results, "config": root / "sweep.yaml", "url": url, "study": "e2e"}
 
 
 def test_launch_runs_the_budget(launched):
@@ -55,16 +59,10 @@ def test_the_default_selection_is_asha_and_its_stops_are_complete_trials(tmp_pat
     evaluations so far and stop reason 'scheduler' (patience is off, so only ASHA stops)."""
     import optuna
 
-    results = tmp_path / "results"
     config = make_tiny_sweep(**{"study": "asha", "search.scheduler": "auto",
                                 "search.num_samples": 6, "training.max_iterations": 6,
                                 "training.min_evals": 1, "training.patience": "null"})
-    path = write_config(tmp_path / "sweep.yaml", config)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TRADETUNE_RESULTS", str(results))
-        patch.delenv("TRADETUNE_STORAGE", raising=False)
-        assert main(["launch", str(path)]) == 0
-    url = f"sqlite:///{results / 'tradetune.db'}"
+    _, url = _launch_here(config, tmp_path)
     assert_consistent(url, "asha", 6)
     study = optuna.load_study(study_name="asha", storage=url)
     assert study.user_attrs["tradetune_config"]["search"]["scheduler"] == "asha"
@@ -346,17 +344,11 @@ def test_evaluate_top_compares_validation_and_test(launched):
 def test_walk_forward_and_seeds_through_the_service(tmp_path, ray_session):
     """A study of 2 folds x 2 seeds: the value is the aggregate, `best` shows the runs, and
     `evaluate --split val` rescoring the kept checkpoint gives that checkpoint's own score."""
-    results = tmp_path / "results"
     config = make_tiny_sweep(**{"study": "folds", "search.num_samples": 1,
                                 "data.walk_forward": "{folds: 2, mode: rolling}",
                                 "training.seeds": 2, "training.max_iterations": 2,
                                 "training.aggregate": "mean_minus_std"})
-    path = write_config(tmp_path / "sweep.yaml", config)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TRADETUNE_RESULTS", str(results))
-        patch.delenv("TRADETUNE_STORAGE", raising=False)
-        assert main(["launch", str(path)]) == 0
-    url = f"sqlite:///{results / 'tradetune.db'}"
+    results, url = _launch_here(config, tmp_path)
     assert_consistent(url, "folds", 1)
 
     (row,) = json_out(run_cli(["best", "--study", "folds", "-f", "json"], results))
