@@ -11,6 +11,7 @@ import contextlib
 import functools
 import hashlib
 import logging
+import math
 import os
 import shutil
 import signal
@@ -298,7 +299,8 @@ def _run(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, u
             return _result(url, study, NOTHING_TO_RUN)
         scheduler = None
         if search["scheduler"] == "asha":
-            max_evals = max(1, training["max_iterations"] // training["eval_every"])
+            # A run validates every eval_every iterations and once more at its last iteration.
+            max_evals = math.ceil(training["max_iterations"] / training["eval_every"])
             scheduler = ASHAScheduler(time_attr=M.EVALS, max_t=max_evals,
                                       grace_period=max(1, min(training["min_evals"], max_evals)))
         elif search["scheduler"] == "racing":

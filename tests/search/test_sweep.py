@@ -53,14 +53,19 @@ def test_launch_runs_the_budget(launched):
     assert "launch" in attrs["tradetune_command"]
 
 
-def test_the_default_selection_is_asha_and_its_stops_are_complete_trials(tmp_path, ray_session):
+@pytest.mark.parametrize("max_iterations, eval_every, evals", [(6, 1, 6), (7, 2, 4)])
+def test_the_default_selection_is_asha_and_its_stops_are_complete_trials(
+        max_iterations, eval_every, evals, tmp_path, ray_session):
     """search.scheduler auto (the default) runs ASHA on a one-run-per-trial study: the study
     stores 'asha', and a trial ASHA cuts at its first rung is a COMPLETE trial with its
-    evaluations so far and stop reason 'scheduler' (patience is off, so only ASHA stops)."""
+    evaluations so far and stop reason 'scheduler' (patience is off, so only ASHA stops). A
+    trial ASHA keeps trains its whole budget, including the validation at its last iteration
+    when max_iterations is not a multiple of eval_every (7 iterations: 2, 4, 6 and 7)."""
     import optuna
 
     config = make_tiny_sweep(**{"study": "asha", "search.scheduler": "auto",
-                                "search.num_samples": 6, "training.max_iterations": 6,
+                                "search.num_samples": 6, "training.max_iterations": max_iterations,
+                                "training.eval_every": eval_every,
                                 "training.min_evals": 1, "training.patience": "null"})
     _, url = _launch_here(config, tmp_path)
     assert_consistent(url, "asha", 6)
@@ -68,13 +73,14 @@ def test_the_default_selection_is_asha_and_its_stops_are_complete_trials(tmp_pat
     assert study.user_attrs["tradetune_config"]["search"]["scheduler"] == "asha"
     reasons = {t.number: t.user_attrs["stop_reason"] for t in study.trials}
     assert "scheduler" in reasons.values(), reasons
+    assert "max_iterations" in reasons.values(), reasons  # the first trial is never cut
     for trial in study.trials:
         # Every evaluation but the last is an intermediate value; the last is the trial's value.
         evaluations = len(trial.intermediate_values) + 1
         if reasons[trial.number] == "scheduler":
-            assert evaluations < 6, (trial.number, evaluations)
+            assert evaluations < evals, (trial.number, evaluations)
         else:
-            assert (reasons[trial.number], evaluations) == ("max_iterations", 6), trial.number
+            assert (reasons[trial.number], evaluations) == ("max_iterations", evals), trial.number
 
 
 def test_best_json_is_ready_to_use_and_imports_no_ray(launched):
