@@ -62,7 +62,7 @@ def plain_loop(config_path: Path) -> None:
 
     import ray
 
-    from search.config import read_yaml_file
+    from search.config.yaml_loader import read_yaml_file
     from spaces import get_space
     from trainables.evaluation import evaluate
     from trainables.metrics import OBJECTIVES
@@ -119,7 +119,7 @@ def source_tree(commit: str, work: Path) -> Path:
 def throughput(args: argparse.Namespace) -> None:
     """Trials per hour of ``args.throughput``'s sweep: its first ``args.trials`` trials, timed
     from start to exit, for this tree and (``--baseline``) an older commit, alternating."""
-    from search.config import read_yaml_file
+    from search.config.yaml_loader import read_yaml_file
 
     work = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
     sweep = read_yaml_file(args.throughput)

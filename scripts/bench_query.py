@@ -25,10 +25,10 @@ def build(url: str, name: str, n_trials: int, steps: int) -> None:
     import optuna
     from optuna.trial import create_trial
 
-    from search.config import load_config
+    from search.config.sweep_config import load_config
     from spaces import get_space
-    from search.storage import open_storage
-    from search.study import create_study
+    from search.study.storage import open_storage
+    from search.study.studies import create_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(url)

@@ -67,7 +67,7 @@ def best_on_test(url: str, study: str) -> dict:
     """The study's best trial: selection score, test Sharpe and P&L, buy-and-hold, env steps."""
     import optuna
 
-    from search.query import evaluate_trial
+    from search.results.evaluate import evaluate_trial
 
     trials = optuna.load_study(study_name=study, storage=url).get_trials(deepcopy=False)
     test = evaluate_trial(url, study, None, "test")

@@ -92,7 +92,7 @@ def tutorial_loop(config_path: Path, out: Path) -> None:
     import optuna
     import ray
 
-    from search.config import read_yaml_file
+    from search.config.yaml_loader import read_yaml_file
     from spaces import get_space
     from trainables.evaluation import evaluate
     from trainables.metrics import OBJECTIVES

@@ -238,8 +238,8 @@ def test_scores(study: Any, trials: list[Any]) -> dict[int, dict[str, float]]:
     """Test-split figures of each COMPLETE trial's kept checkpoint, scored directly (no look
     is recorded: these studies are the benchmark's own and are thrown away)."""
     from search.errors import StudyError
-    from search.query import checkpoint_of
-    from search.study import stored_config
+    from search.study.trials import checkpoint_of
+    from search.study.studies import stored_config
     from spaces import get_space
     from trainables.evaluation import evaluate
     from trainables.rllib_trainable import load_module

@@ -58,7 +58,7 @@ def timed(command: list[str], env: dict, repeat: int = 5) -> tuple[float, float]
 def check(url: str, study_name: str, budget: int) -> list[str]:
     import optuna
 
-    from search.storage import open_storage
+    from search.study.storage import open_storage
 
     trials = optuna.load_study(study_name=study_name,
                                storage=open_storage(url, read_only=True)).get_trials()
@@ -84,7 +84,7 @@ def check(url: str, study_name: str, budget: int) -> list[str]:
 def main() -> int:
     import yaml
 
-    from search.storage import redact
+    from search.study.storage import redact
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=200)
@@ -122,10 +122,10 @@ def main() -> int:
             median, worst = timed(command, env)
             print(f"load: tradetune {' '.join(command).replace(study, 'STUDY')}: "
                   f"median {median:.2f} s, max {worst:.2f} s", flush=True)
-        from search import query
+        from search.results.summaries import best, status
 
-        for name, call in (("query.best(top=10)", lambda: query.best(args.storage, study, 10)),
-                           ("query.status(study)", lambda: query.status(args.storage, study))):
+        for name, call in (("best(top=10)", lambda: best(args.storage, study, 10)),
+                           ("status(study)", lambda: status(args.storage, study))):
             call()
             start = time.perf_counter()
             for _ in range(5):

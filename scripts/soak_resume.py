@@ -58,7 +58,7 @@ class Soak:
     def __init__(self, args: argparse.Namespace):
         import yaml
 
-        from search.storage import resolve_url
+        from search.study.storage import resolve_url
 
         self.args = args
         self.rng = random.Random(args.seed)
@@ -85,7 +85,7 @@ class Soak:
         import optuna
 
         from search.errors import UserError
-        from search.storage import open_storage, sqlite_path
+        from search.study.storage import open_storage, sqlite_path
 
         path = sqlite_path(self.url)
         if path is not None and not path.is_file():
@@ -206,7 +206,7 @@ class Soak:
                 problems.append(f"trial {trial.number}: value {trial.value} but its checkpoint "
                                 f"rescores {scores[trial.number]}")
         if complete:
-            from search.storage import open_storage
+            from search.study.storage import open_storage
 
             best = optuna.load_study(study_name=self.args.study,
                                      storage=open_storage(self.url, read_only=True)).best_value
@@ -234,12 +234,13 @@ class Soak:
 
     def rescore(self, number: int) -> float:
         """Restore the trial's kept checkpoint and score it on val, as `tradetune evaluate`."""
-        from search import query
-        from search.study import stored_config
+        from search.results.evaluate import evaluate_trial
+        from search.study.trials import get_trial
+        from search.study.studies import stored_config
         from trainables import metrics as M
 
-        result = query.evaluate_trial(self.url, self.args.study, number, "val")
-        study = query.get_trial(self.url, self.args.study, number)[0]
+        result = evaluate_trial(self.url, self.args.study, number, "val")
+        study = get_trial(self.url, self.args.study, number)[0]
         objective = stored_config(study)["training"]["objective"]
         return float(M.OBJECTIVES[objective](result))
 
@@ -265,7 +266,7 @@ def kill_tree(driver: subprocess.Popen) -> None:
 
 
 def redacted(url: str) -> str:
-    from search.storage import redact
+    from search.study.storage import redact
 
     return redact(url)
 

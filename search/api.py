@@ -1,6 +1,7 @@
 """TradeTune's Python API: everything the ``tradetune`` command does, for notebooks and programs.
+Users import it as ``tradetune`` (``tradetune/__init__.py``); it is the same functions.
 
-    from search import api
+    import tradetune as api
 
     result = api.launch("examples/quickstart.yaml", {"search.num_samples": 4},
                         storage="sqlite:///sweeps.db", progress=print)
@@ -15,7 +16,7 @@ The rules every function keeps:
 - bad input or state raises a ``UserError`` subclass (``search.errors``) with one line that
   names the problem; nothing calls ``sys.exit``;
 - it prints nothing: sweeps, promotions and reports say what happens through an optional
-  ``progress`` callback that receives ``ProgressEvent``s (``search.sweep_events``); ``print``
+  ``progress`` callback that receives ``ProgressEvent``s (``search.events``); ``print``
   works as one;
 - ``storage`` is a study storage URL (``sqlite:///PATH`` or ``postgresql://USER@HOST/DB``),
   by default ``$TRADETUNE_STORAGE`` or the SQLite file in ``$TRADETUNE_RESULTS``, as for the CLI.
@@ -24,41 +25,75 @@ Importing this module, ``open_study`` and the reading methods of a study (``best
 ``status``, ``export`` without ONNX) import neither ray nor torch; ``launch``, ``resume``,
 ``evaluate``, ``compare``, ``promote`` and ``report`` load them when called.
 
-The ``tradetune`` command (search/cli.py) only parses its arguments, calls these functions and
+The ``tradetune`` command (search/cli/commands.py) only parses its arguments, calls these functions and
 formats what they return.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from search.errors import (ArgumentError, ClusterError, ConfigError, DataError, OutputError,
-                           SpaceError, StorageError, StorageUnavailable, StudyError, SweepFailed,
-                           TradeTuneError, UserError)
-from search.sweep_events import (COMPLETED, NOTHING_TO_RUN, STOPPED, ProgressCallback,
-                                 ProgressEvent, SweepResult, no_progress)
+from search.errors import (
+    ArgumentError,
+    ClusterError,
+    ConfigError,
+    DataError,
+    OutputError,
+    PromotionError,
+    SpaceError,
+    StorageError,
+    StorageUnavailable,
+    StudyError,
+    SweepFailed,
+    TradeTuneError,
+    UserError,
+)
+from search.events import (
+    COMPLETED,
+    NOTHING_TO_RUN,
+    STOPPED,
+    ProgressCallback,
+    ProgressEvent,
+    SweepResult,
+    no_progress,
+)
 
 __all__ = [
     "launch", "dry_run", "resume", "open_study", "Study", "studies", "status_all",
-    "describe_data", "sweep_config", "SweepResult", "ProgressEvent", "ProgressCallback",
+    "describe_data", "sweep_config", "mask_passwords", "SweepResult", "ProgressEvent", "ProgressCallback",
     "COMPLETED", "NOTHING_TO_RUN", "STOPPED",
     # the errors the functions raise
     "TradeTuneError", "UserError", "ArgumentError", "ConfigError", "DataError", "SpaceError",
     "StudyError", "StorageError", "StorageUnavailable", "OutputError", "ClusterError",
-    "SweepFailed",
+    "SweepFailed", "PromotionError",
 ]
 
 ConfigSource = str | Path | Mapping[str, Any] | None
 
 
-def _quiet_optuna() -> None:
-    """Optuna logs each study it creates or loads at INFO; the API prints nothing."""
-    import optuna
+def mask_passwords(text: str) -> str:
+    """``text`` with the password of any database URL in it masked. Every message and value
+    the API gives is masked already; this is for text a caller composes around them."""
+    from search.study.storage import redact
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return redact(text)
 
 
+def _quiet(function: Callable) -> Callable:
+    """Optuna logs each study it creates or loads at INFO; the API prints nothing, and leaves
+    the caller's Optuna verbosity as it found it."""
+    @functools.wraps(function)
+    def quiet(*args: Any, **kwargs: Any) -> Any:
+        from search.scoped import optuna_quiet
+
+        with optuna_quiet():
+            return function(*args, **kwargs)
+    return quiet
+
+
+@_quiet
 def sweep_config(config_or_path: ConfigSource, overrides: Mapping[str, Any] | None = None, *,
                  sets: Sequence[str] = (), study: str | None = None,
                  num_samples: int | None = None) -> dict[str, Any]:
@@ -80,13 +115,14 @@ def sweep_config(config_or_path: ConfigSource, overrides: Mapping[str, Any] | No
     Raises:
         ConfigError: the file or a key is invalid (the message names it).
     """
-    from search.config import load_config
+    from search.config.sweep_config import load_config
 
     if num_samples is not None:
         overrides = {**(overrides or {}), "search.num_samples": num_samples}
     return load_config(config_or_path, list(sets), study=study, overrides=overrides)
 
 
+@_quiet
 def dry_run(config_or_path: ConfigSource, overrides: Mapping[str, Any] | None = None, *,
             sets: Sequence[str] = (), study: str | None = None, num_samples: int | None = None,
             storage: str | None = None, address: str | None = None) -> dict[str, Any]:
@@ -95,14 +131,14 @@ def dry_run(config_or_path: ConfigSource, overrides: Mapping[str, Any] | None = 
     data summary (``data``, as ``describe_data``), the storage and what is there
     (``storage``, ``storage_state``) and the results folder (``results``,
     ``results_exists``). Raises what ``launch`` would."""
-    from search.dryrun import dry_run as check
+    from search.sweep.preflight import dry_run as check
 
-    _quiet_optuna()
     config = sweep_config(config_or_path, overrides, sets=sets, study=study,
                           num_samples=num_samples)
     return check(config, storage, address)
 
 
+@_quiet
 def launch(config_or_path: ConfigSource, overrides: Mapping[str, Any] | None = None, *,
            sets: Sequence[str] = (), study: str | None = None, num_samples: int | None = None,
            storage: str | None = None, address: str | None = None,
@@ -119,7 +155,7 @@ def launch(config_or_path: ConfigSource, overrides: Mapping[str, Any] | None = N
     A stop signal (Ctrl-C, a notebook's interrupt, SIGTERM) ends the sweep cleanly: the result
     says ``reason == "stopped"`` and ``resume`` continues it. As for the command, a stop that
     takes longer than 15 s (Ray's own processes killed under it) ends the process after the
-    study's bookkeeping (search/stopping.py); a second signal stops at once.
+    study's bookkeeping (search/sweep/stopping.py); a second signal stops at once.
 
     Raises:
         ConfigError, DataError, SpaceError: the config, its data or its space is invalid.
@@ -130,27 +166,27 @@ def launch(config_or_path: ConfigSource, overrides: Mapping[str, Any] | None = N
         OutputError: the results folder cannot be written.
         SweepFailed: no trial completed (the message gives the most common reason).
     """
-    from search.tuner import launch as run_sweep
+    from search.sweep.launch import launch as run_sweep
 
-    _quiet_optuna()
     config = sweep_config(config_or_path, overrides, sets=sets, study=study,
                           num_samples=num_samples)
     return run_sweep(config, storage, address, command=command, progress=progress or no_progress)
 
 
+@_quiet
 def resume(study: str, *, storage: str | None = None, address: str | None = None,
            progress: ProgressCallback | None = None) -> SweepResult:
     """Continue a stopped or crashed sweep of ``study``, running only its remaining budget;
     return how it ended, as ``launch`` (``reason == "nothing_to_run"`` when nothing was left).
     Raises what ``launch`` raises, and ``StudyError`` when the study does not exist or its
     space or data changed since launch."""
-    from search.config import check_study_name
-    from search.tuner import resume as run_sweep
+    from search.config.sweep_config import check_study_name
+    from search.sweep.launch import resume as run_sweep
 
-    _quiet_optuna()
     return run_sweep(check_study_name(study), storage, address, progress=progress or no_progress)
 
 
+@_quiet
 def open_study(name: str, storage: str | None = None, *, check: bool = True) -> "Study":
     """A handle on an existing study, to read, evaluate, export, report or promote it.
 
@@ -162,11 +198,10 @@ def open_study(name: str, storage: str | None = None, *, check: bool = True) -> 
         StudyError: the storage has no study of that name (the message suggests close names).
         StorageError: the storage cannot be opened.
     """
-    from search import study as studies
-    from search.config import check_study_name
-    from search.storage import open_existing, resolve_url
+    from search.config.sweep_config import check_study_name
+    from search.study import studies
+    from search.study.storage import open_existing, resolve_url
 
-    _quiet_optuna()
     url = resolve_url(storage)
     name = check_study_name(name)
     if not check:
@@ -179,32 +214,33 @@ def open_study(name: str, storage: str | None = None, *, check: bool = True) -> 
     return Study(name, url)
 
 
+@_quiet
 def studies(storage: str | None = None) -> list[dict[str, Any]]:
     """One row per study of the storage (oldest first): ``study``, ``created``, ``algorithm``,
     ``data``, ``trials``, ``counts`` by state, ``best_value``, ``best_trial``."""
-    from search.manage import list_studies
-    from search.storage import resolve_url
+    from search.study.manage import list_studies
+    from search.study.storage import resolve_url
 
-    _quiet_optuna()
     return list_studies(resolve_url(storage))
 
 
+@_quiet
 def status_all(storage: str | None = None) -> list[dict[str, Any]]:
     """``Study.status`` of every study of the storage, without the config and storage keys."""
-    from search import query
-    from search.storage import resolve_url
+    from search.results.summaries import status
+    from search.study.storage import resolve_url
 
-    _quiet_optuna()
-    return query.status(resolve_url(storage), None)
+    return status(resolve_url(storage), None)
 
 
+@_quiet
 def describe_data(path: str | Path, *, splits: Mapping[str, Any] | None = None,
                   walk_forward: Mapping[str, Any] | None = None, date_column: str | None = None,
                   sep: str | None = None, decimal: str | None = None) -> dict[str, Any]:
     """Check a market CSV and describe it as ``tradetune data`` does: rows, dates, interval,
     gaps, warm-up, splits (and walk-forward folds) and features. The keyword arguments are the
     ``data.*`` config keys of the same names. Raises ``DataError`` naming the problem."""
-    from search.data_summary import describe
+    from search.results.data_summary import describe
     from trainables.market import prepare_market
 
     reading = {"date_column": date_column, "sep": sep, "decimal": decimal}
@@ -225,28 +261,31 @@ class Study:
     @property
     def storage(self) -> str:
         """The study's storage URL, its password masked."""
-        from search.storage import redact
+        from search.study.storage import redact
 
         return redact(self._url)
 
+    @_quiet
     def best(self, k: int = 5) -> list[dict[str, Any]]:
         """The ``k`` best COMPLETE trials, best first (a multi-objective study: its Pareto
         front), each with ``number``, ``value``, ``params``, ``settings`` (ready to use),
         validation ``metrics``, ``checkpoint``, ``stop_reason`` and the study's test-split
         audit count; the first also carries the ``overfitting`` check. ``[]`` before any
         trial completed."""
-        from search import query
+        from search.results.summaries import best
 
         _check_count("k", k)
-        return query.best(self._url, self.name, k)
+        return best(self._url, self.name, k)
 
+    @_quiet
     def status(self) -> dict[str, Any]:
         """Trial ``counts`` by state, ``best_value``, ``best_trial``, the stored ``config``,
         the masked ``storage`` and the test-split audit count (``test_looks``)."""
-        from search import query
+        from search.results.summaries import status
 
-        return query.status(self._url, self.name)
+        return status(self._url, self.name)
 
+    @_quiet
     def evaluate(self, trial: int | None = None, split: str = "test",
                  actions: str | Path | None = None) -> dict[str, Any]:
         """Score a trial's kept checkpoint on ``split`` ("test" or "val") against buy-and-hold:
@@ -254,57 +293,62 @@ class Study:
         ``actions``, also write one CSV row per bar there (timestamp, close, action, position,
         portfolio value, buy-and-hold value). A look at the test split is recorded in the study
         (see ``status()["test_looks"]``)."""
-        from search import query
+        from search.results.evaluate import evaluate_trial
 
         if split not in ("val", "test"):
             raise ArgumentError(f"split must be 'test' or 'val', got {split!r}")
-        return query.evaluate_trial(self._url, self.name, trial, split,
-                                    Path(actions) if actions is not None else None)
+        return evaluate_trial(self._url, self.name, trial, split,
+                              Path(actions) if actions is not None else None)
 
+    @_quiet
     def compare(self, k: int = 5) -> dict[str, Any]:
         """Validation against test, side by side, for the ``k`` best trials (``trials``), with
         the ``overfitting`` check of the best: how much of the ranking survives unseen data.
         Recorded in the study as one look at the test split."""
-        from search import query
+        from search.results.evaluate import compare_top
 
         _check_count("k", k)
-        return query.compare_top(self._url, self.name, k)
+        return compare_top(self._url, self.name, k)
 
+    @_quiet
     def export(self, out: str | Path, trial: int | None = None, onnx: bool = False,
                force: bool = False) -> dict[str, Any]:
         """Write a trial's RLlib config, sweep config and checkpoint to the folder ``out``
         (new, empty, or an earlier export of this study; any folder with ``force``); with
         ``onnx`` also the deployable bundle (policy.onnx, policy_obs.onnx, policy.json,
         MODEL_CARD.md). Returns ``study``, ``trial``, ``value``, ``out``, ``files``."""
-        from search import query
+        from search.results.export import export
 
-        return query.export(self._url, self.name, trial, Path(out), onnx=onnx, force=force)
+        return export(self._url, self.name, trial, Path(out), onnx=onnx, force=force)
 
+    @_quiet
     def report(self, out: str | Path, force: bool = False,
                progress: ProgressCallback | None = None) -> Path:
         """Write the HTML report (``index.html`` and its plots) to the folder ``out`` and
         return the page's path; works while the study runs. ``progress`` is told what the
         report leaves out, if anything."""
-        from search.report import write_report
+        from search.results.report import write_report
 
         return write_report(self._url, self.name, Path(out), force=force,
                             progress=progress or no_progress)
 
+    @_quiet
     def promote(self, seeds: int, trial: int | None = None, address: str | None = None,
                 progress: ProgressCallback | None = None) -> dict[str, Any]:
         """Retrain a trial's configuration on ``seeds`` fresh seeds (1..100) the study never
         used and judge whether its score reproduces (``verdict``); the result is stored on the
         trial and returned."""
-        from search.promote import promote
+        from search.sweep.promote import promote
 
         return promote(self._url, self.name, trial, seeds, address,
                        progress=progress or no_progress)
 
+    @_quiet
     def delete(self, confirm: Callable[[str], bool] | None = None) -> dict[str, Any]:
         """Delete the study from its storage and its results folder; nothing else. ``confirm``
         is asked the question (what will be removed) first, and a False answer raises
         ``UserError`` with nothing removed; by default nothing is asked."""
-        from search.manage import delete_study
+        from search.study.manage import delete_study
 
         return delete_study(self._url, self.name, confirm or (lambda _question: True))
 

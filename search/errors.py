@@ -1,10 +1,12 @@
-"""The error family, under the name the service's callers know (defined in trainables.errors)."""
+"""The error family, under the name the service's callers know (defined in trainables.errors),
+and ``both``: how a message names an option or a command for both of its readers."""
 from trainables.errors import (  # noqa: F401  (re-exported)
     ArgumentError,
     ClusterError,
     ConfigError,
     DataError,
     OutputError,
+    PromotionError,
     SpaceError,
     StorageError,
     StorageUnavailable,
@@ -12,5 +14,6 @@ from trainables.errors import (  # noqa: F401  (re-exported)
     SweepFailed,
     TradeTuneError,
     UserError,
+    both,
     did_you_mean,
 )

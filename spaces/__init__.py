@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
-import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -137,14 +136,15 @@ SETTINGS_SHAPE = ('{"training": {...}, "model": {...}, "env": {...}} of plain va
 SEARCHED_ENV_KEYS = ("window_size", "max_allowed_loss", "max_episode_steps")
 
 
-def dry_run(space: SearchSpace, sweep: dict[str, Any]) -> None:
+def dry_run(space: SearchSpace, sweep: dict[str, Any]) -> dict[str, Any] | None:
     """Call a custom space once on a throwaway in-memory trial and check what it returns: the
     documented shape, plain values, a pure function of the trial (replaying its parameters
-    gives the same settings), env settings a space may set, and RLlib's own validation of the
-    training and model settings (as the built-in spaces are checked in the tests). Raises
-    ``SpaceError`` with one line; does nothing for a built-in space."""
+    gives the same settings) and env settings a space may set. Returns those settings, for
+    RLlib's own validation (``trainables.rllib_trainable.check_settings_with_rllib``, as the
+    built-in spaces are checked in the tests); None for a built-in space. Raises
+    ``SpaceError`` with one line."""
     if not space.custom:
-        return
+        return None
     import optuna
 
     name = f"search.space {space.custom!r}"
@@ -171,31 +171,8 @@ def dry_run(space: SearchSpace, sweep: dict[str, Any]) -> None:
         raise SpaceError(f"{name} is not a pure function of the trial: called again with the "
                          "same parameters it returned other settings; take every searched "
                          "value from trial.suggest_* and nothing from elsewhere")
-    _check_with_rllib(name, space.algorithm, settings, sweep)
+    return settings
 
-
-def _check_with_rllib(name: str, algorithm: str, settings: dict, sweep: dict[str, Any]) -> None:
-    """RLlib's own validation of a space's settings, as the tests apply it to the built-in
-    spaces (it imports RLlib and torch: a few seconds, paid only by custom spaces)."""
-    from trainables.rllib_trainable import algorithm_config
-
-    def refused(exc: Exception) -> SpaceError:
-        return SpaceError(f"{name} returned settings RLlib refuses for {algorithm}: "
-                          f"{exception_line(exc)}")
-
-    try:
-        config = algorithm_config(algorithm, settings, sweep)  # imports RLlib
-    except Exception as exc:  # noqa: BLE001 - RLlib's own message names the setting
-        raise refused(exc) from None
-    rllib_log = logging.getLogger("ray.rllib")  # RLlib set its level when imported
-    level = rllib_log.level
-    rllib_log.setLevel(logging.ERROR)  # its new-API-stack notice is not the user's problem
-    try:
-        config.validate()
-    except Exception as exc:  # noqa: BLE001
-        raise refused(exc) from None
-    finally:
-        rllib_log.setLevel(level)
 
 def settings_problem(settings: Any) -> str | None:
     """What is wrong with a space's settings dict, or None."""

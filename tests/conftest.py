@@ -53,7 +53,7 @@ def tiny_sweep():
 
 
 def make_tiny_sweep(**changes) -> dict:
-    from search.config import load_config
+    from search.config.sweep_config import load_config
 
     sets = [
         "study=tiny", "data.synthetic={n_bars: 1500, seed: 7, freq: 1h}",

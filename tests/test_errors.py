@@ -4,7 +4,7 @@ from __future__ import annotations
 import inspect
 
 from search import errors as search_errors
-from search.promote import PromotionError
+from search.errors import PromotionError
 from trainables import errors
 from trainables.errors import TradeTuneError, UserError, did_you_mean
 
@@ -28,7 +28,7 @@ def test_errors_module_imports_nothing_heavy():
     source = inspect.getsource(errors)
     imports = {line.split()[1] for line in source.splitlines()
                if line.startswith(("import ", "from "))}
-    assert imports <= {"__future__", "difflib", "collections.abc"}
+    assert imports <= {"__future__", "difflib", "collections.abc", "re"}
 
 
 def test_did_you_mean_names_the_closest_choice_or_nothing():

@@ -4,17 +4,55 @@
 message is one line that names the problem (and the fix), and the CLI prints it and exits 1
 instead of a traceback. Code that is not the user's fault raises ordinary exceptions.
 
+A message has two readers: a Python caller and a person at the ``tradetune`` command. Where it
+names an option or a command, it names it both ways (``both("--trial", "trial")``): the error
+itself reads in the Python API's terms, and ``cli_message`` in the command line's.
+
 It lives in ``trainables/`` (not ``search/``) because ``spaces/`` and ``trainables/`` raise
 these errors and must not import the service package; ``search.errors`` re-exports it.
 """
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Iterable
+
+_BOTH = re.compile("\u27e8([^\u27e9|]*)\\|([^\u27e9]*)\u27e9")
+
+
+def both(cli: str, api: str) -> str:
+    """A phrase the ``tradetune`` command says as ``cli`` and the Python API as ``api``, e.g.
+    ``both("--trial", "trial")`` or ``both("tradetune resume --study s", "resume('s')")``."""
+    return f"\u27e8{cli}|{api}\u27e9"
+
+
+def for_api(text: str) -> str:
+    """``text`` with each ``both`` phrase in the Python API's words."""
+    return _BOTH.sub(r"\2", text)
+
+
+def for_cli(text: str) -> str:
+    """``text`` with each ``both`` phrase in the ``tradetune`` command's words."""
+    return _BOTH.sub(r"\1", text)
 
 
 class TradeTuneError(Exception):
-    """The root of every error TradeTune raises on purpose."""
+    """The root of every error TradeTune raises on purpose. Its message reads in the Python
+    API's terms; ``cli_message`` is the same message in the command line's."""
+
+    def __init__(self, *args: object) -> None:
+        text = args[0] if args and isinstance(args[0], str) else None
+        super().__init__(*((for_api(text), *args[1:]) if text is not None else args))
+        self.cli_message = for_cli(text) if text is not None else str(self)
+
+    def __reduce__(self) -> tuple:  # an error raised in a Ray worker keeps both wordings
+        return _restore, (type(self), self.args, self.cli_message)
+
+
+def _restore(cls: type, args: tuple, cli_message: str) -> TradeTuneError:
+    error = cls(*args)
+    error.cli_message = cli_message
+    return error
 
 
 class UserError(TradeTuneError):
@@ -59,6 +97,11 @@ class ClusterError(UserError):
 
 class SweepFailed(UserError):
     """The sweep ran but no trial of it completed."""
+
+
+class PromotionError(UserError):
+    """A promotion cannot be run as asked (bad seeds, a trial that did not complete, a fresh
+    seed's run that failed)."""
 
 
 def did_you_mean(word: object, choices: Iterable[object], *, template: str = "; did you mean {}?",

@@ -282,3 +282,37 @@ def _check_finite(result: dict) -> None:
         for name, value in stats.items():
             if "loss" in name and isinstance(value, (int, float)) and not math.isfinite(value):
                 raise TrainingDiverged(f"training diverged: {module}/{name} = {value}")
+
+
+def check_custom_space(space: Any, sweep: dict[str, Any]) -> None:
+    """Call a custom space once and check what it returns (``spaces.dry_run``), then put its
+    settings to RLlib's own validation, as the tests apply it to the built-in spaces (that
+    imports RLlib and torch: a few seconds, paid only by custom spaces). Nothing for a built-in
+    space; a one-line ``SpaceError`` naming the space otherwise."""
+    import logging
+
+    from spaces import dry_run, exception_line
+    from trainables.errors import SpaceError
+
+    settings = dry_run(space, sweep)
+    if settings is None:
+        return
+    name, algorithm = f"search.space {space.custom!r}", space.algorithm
+
+    def refused(exc: Exception) -> SpaceError:
+        return SpaceError(f"{name} returned settings RLlib refuses for {algorithm}: "
+                          f"{exception_line(exc)}")
+
+    try:
+        config = algorithm_config(algorithm, settings, sweep)  # imports RLlib
+    except Exception as exc:  # noqa: BLE001 - RLlib's own message names the setting
+        raise refused(exc) from None
+    rllib_log = logging.getLogger("ray.rllib")  # RLlib set its level when imported
+    level = rllib_log.level
+    rllib_log.setLevel(logging.ERROR)  # its new-API-stack notice is not the user's problem
+    try:
+        config.validate()
+    except Exception as exc:  # noqa: BLE001
+        raise refused(exc) from None
+    finally:
+        rllib_log.setLevel(level)

@@ -30,6 +30,6 @@ def run_seed(trial_seed: int | None, seed_index: int) -> int | None:
 
 
 def promotion_seed(sweep_seed: int, trial_number: int, candidate: int) -> int:
-    """The ``candidate``-th seed ``promote`` considers for a trial (search/promote.py keeps the
+    """The ``candidate``-th seed ``promote`` considers for a trial (search/sweep/promote.py keeps the
     ones far enough from every seed the study used)."""
     return derive_seed(sweep_seed, "promote", trial_number, candidate)

@@ -63,7 +63,7 @@ def trials(url: str, study: str) -> list:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
         return []  # not launched yet; opening would create the file
-    from search.storage import open_storage
+    from search.study.storage import open_storage
 
     try:  # read-only: never create tables while a driver is creating them
         storage = open_storage(url, read_only=True)
@@ -118,8 +118,8 @@ def add_study(url: str, results: Path, name: str, values: list[float], failed: i
     import optuna
 
     from conftest import make_tiny_sweep
-    from search.storage import open_storage
-    from search.study import create_study, data_fingerprint
+    from search.study.storage import open_storage
+    from search.study.studies import create_study, data_fingerprint
     from spaces import get_space
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

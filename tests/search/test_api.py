@@ -10,7 +10,7 @@ import yaml
 
 from conftest import make_tiny_sweep
 from search import api
-from search.sweep_events import EVENT_KINDS
+from search.events import EVENT_KINDS
 from sweep_helpers import REPO, cli_env, two_studies, write_config  # noqa: F401
 
 
@@ -57,7 +57,7 @@ def test_bad_input_raises_a_typed_error_prints_nothing_and_creates_nothing(resul
 _READ = """
 import json, sys
 from search import api
-from search.sweep_events import EVENT_KINDS
+from search.events import EVENT_KINDS
 study = api.open_study("alpha")
 rows, status = study.best(2), study.status()
 listing, every = api.studies(), api.status_all()

@@ -20,10 +20,11 @@ import optuna
 import pytest
 
 from conftest import make_tiny_sweep
-from search.audit import PREFIX, record_look
+from search.study.schema import TEST_LOOK_PREFIX as PREFIX
+from search.study.audit import record_look
 from search.cli import main
-from search.storage import open_storage
-from search.study import create_study, data_fingerprint
+from search.study.storage import open_storage
+from search.study.studies import create_study, data_fingerprint
 from spaces import get_space
 from sweep_helpers import REPO, TRADETUNE, cli_env, poll
 
@@ -262,7 +263,7 @@ def test_two_processes_looking_at_once_record_two_looks(tmp_path, backend):
 
         go = tmp_path / "go"
         script = ("import sys, time, optuna; from pathlib import Path; "
-                  "from search.audit import record_look; "
+                  "from search.study.audit import record_look; "
                   "study = optuna.load_study(study_name=sys.argv[1], storage=sys.argv[2]); "
                   "go = Path(sys.argv[3]); Path(f'{go}-ready{sys.argv[4]}').touch()\n"
                   "while not go.exists(): time.sleep(0.01)\n"

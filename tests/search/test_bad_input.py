@@ -90,8 +90,8 @@ def inputs(tmp_path_factory):
     """Bad data files, configs that launch them, and a study with a FAIL trial only."""
     import optuna
 
-    from search.storage import open_storage
-    from search.study import create_study, data_fingerprint
+    from search.study.storage import open_storage
+    from search.study.studies import create_study, data_fingerprint
     from spaces import get_space
 
     root = tmp_path_factory.mktemp("bad-input")
@@ -370,8 +370,8 @@ def _snapshot(*paths: Path) -> dict[str, str]:
 
 
 def _pg_studies(server) -> list[str]:
-    from search.study import study_names
-    from search.storage import open_storage
+    from search.study.studies import study_names
+    from search.study.storage import open_storage
     from search.errors import StorageError
 
     try:

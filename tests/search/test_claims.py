@@ -10,10 +10,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search.claims import claim_lock
-from search.searcher import COUNTED_STATES, StudySearcher
-from search.storage import open_storage
-from search.study import create_study, data_fingerprint, load_study
+from search.study.claims import claim_lock
+from search.sweep.searcher import COUNTED_STATES, StudySearcher
+from search.study.storage import open_storage
+from search.study.studies import create_study, data_fingerprint, load_study
 from spaces import get_space
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"

@@ -411,9 +411,9 @@ def test_output_into_a_closed_pipe_stops_quietly(two_studies, argv):
 def test_every_option_says_its_default_and_accepted_values():
     import argparse
 
-    from search.cli import _parser
+    from search.cli.parser import build_parser
 
-    parser = _parser()
+    parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert {"studies", "delete"} <= set(commands.choices)
     for name, sub in commands.choices.items():

@@ -10,9 +10,11 @@ import time
 import pandas as pd
 import pytest
 
-from search.config import DEFAULTS, check_study_name, load_config, parse_value, startup_trials
+from search.config.keys import DEFAULTS
+from search.config.sweep_config import check_study_name, load_config, startup_trials
+from search.config.yaml_loader import parse_value
 from search.errors import ConfigError
-from search.tuner import _make_sampler
+from search.sweep.runtime import make_sampler
 
 
 def test_defaults_plus_study_validate():
@@ -162,12 +164,12 @@ def test_tpe_models_the_study_after_its_startup_trials():
         return [t.params["x"] for t in study.trials]
 
     search = load_config(None, ["study=s", "search.num_samples=9"])["search"]  # 3 start-up
-    tpe = draws(_make_sampler(search, seed=5))
+    tpe = draws(make_sampler(search, seed=5))
     random = draws(optuna.samplers.RandomSampler(seed=5))
     assert tpe[:3] == random[:3]
     assert tpe[3] != random[3]
     search["sampler"] = "random"
-    assert draws(_make_sampler(search, seed=5)) == random
+    assert draws(make_sampler(search, seed=5)) == random
 
 
 def test_bad_files(tmp_path):

@@ -73,8 +73,8 @@ def test_launch_with_an_invalid_custom_space_is_one_line_and_creates_nothing(tmp
 
 
 def test_resume_dry_runs_the_custom_space_before_changing_anything(tmp_path):
-    from search.storage import open_storage
-    from search.study import create_study, data_fingerprint
+    from search.study.storage import open_storage
+    from search.study.studies import create_study, data_fingerprint
     from spaces import get_space
 
     path = _config(tmp_path, "tt_resumed_space", GOOD)
@@ -85,7 +85,7 @@ def test_resume_dry_runs_the_custom_space_before_changing_anything(tmp_path):
 
     sys.path.insert(0, str(tmp_path / "spaces"))
     try:
-        from search.config import load_config
+        from search.config.sweep_config import load_config
 
         config = load_config(path)
         space = get_space("ppo", None, config["search"]["space"])

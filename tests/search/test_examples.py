@@ -41,7 +41,7 @@ def test_a_tiny_sweep_trains_and_scores_with_the_examples_action_set(example, tm
     import optuna
 
     from conftest import make_tiny_sweep
-    from search.config import read_yaml_file
+    from search.config.yaml_loader import read_yaml_file
     from sweep_helpers import write_config
 
     env = read_yaml_file(REPO / "examples" / example)["env"]

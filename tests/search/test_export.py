@@ -18,9 +18,9 @@ import pytest
 
 from conftest import make_tiny_sweep
 from search.cli import main
-from search.onnx_export import BUNDLE_FILES
-from search.storage import open_storage
-from search.study import create_study, data_fingerprint
+from search.results.onnx_bundle import BUNDLE_FILES
+from search.study.storage import open_storage
+from search.study.studies import create_study, data_fingerprint
 from spaces import get_space
 from sweep_helpers import TRADETUNE, REPO, cli_env, write_config
 
@@ -182,7 +182,7 @@ def test_export_out_that_cannot_be_a_folder_is_one_line(study_dir, tmp_path, cap
 def test_a_failed_write_changes_nothing(tmp_path):
     """An error while the output is written (or a name missing from the list) leaves the
     folder as it was, no folder it created, and no hidden staging folder."""
-    from search.outdir import write_folder
+    from search.results.outdir import write_folder
 
     def fails(folder: Path) -> None:
         (folder / "a.txt").write_text("new")

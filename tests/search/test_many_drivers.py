@@ -10,8 +10,8 @@ import optuna
 import pytest
 
 from conftest import make_tiny_sweep
-from search.storage import open_storage
-from search.study import create_study, data_fingerprint
+from search.study.storage import open_storage
+from search.study.studies import create_study, data_fingerprint
 from spaces import get_space
 from sweep_helpers import REPO, TRADETUNE, cli_env, trials
 

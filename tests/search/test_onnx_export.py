@@ -233,8 +233,8 @@ def test_actions_into_a_directory_is_one_line(tmp_path, results_dir, capsys):
 def test_export_onnx_refuses_data_that_changed_since_launch(tmp_path, results_dir, capsys):
     """The bundle describes the data the policy trained on: an edited or removed data file is
     a one-line error, not a policy.json with other dates and fingerprint."""
-    from search.storage import open_storage
-    from search.study import create_study, data_fingerprint
+    from search.study.storage import open_storage
+    from search.study.studies import create_study, data_fingerprint
     from spaces import get_space
 
     csv_path = tmp_path / "bars.csv"

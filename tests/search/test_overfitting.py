@@ -6,8 +6,7 @@ from statistics import NormalDist
 
 import pytest
 
-from search.overfitting import (EULER_GAMMA, deflated_sharpe, expected_max_sharpe,
-                                probabilistic_sharpe, verdict)
+from search.results.overfitting import (EULER_GAMMA, deflated_sharpe, expected_max_sharpe, probabilistic_sharpe, verdict)
 
 
 def test_worked_example_by_hand():

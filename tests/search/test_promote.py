@@ -33,7 +33,7 @@ def _frozen(number: int, attrs: dict, state: str = "COMPLETE"):
 
 
 def test_used_seeds_cover_run_seeds_unstored_seeds_and_earlier_promotions():
-    from search.promote import used_seeds
+    from search.sweep.promote import used_seeds
     from trainables.seeds import trial_seed
     from trainables.runs import Run
 
@@ -55,7 +55,7 @@ def _apart(fresh, used, margin: int) -> bool:
 
 
 def test_fresh_seeds_keep_away_from_every_used_seed():
-    from search.promote import SEED_MARGIN, fresh_seeds
+    from search.sweep.promote import SEED_MARGIN, fresh_seeds
 
     first = fresh_seeds(42, 3, 5, set())
     assert len(set(first)) == 5 and first == fresh_seeds(42, 3, 5, set())  # reproducible
@@ -77,7 +77,7 @@ def test_fresh_seeds_keep_away_from_every_used_seed():
     (0.0, [0.0], "does not reproduce"),
 ])
 def test_verdict_rule(value, scores, verdict):
-    from search.promote import summarise
+    from search.sweep.promote import summarise
 
     result = summarise(value, scores)
     assert result["verdict"] == verdict
@@ -91,8 +91,8 @@ def untrained_study(tmp_path, monkeypatch):
     """A study as `launch` creates it, with one FAIL and one COMPLETE trial and no training."""
     import optuna
 
-    from search import study as studies
-    from search.storage import open_storage
+    from search.study import studies
+    from search.study.storage import open_storage
     from spaces import get_space
 
     results = tmp_path / "results"
@@ -130,8 +130,8 @@ def test_store_replaces_the_promotion_of_a_finished_trial(backend, tmp_path):
 
     import optuna
 
-    from search.promote import store
-    from search.query import trial_summary
+    from search.sweep.promote import store
+    from search.results.summaries import trial_summary
 
     url = (f"sqlite:///{tmp_path / 'p.db'}" if backend == "sqlite"
            else "postgresql://postgres@127.0.0.1:5432/test")
@@ -151,7 +151,7 @@ def test_store_replaces_the_promotion_of_a_finished_trial(backend, tmp_path):
 
 
 def test_report_section_lists_promotions():
-    from search.report import _promotion_html
+    from search.results.report import _promotion_html
 
     promotion = {"study_value": 1.2, "seeds": [5, 6], "mean": 0.9, "std": 0.1,
                  "verdict": "reproduces", "when": "2026-01-01T00:00:00+0000",
@@ -165,7 +165,7 @@ def test_report_section_lists_promotions():
 
 @pytest.mark.slow
 def test_promote_the_best_trial_on_fresh_seeds(tmp_path, ray_session, monkeypatch, capsys):
-    from search.promote import SEED_MARGIN
+    from search.sweep.promote import SEED_MARGIN
 
     results = tmp_path / "results"
     url = f"sqlite:///{results / 'tradetune.db'}"

@@ -10,9 +10,9 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import make_tiny_sweep
-from search.config import load_config
+from search.config.sweep_config import load_config
 from search.errors import ConfigError
-from search.racing import keeps, others_at, rung_scores, with_rung
+from search.sweep.racing import keeps, others_at, rung_scores, with_rung
 from sweep_helpers import poll, run_cli, start_cli, states, trials, write_config
 
 
@@ -205,8 +205,8 @@ def test_the_scheduler_judges_against_rungs_recorded_by_other_drivers(tmp_path):
     import optuna
     from ray.tune.schedulers import TrialScheduler
 
-    from search.racing_scheduler import racing_scheduler
-    from search.searcher import StudySearcher
+    from search.sweep.racing import racing_scheduler
+    from search.sweep.searcher import StudySearcher
     from spaces import get_space
     from trainables import metrics as M
 

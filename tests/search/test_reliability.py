@@ -122,7 +122,7 @@ def test_storage_retries_through_a_restart_then_gives_up_at_once(outage_pg, caps
     import optuna
 
     from search.errors import StorageUnavailable
-    from search.storage import open_storage
+    from search.study.storage import open_storage
 
     storage = open_storage(outage_pg.url(), retry_s=30)
     study = optuna.create_study(study_name="retry", storage=storage)

@@ -14,9 +14,9 @@ import optuna
 import pytest
 
 from search.cli import main
-from search.report import write_report
-from search.storage import open_storage
-from search.study import create_study, data_fingerprint
+from search.results.report import write_report
+from search.study.storage import open_storage
+from search.study.studies import create_study, data_fingerprint
 from spaces import get_space
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
@@ -120,7 +120,7 @@ def _equity_legend(evaluation) -> list[str]:
     """The legend of the equity chart's top panel for one evaluation."""
     import matplotlib.pyplot as plt
 
-    from search import report_plots as plots
+    from search.results import report_plots as plots
 
     closes = evaluation.closes
     figure, (top, bottom) = plt.subplots(2)
@@ -133,7 +133,7 @@ def _equity_legend(evaluation) -> list[str]:
 
 
 def test_trade_marks_find_buys_sells_and_short_periods():
-    from search.report_plots import trade_marks
+    from search.results.report_plots import trade_marks
 
     buys, sells, shorts = trade_marks([0, 1, 1, 0, 0, 1])  # long-only: entries and exits
     assert (list(buys), list(sells), shorts) == ([1, 5], [3], [])
@@ -144,8 +144,8 @@ def test_trade_marks_find_buys_sells_and_short_periods():
 
 @pytest.mark.parametrize("name", sorted(ACTION_SETS))
 def test_equity_chart_marks_trades_and_shades_shorts_for_every_action_set(name, tmp_path):
-    from search import report_plots as plots
-    from search.report_plots import trade_marks
+    from search.results import report_plots as plots
+    from search.results.report_plots import trade_marks
     from trainables.evaluation import evaluate, level_index
 
     config = {"data": {"synthetic": {"n_bars": 1500, "seed": 7}}, "window_size": 5,

@@ -91,7 +91,7 @@ def _assert_no_traceback(driver: Driver) -> None:
 # -- stop signals, in-process ----------------------------------------------------------------------
 
 def test_stop_signals_turn_sigterm_and_sighup_into_one_stop():
-    from search.stopping import StopRequested, StopSignals
+    from search.sweep.stopping import StopRequested, StopSignals
 
     before = signal.getsignal(signal.SIGTERM)
     for sig, code in ((signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)):
@@ -104,7 +104,7 @@ def test_stop_signals_turn_sigterm_and_sighup_into_one_stop():
 
 
 def test_deferred_and_graceful_blocks():
-    from search.stopping import StopOnSignal, StopRequested, StopSignals
+    from search.sweep.stopping import StopOnSignal, StopRequested, StopSignals
 
     finished = False
     with pytest.raises(StopRequested), StopSignals() as stop:
@@ -124,7 +124,7 @@ def test_deferred_and_graceful_blocks():
 
 STUCK = """
 import signal, time
-from search import stopping
+from search.sweep import stopping
 stopping.STOP_GRACE_S = 1.0
 def last_words(signum):
     print("marked FAIL; resume with ...", flush=True)
@@ -196,8 +196,8 @@ def test_unreachable_address_fails_fast_and_creates_nothing(where, tmp_path):
 def test_resume_with_unreachable_address_changes_nothing(tmp_path, monkeypatch):
     """The study has a trial left RUNNING by a dead driver: a resume that cannot reach its
     cluster must leave it (and everything else) as it was."""
-    from search import study as studies
-    from search.storage import open_storage
+    from search.study import studies
+    from search.study.storage import open_storage
     from spaces import get_space
 
     results = tmp_path / "results"
@@ -224,7 +224,7 @@ def test_resume_with_unreachable_address_changes_nothing(tmp_path, monkeypatch):
 
 
 def test_check_resources_per_node(ray_session):
-    from search.cluster import check_resources
+    from search.sweep.cluster import check_resources
     from search.errors import ClusterError
 
     node = max((n["Resources"] for n in ray_session.nodes() if n["Alive"]),

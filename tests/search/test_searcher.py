@@ -7,10 +7,10 @@ import optuna
 import pytest
 
 from search.errors import StudyError
-from search.searcher import StudySearcher
-from search.storage import open_storage
-from search.study import check_unchanged, create_study, data_fingerprint, load_study
-from search.tuner import fail_orphaned_trials
+from search.sweep.searcher import StudySearcher
+from search.study.storage import open_storage
+from search.study.studies import check_unchanged, create_study, data_fingerprint, load_study
+from search.study.trials import fail_orphaned_trials
 from spaces import get_space
 
 SEARCH_METRIC = "best_val_score"
@@ -110,9 +110,10 @@ def test_orphans_of_a_dead_driver_fail_but_live_ones_stay(study):
 def test_strict_create_and_load(study, tiny_sweep):
     study, space = study
     config = tiny_sweep(**{"study": "unit"})
-    with pytest.raises(StudyError, match=r"study 'unit' already exists .*tradetune resume "
-                                         r"--study unit"):
+    with pytest.raises(StudyError, match=r"study 'unit' already exists .*tradetune.resume\('unit'\)"
+                       ) as taken:
         create_study(study._storage, config, space, "x", "test")
+    assert "continue it with `tradetune resume --study unit`" in taken.value.cli_message
     with pytest.raises(StudyError, match=r"no study named 'unti' .*did you mean 'unit'\?"):
         load_study(study._storage, "unti")
     assert optuna.get_all_study_names(study._storage) == ["unit"]
@@ -143,8 +144,9 @@ def test_a_space_that_raises_fails_its_trial_and_stops_the_sweep(study):
     assert isinstance(searcher.suggest("t0"), dict)
     with pytest.raises(SpaceError, match=r"^the search space raised ValueError: no settings for "
                                          r"this combination while sampling trial 1 \(marked "
-                                         r"FAIL\); the sweep stopped.*resume --study unit`$"):
+                                         r"FAIL\); the sweep stopped.*resume\('unit'\)`$") as stopped:
         searcher.suggest("t1")
+    assert stopped.value.cli_message.endswith("`tradetune resume --study unit`")
     assert study.trials[1].state.name == "FAIL"
     assert (study.trials[1].user_attrs["fail_reason"]
             == "the search space raised ValueError: no settings for this combination")

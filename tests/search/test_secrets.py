@@ -94,7 +94,7 @@ def test_no_byte_the_run_wrote_holds_the_password(swept):
 def test_the_study_attributes_hold_no_password(swept):
     import optuna
 
-    from search.storage import open_storage
+    from search.study.storage import open_storage
 
     storage = open_storage(swept["url"], read_only=True)
     study = optuna.load_study(study_name=STUDY, storage=storage)

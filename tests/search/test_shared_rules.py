@@ -25,9 +25,9 @@ def test_numbers_are_shown_with_four_significant_digits():
 def test_fail_trial_finishes_a_running_trial_with_its_reason(tmp_path):
     import optuna
 
-    from search.searcher_attrs import ATTR_FAIL
-    from search.storage import open_storage
-    from search.study import fail_trial
+    from search.study.schema import ATTR_FAIL
+    from search.study.storage import open_storage
+    from search.study.trials import fail_trial
 
     storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
     study = optuna.create_study(study_name="s", storage=storage)

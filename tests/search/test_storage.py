@@ -6,7 +6,7 @@ import pickle
 import pytest
 
 from search.errors import StorageError
-from search.storage import check_url, open_storage, redact, resolve_url
+from search.study.storage import check_url, open_storage, redact, resolve_url
 
 
 def test_precedence(results_dir, monkeypatch):
@@ -54,7 +54,7 @@ def test_only_schemes_that_work_are_accepted(url, why):
 
 def test_postgres_scheme_is_postgresql_through_psycopg():
     """SQLAlchemy has no `postgres` dialect: the URL failed with a driver error."""
-    from search.storage import _connect_url
+    from search.study.storage import _connect_url
 
     assert _connect_url("postgres://u@h:5432/db") == "postgresql+psycopg://u@h:5432/db"
     assert _connect_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
@@ -113,7 +113,7 @@ def test_a_connection_lost_inside_an_optuna_query_is_retried():
     import sqlalchemy
     from sqlalchemy import orm
 
-    from search.storage import _transient
+    from search.study.storage import _transient
 
     engine = sqlalchemy.create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/test")
     sessions = orm.scoped_session(orm.sessionmaker(bind=engine))
@@ -142,7 +142,7 @@ def test_every_public_optuna_storage_method_is_retried_or_excluded_with_a_reason
 
     import optuna
 
-    from search.storage import NOT_RETRIED, RETRIED, RedactingRDBStorage
+    from search.study.storage import NOT_RETRIED, RETRIED, RedactingRDBStorage
 
     public = {name for cls in (optuna.storages.BaseStorage, optuna.storages.RDBStorage)
               for name, _ in inspect.getmembers(cls, callable) if not name.startswith("_")}

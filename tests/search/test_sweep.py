@@ -191,7 +191,7 @@ def test_resume_of_finished_study_is_a_noop(launched):
 def test_resume_refuses_a_changed_space(launched, tmp_path):
     import optuna
 
-    from search.study import ATTR_CONFIG
+    from search.study.schema import ATTR_CONFIG
 
     url = f"sqlite:///{tmp_path / 'copy.db'}"
     optuna.copy_study(from_study_name="e2e", from_storage=launched["url"], to_storage=url)

@@ -1,7 +1,7 @@
 """APPO's own declarations: what a TradeTune trial needs beyond RLlib's APPO defaults."""
 from __future__ import annotations
 
-from search.config import load_config
+from search.config.sweep_config import load_config
 from spaces import get_space
 from trainables.rllib_trainable import algorithm_config
 

@@ -11,7 +11,7 @@ import textwrap
 import optuna
 import pytest
 
-from search.config import load_config
+from search.config.sweep_config import load_config
 from search.errors import ConfigError
 from spaces import ALGORITHMS, SEARCH_SPACES, SpaceError, algorithm_of, get_space
 from spaces import ppo as ppo_space
@@ -507,7 +507,7 @@ BROKEN = {
 
 @pytest.mark.parametrize("case", sorted(BROKEN))
 def test_dry_run_refuses_an_invalid_custom_space_in_one_line(case, tmp_path, monkeypatch):
-    from spaces import dry_run
+    from trainables.rllib_trainable import check_custom_space as dry_run
 
     code, match = BROKEN[case]
     module = f"tt_broken_space_{case}"
@@ -521,7 +521,7 @@ def test_dry_run_refuses_an_invalid_custom_space_in_one_line(case, tmp_path, mon
 
 
 def test_dry_run_accepts_a_valid_custom_space_and_ignores_built_ins(custom_module):
-    from spaces import dry_run
+    from trainables.rllib_trainable import check_custom_space as dry_run
 
     dry_run(get_space("ppo", custom=f"{custom_module('tt_custom_space_g')}:sample"),
             sweep_for("ppo"))

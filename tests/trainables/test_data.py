@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from search.data_summary import describe
+from search.results.data_summary import describe
 from trainables.bar_files import load_bars
 from trainables.errors import DataError
 from trainables.features import FEATURE_WARMUP, compute_features
@@ -802,7 +802,7 @@ def test_data_command_reads_other_layouts_and_shows_gaps_and_warmup(capsys):
 
 
 def test_example_config_finds_its_shipped_data_from_any_directory(tmp_path, monkeypatch):
-    from search.config import load_config
+    from search.config.sweep_config import load_config
 
     monkeypatch.chdir(tmp_path)
     config = load_config(REPO / "examples" / "coinbase_btc_1h.yaml")
@@ -823,7 +823,7 @@ def test_nothing_needs_a_data_folder_beside_the_repository():
 
 
 def test_data_fingerprint_covers_the_reading_keys_and_gzip_files(tmp_path):
-    from search.study import data_fingerprint
+    from search.study.studies import data_fingerprint
 
     path = tmp_path / "bars.csv.gz"
     path.write_bytes(gzip.compress((GOOD_HEADER + GOOD_ROW).encode()))
