@@ -287,18 +287,19 @@ class Study:
 
     @_quiet
     def evaluate(self, trial: int | None = None, split: str = "test",
-                 actions: str | Path | None = None) -> dict[str, Any]:
+                 actions: str | Path | None = None, force: bool = False) -> dict[str, Any]:
         """Score a trial's kept checkpoint on ``split`` ("test" or "val") against buy-and-hold:
         Sharpe, P&L, buy-and-hold, drawdown, trades, ``beats_buy_and_hold``. With
         ``actions``, also write one CSV row per bar there (timestamp, close, action, position,
-        portfolio value, buy-and-hold value). A look at the test split is recorded in the study
-        (see ``status()["test_looks"]``)."""
+        portfolio value, buy-and-hold value): a new file, or with ``force`` over an existing
+        one (never a storage file or a study's folder). A look at the test split is recorded in
+        the study (see ``status()["test_looks"]``)."""
         from search.results.evaluate import evaluate_trial
 
         if split not in ("val", "test"):
             raise ArgumentError(f"split must be 'test' or 'val', got {split!r}")
         return evaluate_trial(self._url, self.name, trial, split,
-                              Path(actions) if actions is not None else None)
+                              Path(actions) if actions is not None else None, force=force)
 
     @_quiet
     def compare(self, k: int = 5) -> dict[str, Any]:

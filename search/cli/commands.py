@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from search.cli.parser import build_parser
@@ -55,6 +56,9 @@ def _check_options(args: argparse.Namespace) -> None:
             raise argparse.ArgumentTypeError("--actions writes one trial's actions; give "
                                              "--trial N (or nothing, for the best) instead "
                                              "of --top")
+    if args.command == "evaluate" and args.force and args.actions is None:
+        raise argparse.ArgumentTypeError("--force replaces an existing --actions file; it "
+                                         "goes with --actions FILE")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,8 +97,10 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "delete":
         done = study.delete((lambda _: True) if args.yes else _confirm)
         folder = done["results_folder"]
+        kept = done.get("results_folder_kept")
         print(f"deleted study {done['study']!r} ({done['trials']} trials) from "
               f"{done['storage']}" + (f" and its results folder {folder}" if folder
+                                      else f"; its results folder was left: {kept}" if kept
                                       else "; it had no results folder"))
     elif args.command == "best":
         show(study.best(args.top), args.format, table_best)
@@ -113,8 +119,8 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "evaluate" and args.top is not None:
         show(study.compare(args.top), args.format, table_compare)
     elif args.command == "evaluate":
-        show(study.evaluate(args.trial, args.split, args.actions), args.format,
-               table_metrics)
+        show(study.evaluate(args.trial, args.split, args.actions, force=args.force),
+             args.format, table_metrics)
     return 0
 
 
@@ -138,8 +144,13 @@ def _dry_run(checked: dict[str, Any]) -> int:
         print(f"#   {line}")
     print(f"# storage {checked['storage']}: {checked['storage_state']}; study "
           f"{checked['config']['study']!r} does not exist there yet")
-    print(f"# results folder {checked['results']}: "
-          + ("exists" if checked["results_exists"] else "launch creates it"))
+    if checked.get("results_taken_by"):
+        print(f"# results folder {Path(checked['results']).with_name(checked['config']['study'])}"
+              f" belongs to {checked['results_taken_by']}; launch uses {checked['results']} "
+              "(<id>: the first 8 hex digits of the new study's id)")
+    else:
+        print(f"# results folder {checked['results']}: "
+              + ("exists" if checked["results_exists"] else "launch creates it"))
     print("# dry run: every check passed and nothing was created; run the same command "
           "without --dry-run to launch")
     return 0

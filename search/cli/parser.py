@@ -135,7 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--actions", metavar="FILE.csv",
                    help="also write one row per bar of the split: timestamp, close, action "
                         "(and its meaning, beyond long-only), position (the signed exposure "
-                        "held), portfolio value, buy-and-hold value")
+                        "held), portfolio value, buy-and-hold value; a new file (default: an "
+                        "existing file is refused)")
+    p.add_argument("--force", action="store_true",
+                   help="with --actions: replace an existing file (never a study storage file "
+                        "or a file in a study's results folder)")
     fmt(p)
 
     p = add("promote", "retrain a trial's configuration on seeds the study never used and "

@@ -21,31 +21,41 @@ from search.study.trials import (
     top_trials,
 )
 from trainables.settings import trial_env
+from search.results.outputs import check_file, write_file
+
+ACTIONS = both("--actions", "actions")
 
 
 def evaluate_trial(url: str, name: str, number: int | None, split: str,
-                   actions: Path | None = None, command: str | None = None) -> dict[str, Any]:
+                   actions: Path | None = None, command: str | None = None,
+                   force: bool = False) -> dict[str, Any]:
     """Restore a trial's kept checkpoint and score it on ``split`` against buy-and-hold; with
-    ``actions``, also write its per-bar actions there as CSV.
+    ``actions``, also write its per-bar actions there as CSV (a new file, or with ``force`` over
+    a file: the rule of ``search/results/outputs.py``, checked before anything is scored).
 
     A score on the test split is recorded in the study as a look (``command`` names it, default
-    ``evaluate --split test [--trial N]``) before it is returned; see ``search/study/audit.py``.
+    ``evaluate --split test [--trial N]``) before it is returned or written; see
+    ``search/study/audit.py``.
     """
-    if actions is not None and actions.is_dir():
-        raise StudyError(f"{both('--actions', 'actions')} {actions} is a directory; give a file name such as "
-                         "actions.csv")
+    if actions is not None:
+        check_file(actions, force=force, option=ACTIONS, storage_url=url)
     study, trial = get_trial(url, name, number)
     space = space_of(study)
     check_data_unchanged(study)
-    result = score_checkpoint(study, space, trial, split, actions)
+    result, evaluation = score_checkpoint(study, space, trial, split)
     if split == "test":
         audit.record_look(study, [trial.number], command or "evaluate --split test" + (
             f" --trial {number}" if number is not None else ""))
+    if actions is not None:
+        write_file(actions, evaluation.write_actions, force=force, option=ACTIONS,
+                   storage_url=url)
+        result["actions_file"] = str(actions)
     return result
 
 
-def score_checkpoint(study: Any, space: Any, trial: Any, split: str,
-                      actions: Path | None = None) -> dict[str, Any]:
+def score_checkpoint(study: Any, space: Any, trial: Any, split: str) -> tuple[dict[str, Any], Any]:
+    """A trial's kept checkpoint traded on ``split``: its figures (JSON-ready) and the
+    evaluation itself (per-bar actions, equity)."""
     from trainables.evaluation import evaluate
     from trainables.rllib_trainable import load_module
 
@@ -55,18 +65,9 @@ def score_checkpoint(study: Any, space: Any, trial: Any, split: str,
     module = load_module(source)
     env = trial_env(config, settings)
     result = evaluate(module, env, split)
-    written = {}
-    if actions is not None:
-        try:
-            actions.parent.mkdir(parents=True, exist_ok=True)
-            result.write_actions(actions)
-        except OSError as exc:
-            raise StudyError(f"cannot write {both('--actions', 'actions')} {actions}: "
-                             f"{exc.strerror or exc}") from None
-        written = {"actions_file": str(actions)}
     return {"study": study.study_name, "trial": trial.number, "split": split,
             "validation_value": first_value(trial), **result.metrics(),
-            "beats_buy_and_hold": result.pnl_pct > result.buy_and_hold_pct, **written}
+            "beats_buy_and_hold": result.pnl_pct > result.buy_and_hold_pct}, result
 
 
 def compare_top(url: str, name: str, top: int, record: bool = True) -> dict[str, Any]:
@@ -85,7 +86,7 @@ def compare_top(url: str, name: str, top: int, record: bool = True) -> dict[str,
     check_data_unchanged(study)
     rows = []
     for trial in trials:
-        test = score_checkpoint(study, space, trial, "test")
+        test, _ = score_checkpoint(study, space, trial, "test")
         val = trial.user_attrs.get(ATTR_METRICS, {})
         rows.append({"trial": trial.number, "value": first_value(trial),
                      "val_sharpe": val.get("sharpe"), "test_sharpe": test["sharpe"],

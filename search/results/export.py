@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from search.results.onnx_bundle import BUNDLE_FILES, ONNX_FILE
-from search.results.outdir import write_folder
+from search.results.outputs import write_folder
 from search.results.summaries import trial_summary
 from search.study import studies
 from search.study.provenance import space_of
@@ -65,6 +65,7 @@ def export(url: str, name: str, number: int | None, out: Path, onnx: bool = Fals
             write_bundle(folder, url, study, trial)
 
     files = write_folder(out, EXPORT_NAMES, write, ours=lambda folder: export_study(folder) == name,
+                         storage_url=url,
                          force=force, what=f"an earlier export of study {name!r}")
     result = {"study": name, "trial": trial.number, "value": first_value(trial), "out": str(out),
               "files": files}

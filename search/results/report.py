@@ -19,7 +19,7 @@ from search.errors import DataError, StudyError
 from search.events import ProgressCallback, ProgressEvent, no_progress
 from search.formats import describe_market, describe_test_looks, number
 from search.results.evaluate import compare_top
-from search.results.outdir import write_folder
+from search.results.outputs import write_folder
 from search.results.summaries import market_of, trial_summary
 from search.study import audit, studies
 from search.study.provenance import check_data_unchanged, space_of
@@ -100,7 +100,7 @@ def write_report(url: str, study_name: str, out: Path, force: bool = False,
                      test_looks)
         (folder / "index.html").write_text(page, encoding="utf-8")
 
-    write_folder(out, REPORT_NAMES, write, ours=_is_report, force=force,
+    write_folder(out, REPORT_NAMES, write, ours=_is_report, force=force, storage_url=url,
                  what="an earlier TradeTune report")
     return out / "index.html"
 

@@ -5,18 +5,16 @@ Like the query commands, these never start Ray and never import ray, torch or pa
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 from typing import Any, Callable
 
 from search.errors import StudyError, UserError
-from search.study import studies
+from search.study import folders, studies
 from search.study.schema import (
     ATTR_CONFIG,
     ATTR_CREATED,
-    ATTR_RESULTS,
     HEARTBEAT_PREFIX,
 )
-from search.study.storage import open_existing, redact, results_dir
+from search.study.storage import open_existing, redact
 from search.study.trials import first_value, state_counts, top_trials
 
 
@@ -53,13 +51,6 @@ def list_studies(url: str) -> list[dict[str, Any]]:
     return rows
 
 
-def results_folder(study: Any) -> Path:
-    """Where a study's experiments and checkpoints live: the folder recorded at launch, or (for
-    studies launched before it was recorded) the study's folder in today's results directory."""
-    recorded = study.user_attrs.get(ATTR_RESULTS)
-    return Path(recorded) if recorded else results_dir() / study.study_name
-
-
 def _running_driver(study: Any) -> str | None:
     """The id of a driver that is still running a sweep of ``study``, if any."""
     from search.study.trials import driver_alive
@@ -83,10 +74,10 @@ def delete_study(url: str, name: str, confirm: Callable[[str], bool]) -> dict[st
                                   for t in study.get_trials(deepcopy=False)):
         raise StudyError(f"study {name!r} is being run by driver {driver}; stop that sweep "
                          "(Ctrl-C) before deleting the study")
-    folder = results_folder(study)
+    folder, kept = folders.removable(study)
     counts = state_counts(storage, study._study_id)
     trials = sum(counts.values())
-    has_folder = folder.is_dir() and not folder.is_symlink() and folder.name == name
+    has_folder = kept is None
     question = (f"delete study {name!r} ({trials} trials) from {redact(url)}"
                 + (f" and its results folder {folder}" if has_folder else "") + "?")
     if not confirm(question):
@@ -100,4 +91,6 @@ def delete_study(url: str, name: str, confirm: Callable[[str], bool]) -> dict[st
                             f"folder {folder} could not be removed ({exc.strerror or exc}); "
                             "remove it by hand") from None
     return {"study": name, "trials": trials, "storage": redact(url),
-            "results_folder": str(folder) if has_folder else None}
+            "results_folder": str(folder) if has_folder else None,
+            "results_folder_kept": None if has_folder or not folder.exists()
+            else f"{folder} ({kept})"}

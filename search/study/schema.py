@@ -14,6 +14,7 @@ ATTR_VERSIONS = "tradetune_versions"    # package versions at launch
 ATTR_COMMAND = "tradetune_command"      # the command line that launched it (redacted)
 ATTR_CREATED = "tradetune_created"      # when it was launched
 ATTR_RESULTS = "tradetune_results"      # the study's experiment folder, removed by `delete`
+ATTR_UID = "tradetune_uid"              # the study's id, written in its folder's marker
 HEARTBEAT_PREFIX = "driver:"            # + driver id: a running driver's last heartbeat
 TEST_LOOK_PREFIX = "test_look:"         # + time and nonce: one look at the test split
 

@@ -19,10 +19,11 @@ from search.study.schema import (
     ATTR_CREATED,
     ATTR_DATA,
     ATTR_RESULTS,
+    ATTR_UID,
     ATTR_SPACE,
     ATTR_VERSIONS,
 )
-from search.study.storage import redact, results_dir
+from search.study.storage import redact, relative_to_results, results_dir
 from search.versions import package_versions
 
 
@@ -52,8 +53,10 @@ def load_study(storage: Any, name: str, sampler: Any = None):
 
 
 def create_study(storage: Any, config: dict[str, Any], space: Any, data_fingerprint: str,
-                 command: str = ""):
-    """Create the study for a new sweep and record its provenance; refuse an existing name."""
+                 command: str = "", uid: str | None = None, folder: Path | None = None):
+    """Create the study for a new sweep and record its provenance; refuse an existing name.
+    ``uid`` and ``folder``: its id and the results folder claimed for it
+    (``search/study/folders.py``); without them, none and ``$TRADETUNE_RESULTS/NAME``."""
     import optuna
 
     from trainables import metrics as M
@@ -73,7 +76,9 @@ def create_study(storage: Any, config: dict[str, Any], space: Any, data_fingerpr
     study.set_user_attr(ATTR_VERSIONS, package_versions())
     study.set_user_attr(ATTR_COMMAND, redact(command or " ".join(sys.argv)))
     study.set_user_attr(ATTR_CREATED, time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    study.set_user_attr(ATTR_RESULTS, str(results_dir() / name))
+    study.set_user_attr(ATTR_RESULTS, relative_to_results(folder or results_dir() / name))
+    if uid is not None:
+        study.set_user_attr(ATTR_UID, uid)
     return study
 
 

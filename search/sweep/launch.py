@@ -19,7 +19,7 @@ from search.events import (
     SweepResult,
     no_progress,
 )
-from search.study import studies
+from search.study import folders, studies
 from search.study.claims import claim_lock
 from search.study.storage import (
     check_url,
@@ -32,7 +32,7 @@ from search.study.storage import (
 )
 from search.study.trials import fail_orphaned_trials, study_state_counts
 from search.sweep.cluster import check_resources, probe_address, ray_address
-from search.sweep.preflight import check_inputs, check_results_dir, make_experiment_dir
+from search.sweep.preflight import check_inputs, check_results_dir
 from search.sweep.runtime import (
     Farewell,
     ray_session,
@@ -64,7 +64,8 @@ def launch(config: dict[str, Any], storage_url: str | None = None,
             url = resolve_url(storage_url, config.get("storage"))
             _, space = check_inputs(config)  # a custom space runs once, before anything exists
             check_url(url, create_dirs=True)
-            experiment_dir = check_results_dir(config["study"])
+            uid = folders.new_uid()
+            check_results_dir(folders.folder_for(config["study"], uid)[0])
             target = ray_address(address)
             if target not in (None, "auto"):
                 probe_address(target)  # a wrong address fails in seconds, before the storage
@@ -75,10 +76,20 @@ def launch(config: dict[str, Any], storage_url: str | None = None,
             with stop.deferred():  # the study is created whole, or not at all
                 storage = storage or open_storage(url, create_dirs=True,
                                                   retry_s=retry_seconds())
-                study = studies.create_study(storage, config, space,
-                                             studies.data_fingerprint(config["data"]), command)
+                experiment_dir, taken = folders.claim_new(config["study"], uid, url)
+                try:
+                    study = studies.create_study(
+                        storage, config, space, studies.data_fingerprint(config["data"]),
+                        command, uid=uid, folder=experiment_dir)
+                except BaseException:
+                    folders.release(experiment_dir, uid)
+                    raise
                 stop.last_words = Farewell(study, None, url, progress)
-                make_experiment_dir(experiment_dir)
+                if taken is not None or experiment_dir.name != config["study"]:
+                    progress(ProgressEvent("note", (
+                        f"results folder {experiment_dir.with_name(config['study'])} belongs "
+                        f"to {folders.describe_owner(taken)}; this study's results go to "
+                        f"{experiment_dir}")))
                 if config["search"]["enqueue_tutorial"] and space.first_params:
                     study.enqueue_trial(space.first_params, skip_if_exists=True)
                 for point in config["search"]["enqueue"]:
@@ -118,7 +129,7 @@ def resume(study_name: str, storage_url: str | None = None, address: str | None 
                 config["storage"] = None  # stored redacted; this run uses the URL it was given
             _, space = check_inputs(config)
             studies.check_unchanged(study, space, studies.data_fingerprint(config["data"]))
-            experiment_dir = check_results_dir(study_name)
+            experiment_dir = check_results_dir(folders.check_owned(study, url, adopt=False))
             budget = config["search"]["num_samples"]
             counts = study_state_counts(study)
             if counts["COMPLETE"] + counts["PRUNED"] < budget:
@@ -126,7 +137,7 @@ def resume(study_name: str, storage_url: str | None = None, address: str | None 
                 check_resources(config, address)
                 say_ray_logs(progress)
             with stop.deferred():
-                experiment_dir = make_experiment_dir(experiment_dir)
+                experiment_dir = folders.check_owned(study, url)
                 with claim_lock(study):  # a trial being claimed is tagged before it is seen
                     orphans = fail_orphaned_trials(study)
                 stop.last_words = Farewell(study, None, url, progress)

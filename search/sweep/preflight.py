@@ -17,16 +17,17 @@ from typing import Any
 
 from search.errors import UserError
 from search.study import studies
-from search.study.storage import probe, redact, resolve_url, results_dir
+from search.study import folders
+from search.study.storage import probe, redact, resolve_url
 from search.sweep.cluster import check_resources, probe_address, ray_address
 
 MIN_FREE_MB = 100  # checkpoints of one small sweep take a few MB each (num_to_keep=1)
 
 
-def check_results_dir(study_name: str) -> Path:
-    """Fail with one line, before anything is created, if the study's experiment directory
-    cannot be written or its disk is (nearly) full; return the directory (not created)."""
-    path = results_dir() / study_name
+def check_results_dir(path: Path) -> Path:
+    """Fail with one line, before anything is created, if a study's folder ``path`` (see
+    ``search/study/folders.py``) cannot be written or its disk is (nearly) full; return it (not
+    created)."""
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -65,16 +66,6 @@ def check_inputs(config: dict[str, Any]) -> tuple[Any, Any]:
     return market, space
 
 
-def make_experiment_dir(path: Path) -> Path:
-    """Create the study's experiment folder (checked by ``check_results_dir``)."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"results directory {path} is not writable ({exc.strerror}); set "
-                        "TRADETUNE_RESULTS to a writable directory") from None
-    return path
-
-
 def dry_run(config: dict[str, Any], storage_url: str | None = None,
             address: str | None = None) -> dict[str, Any]:
     """Check a validated sweep ``config`` as ``launch`` would; return the effective config (its
@@ -97,7 +88,11 @@ def dry_run(config: dict[str, Any], storage_url: str | None = None,
     if storage is not None:
         studies.check_name_free(storage, config["study"])
         storage.engine.dispose()
-    results = check_results_dir(config["study"])
+    folder, taken = folders.folder_for(config["study"], uid="00000000")
+    results = check_results_dir(folder)
+    moved = folder.name != config["study"]
     return {"config": {**config, "storage": redact(url)}, "data": describe(market),
-            "storage": redact(url), "storage_state": state, "results": str(results),
-            "results_exists": results.is_dir()}
+            "storage": redact(url), "storage_state": state,
+            "results": str(results.with_name(f"{config['study']}-<id>") if moved else results),
+            "results_exists": results.is_dir() and not moved,
+            "results_taken_by": folders.describe_owner(taken) if moved else None}

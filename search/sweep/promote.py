@@ -81,13 +81,17 @@ def promote(url: str, name: str, number: int | None, seeds: int,
                       config["search"]["space"])
     studies.check_unchanged(study, space, studies.data_fingerprint(config["data"]))
 
+    from search.study import folders
+    from search.sweep.preflight import check_results_dir
+
+    experiment_dir = check_results_dir(folders.check_owned(study, url))
     used = used_seeds(study.get_trials(deepcopy=False), config)
     fresh = fresh_seeds(config["search"]["seed"], trial.number, seeds, used)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     progress(ProgressEvent("promoting", f"promoting trial {trial.number} of {name!r}: {seeds} "
                                         f"fresh seed(s), {_runs_per_seed(config)} run(s) each "
                                         "..."))
-    scores, fold_scores, where = _retrain(config, trial, fresh, name, address)
+    scores, fold_scores, where = _retrain(config, trial, fresh, experiment_dir, address)
     judged = summarise(_value(trial), scores)
     previous = trial.user_attrs.get(ATTR_PROMOTION) or {}
     result = {
@@ -189,23 +193,21 @@ def _study_run_scores(trial: Any) -> dict[str, Any] | None:
             "score_std": metrics.get("score_std")}
 
 
-def _retrain(config: dict[str, Any], trial: Any, fresh: list[int], name: str,
+def _retrain(config: dict[str, Any], trial: Any, fresh: list[int], experiment_dir: Path,
              address: str | None) -> tuple[list[float], list[list[float] | None], Path]:
     """One Tune trial per fresh seed, with the sweep's own trainable and no searcher; their
-    experiment goes under the study's results directory as ``promote-<trial>-<time>``."""
+    experiment goes under the study's folder (``experiment_dir``, checked to be the study's)
+    as ``promote-<trial>-<time>``."""
     import logging
 
     import ray
     from ray import tune
 
-    from search.sweep.preflight import check_results_dir
     from search.sweep.runtime import quiet_tune, run_config
     from trainables import metrics as M
     from trainables.rllib_trainable import train_trial
 
     training, resources = config["training"], config["resources"]
-    experiment_dir = check_results_dir(name)
-    experiment_dir.mkdir(parents=True, exist_ok=True)
     # Each fresh seed is one seed of the configuration: it trains every fold with that seed.
     sweep = {**config, "storage": None, "training": {**training, "seeds": 1}}
     trainable = tune.with_resources(tune.with_parameters(train_trial, sweep=sweep),

@@ -112,12 +112,15 @@ def assert_consistent(url: str, study: str, budget: int, results: Path | None = 
 
 
 def add_study(url: str, results: Path, name: str, values: list[float], failed: int = 0,
-              running_driver: bool = False) -> None:
+              running_driver: bool = False, legacy: bool = False) -> Path:
     """A tradetune study with COMPLETE trials of ``values`` (each with metrics and a checkpoint
-    folder under ``results/name``) and ``failed`` FAIL trials, created as ``launch`` does."""
+    folder under its results folder) and ``failed`` FAIL trials, created as ``launch`` does:
+    with an id and a marked folder of its own (``legacy``: as before ids existed, no id and an
+    unmarked ``results/name``). Returns the study's folder."""
     import optuna
 
     from conftest import make_tiny_sweep
+    from search.study import folders
     from search.study.storage import open_storage
     from search.study.studies import create_study, data_fingerprint
     from spaces import get_space
@@ -127,13 +130,18 @@ def add_study(url: str, results: Path, name: str, values: list[float], failed: i
     space = get_space("ppo", config["search"]["space_overrides"])
     with pytest.MonkeyPatch.context() as patch:  # create_study records the results folder
         patch.setenv("TRADETUNE_RESULTS", str(results))
+        uid, folder = None, results / name
+        if not legacy:
+            uid = folders.new_uid()
+            folder, _ = folders.claim_new(name, uid, url)
         study = create_study(open_storage(url, create_dirs=True), config, space,
-                             data_fingerprint(config["data"]), f"tradetune launch --study {name}")
+                             data_fingerprint(config["data"]), f"tradetune launch --study {name}",
+                             uid=uid, folder=folder)
     for i, value in enumerate(values):
         trial = study.ask()
         space(trial)
-        checkpoint = results / name / "run-1" / f"trial_{i}" / "checkpoint_000000"
-        checkpoint.mkdir(parents=True)
+        checkpoint = folder / "run-1" / f"trial_{i}" / "checkpoint_000000"
+        checkpoint.mkdir(parents=True, exist_ok=legacy)  # legacy twins may share a folder
         (checkpoint / "state.pkl").write_bytes(b"weights")
         trial.set_user_attr("checkpoint", str(checkpoint))
         trial.set_user_attr("metrics", {"sharpe": value, "pnl_pct": 1.0, "sharpe_per_bar": 0.01,
@@ -149,6 +157,7 @@ def add_study(url: str, results: Path, name: str, values: list[float], failed: i
         study.set_user_attr("driver:here", {"host": socket.gethostname(), "pid": os.getpid(),
                                             "time": 1e12})
         space(study.ask())
+    return folder
 
 
 @pytest.fixture

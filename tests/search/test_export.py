@@ -182,7 +182,7 @@ def test_export_out_that_cannot_be_a_folder_is_one_line(study_dir, tmp_path, cap
 def test_a_failed_write_changes_nothing(tmp_path):
     """An error while the output is written (or a name missing from the list) leaves the
     folder as it was, no folder it created, and no hidden staging folder."""
-    from search.results.outdir import write_folder
+    from search.results.outputs import write_folder
 
     def fails(folder: Path) -> None:
         (folder / "a.txt").write_text("new")
@@ -196,12 +196,14 @@ def test_a_failed_write_changes_nothing(tmp_path):
     out.mkdir()
     (out / "a.txt").write_text("old")
     with pytest.raises(KeyError):
-        write_folder(out, ["a.txt"], fails, ours=lambda f: True, force=False, what="x")
+        write_folder(out, ["a.txt"], fails, ours=lambda f: True, force=False, what="x",
+                     storage_url=f"sqlite:///{tmp_path / 's.db'}")
     with pytest.raises(RuntimeError, match=r"\['b.txt'\] are not in the list"):
-        write_folder(out, ["a.txt"], unlisted, ours=lambda f: True, force=False, what="x")
+        write_folder(out, ["a.txt"], unlisted, ours=lambda f: True, force=False, what="x",
+                     storage_url=f"sqlite:///{tmp_path / 's.db'}")
     with pytest.raises(KeyError):
         write_folder(tmp_path / "new" / "deeper", ["a.txt"], fails, ours=lambda f: True,
-                     force=False, what="x")
+                     force=False, what="x", storage_url=f"sqlite:///{tmp_path / 's.db'}")
     assert sorted(os.listdir(tmp_path)) == ["out"]
     assert tree(out) == {"a.txt": hashlib.sha256(b"old").hexdigest()}
 

@@ -1,14 +1,27 @@
-"""Write a command's output folder (``--out DIR``) without ever destroying a user's file.
+"""The write-path rule: every file and folder a command writes for the user, and nothing else.
 
-``export`` and ``report`` each write a fixed list of names into a folder the user chooses. The
-new output is written into a hidden folder beside the target and only then moved in, name by
-name, replacing exactly the listed names (also those this run does not write, so nothing of an
-earlier output survives beside the new one). A failure at any point leaves the target as it was.
-A folder that holds other files and is not an earlier output of the same kind is refused unless
-the user passes ``--force``; even then only the listed names are replaced.
+No command overwrites or deletes a file it did not write for that study:
+
+- the study storage's own files (a SQLite database, its journal, WAL and shared-memory files,
+  its claim lock), of the study's storage and of the default one, are never written, replaced
+  or removed, ``--force`` or not;
+- a study's results folder (``search/study/folders.py``: it carries a marker) is never an
+  output target, nor anything inside it: its checkpoints are the study's own;
+- an output file (``evaluate --actions FILE``) is written only where no file is, or with
+  ``--force`` over a plain file; never over a folder or a link;
+- an output folder (``export``/``report --out DIR``) is new, empty, or an earlier output of the
+  same kind of the same study; another folder only with ``--force``, and even then only the
+  command's listed names are replaced. The new output is written into a hidden folder beside the
+  target and only then moved in, name by name, replacing exactly the listed names (also those
+  this run does not write, so nothing of an earlier output survives beside the new one).
+
+A failure at any point leaves the target as it was. Everything a command writes for the user
+goes through ``write_file`` or ``write_folder``; promotions write only inside the study's own
+folder (checked by ``search/study/folders.py``).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -16,12 +29,16 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from search.errors import OutputError, both
+from search.study.claims import LOCK_SUFFIX
+from search.study.folders import is_marked
+from search.study.storage import resolve_url, sqlite_path
 
 OUT = both("--out", "out")  # the option every output folder is given by
 
 
 def write_folder(out: Path, names: Sequence[str], write: Callable[[Path], None], *,
-                 ours: Callable[[Path], bool], force: bool, what: str) -> list[str]:
+                 ours: Callable[[Path], bool], force: bool, what: str,
+                 storage_url: str) -> list[str]:
     """Write an output folder safely; return the names it now holds from this run, sorted.
 
     Args:
@@ -33,12 +50,15 @@ def write_folder(out: Path, names: Sequence[str], write: Callable[[Path], None],
             without ``force`` (e.g. an export of the same study).
         force: replace the listed names even in a folder that ``ours`` does not recognise.
         what: what ``ours`` recognises, for the refusal, e.g. "an earlier export of study 'x'".
+        storage_url: the study's storage, whose files are never replaced.
 
     Raises:
         OutputError: ``out`` is a file, cannot be written, or holds other files (without
             ``force``); nothing was changed.
     """
     out = Path(out)
+    for path in (out, *(out / name for name in names)):
+        _refuse_protected(path, storage_url, OUT, out)
     _check_target(out, names, ours, force, what)
     created = _first_missing(out.parent)
     try:
@@ -64,6 +84,70 @@ def write_folder(out: Path, names: Sequence[str], write: Callable[[Path], None],
         shutil.rmtree(staging, ignore_errors=True)
         _remove_empty_parents(out.parent, created)
     return written
+
+
+def write_file(path: Path, write: Callable[[Path], None], *, force: bool, option: str,
+               storage_url: str) -> None:
+    """Write one output file (``option`` names it for messages, e.g. ``--actions``): into a
+    hidden file beside it, then moved in, so a failed write leaves what was there.
+
+    Raises:
+        OutputError: the path is a folder, a link, a storage file or inside a study's folder;
+            or a file is there and ``force`` is not given. Nothing was changed.
+    """
+    path = Path(path)
+    check_file(path, force=force, option=option, storage_url=storage_url)
+    created = _first_missing(path.parent)
+    staging = path.with_name(f".{path.name}.tradetune-new-{uuid.uuid4().hex[:8]}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(staging)
+        os.replace(staging, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            staging.unlink()
+        _remove_empty_parents(path.parent, created)
+        raise OutputError(f"cannot write {option} {path}: {exc.strerror or exc}") from None
+
+
+def check_file(path: Path, *, force: bool, option: str, storage_url: str) -> None:
+    """``write_file``'s refusals, alone: a command checks its output path this way before it
+    does any work (and before it looks at the test split)."""
+    _refuse_protected(path, storage_url, option, path)
+    if path.is_symlink() or path.is_dir():
+        raise OutputError(f"{option} {path} is a {'link' if path.is_symlink() else 'directory'}; "
+                          "give a file name such as actions.csv")
+    if path.exists() and not force:
+        raise OutputError(f"{option} {path} exists and was not written by this command for "
+                          f"this study; give a new file name, or add "
+                          f"{both('--force', 'force=True')} to replace it")
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise OutputError(f"{option} {path} cannot be created: {blocking} is a file")
+
+
+def protected_files(storage_url: str) -> list[Path]:
+    """The files of the study's storage and of the default storage: never an output."""
+    found = []
+    for url in {storage_url, resolve_url()}:
+        database = sqlite_path(url)
+        if database is not None:
+            found += [database.with_name(database.name + suffix)
+                      for suffix in ("", "-journal", "-wal", "-shm", LOCK_SUFFIX)]
+    return found
+
+
+def _refuse_protected(path: Path, storage_url: str, option: str, given: Path) -> None:
+    """Refuse an output path that is a storage file, or a study's folder or inside one."""
+    real = Path(os.path.realpath(path))
+    if any(real == Path(os.path.realpath(p)) for p in protected_files(storage_url)):
+        raise OutputError(f"{option} {given} is a study storage file ({real}); TradeTune never "
+                          "writes over it, even with --force; give another path")
+    for folder in (real, *real.parents):
+        if is_marked(folder):
+            raise OutputError(f"{option} {given} is inside the results folder of a study "
+                              f"({folder}); its files are the study's own; give a path outside "
+                              "it")
 
 
 def _check_target(out: Path, names: Sequence[str], ours: Callable[[Path], bool], force: bool,
