@@ -16,6 +16,10 @@ wrongly. This module owns those details so ``trainables.market`` deals only with
 - dates: see :func:`parse_dates` (integers that look like YYYYMMDD are dates, never epochs);
 - spacing: see :func:`check_spacing` (a file whose interval changes, or with a hole longer
   than 14 days, is refused; smaller gaps are counted and reported).
+
+It needs only numpy and pandas (TradeTune's ``DataError`` when it is there, else a
+``ValueError`` of the same name), because ``export --onnx`` copies it into the bundle:
+``examples/run_onnx.py`` reads a deployed policy's bars with the very reader training used.
 """
 from __future__ import annotations
 
@@ -34,7 +38,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trainables.errors import DataError
+try:
+    from trainables.errors import DataError
+except ImportError:  # the copy ``export --onnx`` puts beside policy.onnx, run without TradeTune
+    class DataError(ValueError):  # type: ignore[no-redef]
+        """Bad market data; the message names the file, column and row (one line)."""
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 DATE_NAMES = ("date", "datetime", "timestamp", "time", "unix")
