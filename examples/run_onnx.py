@@ -166,13 +166,14 @@ def decide(args: argparse.Namespace) -> str:
         action = session.run(["action"], {"bars": window,
                                           "position": np.array([[args.position]], np.float32)})
     except Exception as exc:  # onnxruntime's own error types: a damaged or foreign graph
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
         raise Refused(f"{args.export_dir / 'policy.onnx'}: onnxruntime cannot run it: "
-                      f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}") from None
+                      f"{why}") from None
     index = int(action[0][0])
     meaning = spec.get("action_meanings", {}).get(str(index), "?")
     lookback = window.shape[1]
     last = bars.index[-1]
-    return (f"last bar {last.isoformat()} (close {bars['close'].iloc[-1]:g}, {lookback} bars "
+    return (f"last bar {last.isoformat()} (close {bars['close'].iloc[-1]:.10g}, {lookback} bars "
             f"read, position {args.position:g}): action {index} = {meaning}")
 
 

@@ -119,7 +119,7 @@ def expected(bars: pd.DataFrame) -> str:
     close = bars["close"].to_numpy()
     action = int(close[-1] > close[-2])
     meaning = {0: "hold cash", 1: "hold the asset"}[action]
-    return (f"last bar {bars.index[-1].isoformat()} (close {close[-1]:g}, {LOOKBACK} bars read, "
+    return (f"last bar {bars.index[-1].isoformat()} (close {close[-1]:.10g}, {LOOKBACK} bars read, "
             f"position 0): action {action} = {meaning}")
 
 
