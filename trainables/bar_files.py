@@ -16,6 +16,10 @@ wrongly. This module owns those details so ``trainables.market`` deals only with
 - dates: see :func:`parse_dates` (integers that look like YYYYMMDD are dates, never epochs);
 - spacing: see :func:`check_spacing` (a file whose interval changes, or with a hole longer
   than 14 days, is refused; smaller gaps are counted and reported).
+
+It needs only numpy and pandas (TradeTune's ``DataError`` when it is there, else a
+``ValueError`` of the same name), because ``export --onnx`` copies it into the bundle:
+``examples/run_onnx.py`` reads a deployed policy's bars with the very reader training used.
 """
 from __future__ import annotations
 
@@ -34,7 +38,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trainables.errors import DataError
+try:
+    from trainables.errors import DataError
+except ImportError:  # the copy ``export --onnx`` puts beside policy.onnx, run without TradeTune
+    class DataError(ValueError):  # type: ignore[no-redef]
+        """Bad market data; the message names the file, column and row (one line)."""
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 DATE_NAMES = ("date", "datetime", "timestamp", "time", "unix")
@@ -83,6 +91,22 @@ _EPOCH_UNITS = (("s", 1), ("ms", 10**3), ("us", 10**6), ("ns", 10**9))
 _QUOTE_CURRENCIES = ("usd", "usdt", "usdc", "busd", "eur", "gbp", "jpy", "krw", "aud", "cad",
                      "chf", "try", "dai")
 _DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*$")
+# Thousands separators: a comma, an apostrophe (Swiss) or a space (French, also the no-break and
+# narrow no-break ones); with decimal commas a point instead of the comma.
+_GROUP_MARKS = {".": (",", "'", " ", "\u00a0", "\u202f"),
+                ",": (".", "'", " ", "\u00a0", "\u202f")}
+
+
+def _grouped(mark: str, decimal: str) -> re.Pattern:
+    """A number with or without ``mark`` between groups of three digits, and ``decimal``."""
+    return re.compile(rf"^[-+]?(?:\d{{1,3}}(?:{re.escape(mark)}\d{{3}})+|\d+)"
+                      rf"(?:{re.escape(decimal)}\d+)?$")
+
+
+_THOUSANDS = {(m, d): _grouped(m, d) for d, marks in _GROUP_MARKS.items() for m in marks}
+# A date that starts with two numbers, day and month in either order: 04/05/2024 23:00,
+# 05/04/2024 11:00 PM, 04.05.2024, 04-05-24; groups: first, separator, second, year, the rest.
+_DAY_MONTH = re.compile(r"^(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})((?:[ T].*)?)$")
 _DAY = np.int64(86_400 * 10**9)
 
 
@@ -488,14 +512,15 @@ def parse_dates(column: pd.Series, name: str, where: str, lines: np.ndarray) -> 
 
     strings = column.astype(str).str.strip()
     formats = (None, *_DATE_FORMATS)
-    for fmt in formats:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                parsed = pd.to_datetime(strings, format=fmt, utc=True)
-            except (ValueError, TypeError, OverflowError):
-                continue
-        return pd.DatetimeIndex(parsed).tz_localize(None)
+    parts = strings.str.extract(_DAY_MONTH)
+    if parts.notna().all(axis=None):  # 04/05/2024: day first or month first?
+        parsed = _day_or_month_first(strings, parts, name, where, lines)
+        if parsed is not None:
+            return parsed
+    else:
+        parsed = _parse_text(strings)
+        if parsed is not None:
+            return parsed
     # Nothing parses every row: point at the first row the most successful format misses.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -507,6 +532,72 @@ def parse_dates(column: pd.Series, name: str, where: str, lines: np.ndarray) -> 
     raise DataError(f"{where}: cannot parse column {name!r} as dates: {strings.iloc[bad]!r} at "
                     f"line {lines[bad]}{hint}; use ISO dates like 2019-10-17 09:00 or epoch "
                     f"seconds")
+
+
+def _parse_text(strings: pd.Series) -> pd.DatetimeIndex | None:
+    """Text dates as naive UTC, by the first of ``_DATE_FORMATS`` (after pandas' own
+    inference) that reads every row; None when none does."""
+    for fmt in (None, *_DATE_FORMATS):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                parsed = pd.to_datetime(strings, format=fmt, utc=True)
+            except (ValueError, TypeError, OverflowError):
+                continue
+        return pd.DatetimeIndex(parsed).tz_localize(None)
+    return None
+
+
+def _day_or_month_first(strings: pd.Series, parts: pd.DataFrame, name: str, where: str,
+                        lines: np.ndarray) -> pd.DatetimeIndex | None:
+    """Dates written ``NN/NN/YYYY`` (or with ``.`` or ``-``), read day first and month first.
+
+    Never a guess: a reading that fails on some row (a 13th month) is out; when both read
+    every row and differ, the one that gives one evenly spaced market (see
+    :func:`check_spacing`) is taken, and when both do (``01/05 .. 12/05`` is daily in May or
+    monthly on the 5th) the file is refused. pandas alone would take month first, or worse,
+    switch order row by row (``dateutil``) when a time like ``11:00 PM`` defeats its inference.
+    """
+    first, second = parts[0].astype(int), parts[2].astype(int)
+    year = parts[3].astype(int)
+    year = year.where(parts[3].str.len() != 2, year + np.where(year < 69, 2000, 1900))
+    readings = {}
+    for order, (day, month) in (("month first", (second, first)),
+                                ("day first", (first, second))):
+        if ((month < 1) | (month > 12) | (day < 1) | (day > 31)).any():
+            continue
+        iso = (year.astype(str).str.zfill(4) + "-" + month.astype(str).str.zfill(2) + "-"
+               + day.astype(str).str.zfill(2) + parts[4])
+        parsed = _parse_text(iso)
+        if parsed is not None:
+            readings[order] = parsed
+    if len(readings) < 2:
+        return next(iter(readings.values()), None)
+    month_first, day_first = readings["month first"], readings["day first"]
+    if month_first.equals(day_first):
+        return month_first
+    plausible = {order: parsed for order, parsed in readings.items() if _one_market(parsed)}
+    if len(plausible) == 1:
+        return next(iter(plausible.values()))
+    i = int(np.flatnonzero(month_first != day_first)[0])
+    either = ("and both give evenly spaced bars" if plausible else
+              "and neither gives evenly spaced bars")
+    raise DataError(f"{where}: column {name!r} has dates like {strings.iloc[i]!r} (line "
+                    f"{lines[i]}) that read day first ({day_first[i]:%d %b %Y}) and month "
+                    f"first ({month_first[i]:%b %d %Y}) on every row, {either}; write the "
+                    f"dates as ISO 8601 (2024-05-04 23:00) so day and month cannot be swapped")
+
+
+def _one_market(dates: pd.DatetimeIndex) -> bool:
+    """Whether dates, sorted, are unique and pass :func:`check_spacing`."""
+    ordered = dates.sort_values()
+    if ordered.has_duplicates:
+        return False
+    try:
+        check_spacing(ordered, "")
+    except DataError:
+        return False
+    return True
 
 
 def _numeric_dates(values: np.ndarray, name: str, where: str) -> pd.DatetimeIndex:
@@ -569,9 +660,18 @@ def _numeric_column(values: pd.Series, name: str, column: str, where: str,
     numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
     present = values.notna().to_numpy()
     bad = np.flatnonzero(present & ~np.isfinite(numbers))
+    if len(bad) and values.dtype == object:
+        numbers = _grouped_numbers(values, numbers, decimal or ".")
+        bad = np.flatnonzero(present & ~np.isfinite(numbers))
     if len(bad):
         i = int(bad[0])
         text = str(values.iloc[i])
+        if decimal != "," and _THOUSANDS[",", "."].match(text.strip()):
+            raise DataError(f"{where}: {name} {text!r} in column {column!r} at {dates[i]} (line "
+                            f"{lines[i]}) has a comma that could be a decimal comma or a "
+                            f"thousands separator, and no row of the column says which; write "
+                            f"the numbers without thousands separators, or set data.decimal: "
+                            f"',' if the comma is the decimal mark")
         if decimal != "," and _DECIMAL_COMMA.match(text):
             raise DataError(f"{where}: {name} {text!r} in column {column!r} at {dates[i]} (line "
                             f"{lines[i]}) has a decimal comma; set data.decimal: ',' "
@@ -589,6 +689,30 @@ def _numeric_column(values: pd.Series, name: str, column: str, where: str,
         kind = "negative" if name == "volume" else "non-positive"
         raise DataError(f"{where}: {kind} {name} {numbers[i]:g} in column {column!r} at {dates[i]} "
                         f"(line {lines[i]})")
+    return numbers
+
+
+def _grouped_numbers(values: pd.Series, numbers: np.ndarray, decimal: str) -> np.ndarray:
+    """``numbers`` with the text values written with thousands separators (``"34,255.01"``,
+    ``1'234.5``, ``1 234,5``; one separator per column) read; unchanged when the column holds
+    other text. A comma (or, with decimal commas, a point) is taken as a separator only when
+    some value proves it: a decimal part (``1,234.5``) or two separators (``1,234,567``);
+    ``1,234`` alone is as much 1.234 as 1234."""
+    text = values.astype(str).str.strip()
+    missing = values.isna().to_numpy()
+    for mark in _GROUP_MARKS[decimal]:
+        readable = text.str.match(_THOUSANDS[mark, decimal]).to_numpy() | missing
+        marked = text.str.contains(mark, regex=False).to_numpy() & ~missing
+        if not readable.all() or not marked.any():
+            continue
+        if mark in DECIMALS:  # the other decimal mark: only when a value proves it
+            proof = text[marked]
+            if not (proof.str.contains(decimal, regex=False)
+                    | (proof.str.count(re.escape(mark)) > 1)).any():
+                continue
+        cleaned = text.str.replace(mark, "", regex=False).str.replace(decimal, ".", regex=False)
+        numbers = pd.to_numeric(cleaned.where(~missing), errors="coerce")
+        return numbers.to_numpy(dtype=np.float64)
     return numbers
 
 
@@ -611,7 +735,13 @@ def check_spacing(index: pd.DatetimeIndex, where: str, lines: np.ndarray | None 
     """The bar interval and the gaps of ascending, unique bar times; refuse what is not one
     market sampled at one interval.
 
-    - interval: the most common time between bars;
+    - interval: the most common time between bars; or, when bars are not a fixed time apart
+      but each falls in its own calendar week or at one place of its month (month ends,
+      month starts, the 15th: 28 to 31 days apart), a calendar interval (``"1 week"``,
+      ``"1 month"``, ``"3 months"``, ``"1 year"``), returned as ``"calendar"`` with
+      ``"interval"`` its average length (a month is 365.25 / 12 days); steps and gaps are then
+      counted in weeks or months. Bars that look weekly or monthly but are not anchored so are
+      refused with a message saying it;
     - refused: a step that is not a whole number of intervals, or a stretch where most bars
       (15 of 20 in a row) are further apart than the interval: the interval changed there
       (hourly, then daily);
@@ -622,12 +752,13 @@ def check_spacing(index: pd.DatetimeIndex, where: str, lines: np.ndarray | None 
     - refused: a hole longer than 14 days (and 10 intervals).
 
     Returns:
-        ``{"interval": Timedelta, "gaps": int, "missing_bars": int, "largest": None or
-        {"missing_bars", "after", "before", "after_line", "before_line"}}``.
+        ``{"interval": Timedelta, "calendar": None or str, "gaps": int, "missing_bars": int,
+        "largest": None or {"missing_bars", "after", "before", "after_line", "before_line"},
+        "weekends_closed": bool}``.
     """
     lines = np.arange(len(index)) + 1 if lines is None else lines
-    summary = {"interval": pd.Timedelta(0), "gaps": 0, "missing_bars": 0, "largest": None,
-               "weekends_closed": False}
+    summary = {"interval": pd.Timedelta(0), "calendar": None, "gaps": 0, "missing_bars": 0,
+               "largest": None, "weekends_closed": False}
     if len(index) < 2:
         return summary
     stamps = index.asi8
@@ -639,12 +770,23 @@ def check_spacing(index: pd.DatetimeIndex, where: str, lines: np.ndarray | None 
     multiples = np.rint(steps / interval).astype(np.int64)
     off = np.flatnonzero((multiples < 1) | (np.abs(steps - multiples * interval) > tolerance))
     show = _format_step
-    if len(off):
+    label = show(interval)
+    calendar = _calendar(index, interval) if len(off) else None
+    if isinstance(calendar, tuple):
+        label, multiples, length = calendar
+        interval = int(length.value)
+        summary.update(interval=length, calendar=label)
+    elif len(off):
         i = int(off[0])
+        unit = "week" if calendar == "weekly" else "month"
+        where_in = "" if calendar == "weekly" else (" at one place of it (month ends, month "
+                                                     "starts or one day of the month)")
+        looks = (f"; the bars look {calendar}, but calendar intervals are read only when each "
+                 f"bar falls in its own {unit}{where_in}, at one time of day" if calendar else "")
         raise DataError(f"{where}: the bar interval changes: most bars are {show(interval)} "
                         f"apart, but {index[i]} and {index[i + 1]} (lines {lines[i]} and "
                         f"{lines[i + 1]}) are {show(int(steps[i]))} apart; a file must keep one "
-                        f"interval (gaps of whole intervals are fine)")
+                        f"interval (gaps of whole intervals are fine){looks}")
     longer = multiples >= 2
     if len(steps) >= CHANGE_WINDOW:
         window = np.convolve(longer, np.ones(CHANGE_WINDOW, dtype=np.int64), mode="valid")
@@ -658,7 +800,7 @@ def check_spacing(index: pd.DatetimeIndex, where: str, lines: np.ndarray | None 
             end = run_end + CHANGE_WINDOW
             typical = int(np.median(steps[start:end]))
             raise DataError(f"{where}: the bar interval changes: most bars are "
-                            f"{show(interval)} apart, but from {index[start]} to {index[end]} "
+                            f"{label} apart, but from {index[start]} to {index[end]} "
                             f"(lines {lines[start]} to {lines[end]}) they are mostly "
                             f"{show(typical)} apart; a file must keep one interval: cut it "
                             f"where the interval changes")
@@ -669,12 +811,13 @@ def check_spacing(index: pd.DatetimeIndex, where: str, lines: np.ndarray | None 
         missing = multiples - 1
     missing = missing.astype(np.int64)
     hole = max(HOLE_DAYS * _DAY, HOLE_BARS * interval)
-    holes = np.flatnonzero(steps > hole)
+    holes = np.flatnonzero(multiples > HOLE_BARS if calendar else steps > hole)
     if len(holes):
         i = int(holes[0])
+        longest = f"{HOLE_BARS} bars of {label}" if calendar else show(hole)
         raise DataError(f"{where}: a hole of {show(int(steps[i]))} between {index[i]} and "
                         f"{index[i + 1]} (lines {lines[i]} and {lines[i + 1]}); holes longer "
-                        f"than {show(hole)} are refused: cut the file before or after it")
+                        f"than {longest} are refused: cut the file before or after it")
     gaps = np.flatnonzero(missing > 0)
     summary.update(gaps=int(len(gaps)), missing_bars=int(missing.sum()), weekends_closed=weekend)
     if len(gaps):
@@ -683,6 +826,49 @@ def check_spacing(index: pd.DatetimeIndex, where: str, lines: np.ndarray | None 
                               "before": index[i + 1], "after_line": int(lines[i]),
                               "before_line": int(lines[i + 1])}
     return summary
+
+
+def _calendar(index: pd.DatetimeIndex, interval: int
+              ) -> tuple[str, np.ndarray, pd.Timedelta] | str | None:
+    """Bars on a calendar schedule: ``(label, steps in its units, average length)``; the
+    schedule's name ("weekly", "monthly") when the most common step says so but the bars are
+    not anchored to it; None otherwise.
+
+    Weekly: the most common step is k weeks, every bar is in its own week (Monday to Sunday)
+    and the steps are whole multiples of k weeks, so a bar moved by a holiday (Thursday
+    instead of Good Friday) is no change of interval. Monthly: the most common step is k x 28
+    to 31 days, every bar in its own month, all at one place of it (their days of the month,
+    or their days before the month's end, within one week of each other: month ends, last
+    trading days, month starts, the 15th) and the steps whole multiples of k months. Either
+    way every bar has the same time of day.
+    """
+    days = interval / _DAY
+    weeks, months = round(days / 7), round(days / 30.4375)
+    if weeks >= 1 and days == 7 * weeks:
+        kind, unit = "weekly", weeks
+    elif months >= 1 and 28 * months <= days <= 31 * months + 1:
+        kind, unit = "monthly", months
+    else:
+        return None
+    if len(np.unique(index.asi8 % _DAY)) > 1:
+        return kind
+    if kind == "weekly":
+        # Weeks since Monday 1970-01-05 (day 4 of the epoch).
+        position = (index.asi8 // _DAY - 4) // 7
+        anchored = True
+    else:
+        position = np.asarray(index.year * 12 + index.month, dtype=np.int64)
+        day = np.asarray(index.day)
+        from_end = np.asarray(index.days_in_month) - day
+        anchored = np.ptp(day) <= 6 or np.ptp(from_end) <= 6
+    steps = np.diff(position)
+    if not anchored or (steps < 1).any() or (steps % unit).any():
+        return kind
+    length = pd.Timedelta(days=7 * unit) if kind == "weekly" else \
+        pd.Timedelta(days=365.25 / 12 * unit)
+    label = {("weekly", 1): "1 week", ("monthly", 1): "1 month", ("monthly", 12): "1 year"}.get(
+        (kind, unit), f"{unit} weeks" if kind == "weekly" else f"{unit} months")
+    return label, steps // unit, length
 
 
 def _weekday_time(index: pd.DatetimeIndex) -> np.ndarray:

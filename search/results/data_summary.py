@@ -29,7 +29,7 @@ def describe(market: MarketData) -> dict[str, Any]:
                 "before_line": largest["before_line"]}}
     return {"source": market.source, "rows": int(len(index)),
             "first": index[0].isoformat(), "last": index[-1].isoformat(),
-            "interval": format_interval(market.interval),
+            "interval": market.spacing.get("calendar") or format_interval(market.interval),
             "periods_per_year": round(market.periods_per_year, 2),
             "file_rows": market.file_rows, "warmup_bars": market.warmup,
             "gaps": gaps, "file": market.file,

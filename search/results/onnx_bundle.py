@@ -32,7 +32,9 @@ ONNX_FILE = "policy.onnx"
 OBS_FILE = "policy_obs.onnx"
 SPEC_FILE = "policy.json"
 CARD_FILE = "MODEL_CARD.md"
-BUNDLE_FILES = (ONNX_FILE, OBS_FILE, SPEC_FILE, CARD_FILE)
+# trainables/bar_files.py, copied: the reader training used, for examples/run_onnx.py anywhere.
+READER_FILE = "bar_files.py"
+BUNDLE_FILES = (ONNX_FILE, OBS_FILE, SPEC_FILE, CARD_FILE, READER_FILE)
 # The long-only actions' meanings, as policy.json has always spelled them.
 LONG_ONLY_MEANINGS = {"0": "hold cash: sell everything if holding the asset, else do nothing",
                       "1": "hold the asset: buy with all the cash if in cash, else do nothing"}
@@ -86,6 +88,9 @@ def write_bundle(out: Path, url: str, study: Any, trial: Any) -> list[str]:
                                 (bars, torch.zeros(1, 1)), ["bars", "position"],
                                 str(out / ONNX_FILE))
         written.insert(0, ONNX_FILE)
+        from trainables import bar_files
+        (out / READER_FILE).write_text(Path(bar_files.__file__).read_text())
+        written.append(READER_FILE)
     info = describe(market)
     spec = _spec(config, study, trial, env, info, features, window,
                  None if unsupported else lookback, unsupported)
@@ -161,7 +166,8 @@ def _spec(config: dict[str, Any], study: Any, trial: Any, env: dict[str, Any],
                               "`features` order, flattened row by row, then the position"}],
         "outputs": [{"name": "action", "dtype": "int64", "shape": ["batch"]}],
     }
-    spec["data"] = {"source": info["source"],
+    spec["data"] = {"source": info["source"], "reading": {  # data.sep etc., for bar_files.py
+                        key: config["data"].get(key) for key in ("date_column", "sep", "decimal")},
                     "fingerprint": study.user_attrs.get(ATTR_DATA),
                     "first": info["first"], "last": info["last"],
                     "splits": {k: v for k, v in info["splits"].items()}}

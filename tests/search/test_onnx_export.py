@@ -343,8 +343,11 @@ def test_policy_onnx_on_raw_bars_trades_like_evaluate(exported):
     out = exported["out"]
     names = {p.name for p in out.iterdir()}
     assert {"policy.onnx", "policy_obs.onnx", "policy.json", "MODEL_CARD.md", "checkpoint",
-            "rllib_config.json", "sweep_config.json", "trial.json"} <= names
+            "rllib_config.json", "sweep_config.json", "trial.json", "bar_files.py"} <= names
+    # The reader training used, for examples/run_onnx.py, with the study's reading keys.
+    assert (out / "bar_files.py").read_text() == (REPO / "trainables" / "bar_files.py").read_text()
     spec = json.loads((out / "policy.json").read_text())
+    assert spec["data"]["reading"] == {"date_column": None, "sep": None, "decimal": None}
     bars_spec = spec["policy.onnx"]
     lookback = bars_spec["lookback"]
     assert lookback == onnx_policy.lookback_for(spec["window_size"])
@@ -435,7 +438,8 @@ def test_model_card_says_what_it_knows_and_what_was_not_done(exported):
 @pytest.mark.slow
 def test_run_onnx_example_runs_without_tradetune(exported, tmp_path):
     """examples/run_onnx.py, copied out of the repository and run by an isolated interpreter
-    whose sys.path cannot reach TradeTune's packages, prints the action of the last bar."""
+    whose sys.path cannot reach TradeTune's packages, prints the action of the last bar (read
+    by the bundle's bar_files.py; tests/examples/test_run_onnx.py checks the refusals)."""
     rows = list(csv.DictReader(exported["actions"].open()))
     last = rows[-1]
     bars = _raw_bars(exported["config"])

@@ -22,6 +22,7 @@ from trainables.synthetic import synthetic_bars
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "tests" / "data"  # real exports, see tests/data/README.md
+COINBASE_1H = REPO / "examples" / "data" / "Coinbase_BTCUSD_1h.csv.gz"  # shipped, real
 
 
 def random_walk(n: int = 400, seed: int = 0, freq: str = "1h") -> pd.DataFrame:
@@ -835,3 +836,145 @@ def test_data_fingerprint_covers_the_reading_keys_and_gzip_files(tmp_path):
     before = data_fingerprint(base)
     path.write_bytes(gzip.compress((GOOD_HEADER + GOOD_ROW.replace("10.5", "10.6")).encode()))
     assert data_fingerprint(base) != before
+
+
+# -- calendar intervals: weeks and months are not a fixed number of days ------------------------
+
+MONTHLY = SAMPLES / "coinbase_btcusd_1M_month_ends.csv"  # month ends, see tests/data/README.md
+
+
+def test_monthly_bars_at_month_ends_are_read_as_calendar_months():
+    bars = load_bars(MONTHLY)  # was: "most bars are 31d apart, but ... 30d apart"
+    spacing = bars.attrs["spacing"]
+    assert spacing["calendar"] == "1 month" and spacing["gaps"] == 0
+    assert spacing["interval"] == pd.Timedelta(days=365.25 / 12)
+    assert bars.index[0] == pd.Timestamp("2017-07-31") and len(bars) == 27
+    assert bars.index.is_monotonic_increasing and bars["close"].iloc[-1] == 8304.96
+
+
+def test_other_calendar_schedules_are_read_and_gaps_counted_in_their_units(tmp_path):
+    monthly = load_bars(MONTHLY)
+    starts = monthly.copy()  # yfinance and Binance date a month by its first day
+    starts.index = (starts.index - pd.offsets.MonthBegin(1)).rename("date")
+    assert load_bars(write_bars(tmp_path, starts)).attrs["spacing"]["calendar"] == "1 month"
+    last_trading_day = monthly.copy()  # a month end on a weekend moves to the Friday before
+    last_trading_day.index = pd.DatetimeIndex(
+        [d - pd.offsets.BDay(0) if d.dayofweek < 5 else d - pd.offsets.BDay(1)
+         for d in monthly.index], name="date")
+    spacing = load_bars(write_bars(tmp_path, last_trading_day)).attrs["spacing"]
+    assert spacing["calendar"] == "1 month"
+    holed = load_bars(write_bars(tmp_path, monthly.drop(monthly.index[[5, 6]])))
+    assert holed.attrs["spacing"]["gaps"] == 1 and holed.attrs["spacing"]["missing_bars"] == 2
+    quarterly = monthly.resample("QE").agg({"open": "first", "high": "max", "low": "min",
+                                            "close": "last", "volume": "sum"})
+    assert load_bars(write_bars(tmp_path, quarterly)).attrs["spacing"]["calendar"] == "3 months"
+    hourly = load_bars(COINBASE_1H)  # weekly bars dated Friday; one week closed on Thursday
+    weekly = hourly.resample("W-FRI").agg({"open": "first", "high": "max", "low": "min",
+                                           "close": "last", "volume": "sum"})
+    weekly.index = weekly.index.where(weekly.index != pd.Timestamp("2019-04-19"),
+                                      pd.Timestamp("2019-04-18")).rename("date")
+    spacing = load_bars(write_bars(tmp_path, weekly)).attrs["spacing"]
+    assert spacing["calendar"] == "1 week" and spacing["gaps"] == 0
+    assert load_bars(write_bars(tmp_path, weekly.drop(weekly.index[3]))).attrs["spacing"][
+        "missing_bars"] == 1
+    with pytest.raises(DataError, match=r"holes longer than 10 bars of 1 month are refused"):
+        load_bars(write_bars(tmp_path, monthly.drop(monthly.index[5:17])))
+
+
+def test_bars_that_look_monthly_but_are_not_anchored_are_refused_saying_so(tmp_path):
+    monthly = load_bars(MONTHLY)
+    drifting = monthly.copy()  # every 28 to 31 days, wandering through the month
+    steps = np.tile([31, 31, 29, 30], 7)[:len(monthly) - 1]
+    drifting.index = pd.DatetimeIndex(pd.Timestamp("2017-07-31") + pd.to_timedelta(
+        np.r_[0, np.cumsum(steps)], unit="D"), name="date")
+    with pytest.raises(DataError, match=r"the bar interval changes: most bars are 31d apart, "
+                                        r".*; the bars look monthly, but calendar intervals are "
+                                        r"read only when each bar falls in its own month at one "
+                                        r"place of it \(month ends, month starts or one day of "
+                                        r"the month\)"):
+        load_bars(write_bars(tmp_path, drifting))
+    timed = monthly.copy()
+    timed.index = timed.index.where(np.arange(len(timed)) != 3, timed.index + pd.Timedelta("2h"))
+    with pytest.raises(DataError, match=r"the bars look monthly, .* at one time of day"):
+        load_bars(write_bars(tmp_path, timed))
+
+
+def test_data_command_shows_a_calendar_month(tmp_path, capsys):
+    from search.cli import main
+
+    bars = random_walk(300, freq="ME")  # 25 years: splits of 64 bars need shares of 30%
+    splits = ["--splits", "{train: 0.4, val: 0.3, test: 0.3}"]
+    assert main(["data", str(write_bars(tmp_path, bars)), *splits]) == 0
+    out = capsys.readouterr().out
+    assert "every 1 month, 12 bars a year" in out and "gaps:     none" in out
+    daily = random_walk(300, freq="1D")  # fixed intervals are shown as before
+    assert main(["data", str(write_bars(tmp_path, daily, "d.csv")), *splits]) == 0
+    assert "every 1d, 365 bars a year" in capsys.readouterr().out
+
+
+# -- dates written day/month/year or month/day/year --------------------------------------------
+
+def _coinbase_tail(rows: int) -> pd.DataFrame:
+    return load_bars(COINBASE_1H).iloc[-rows:]
+
+
+def _write_dates(tmp_path: Path, bars: pd.DataFrame, fmt: str, name: str) -> Path:
+    """``bars`` newest first with dates written as ``fmt``, as a spreadsheet would."""
+    frame = bars.iloc[::-1].copy()
+    frame.index = frame.index.strftime(fmt).rename("date")
+    return write_bars(tmp_path, frame, name)
+
+
+@pytest.mark.parametrize("fmt", ["%m/%d/%Y %I:%M %p", "%d/%m/%Y %H:%M", "%d.%m.%Y %H:%M",
+                                 "%m-%d-%Y %H:%M:%S", "%d/%m/%y %H:%M"])
+def test_day_first_and_month_first_dates_are_read_without_guessing(tmp_path, fmt):
+    bars = _coinbase_tail(600)  # 25 days: days above 12 tell the order
+    loaded = load_bars(_write_dates(tmp_path, bars, fmt, "b.csv"))
+    assert loaded.index.equals(bars.index) and loaded.index.is_monotonic_increasing
+    assert np.array_equal(loaded["close"].to_numpy(), bars["close"].to_numpy())
+    # Only days 1 to 12 (hourly, 1-12 Oct): both orders parse every row; month first would
+    # make one day per month, which is no market: the order is still known.
+    short = bars.loc["2019-10-01":"2019-10-12 23:00"]
+    loaded = load_bars(_write_dates(tmp_path, short, fmt, "s.csv"))
+    assert loaded.index.equals(short.index)
+
+
+def test_dates_that_read_both_ways_are_refused(tmp_path):
+    days = load_bars(COINBASE_1H).resample("1D").last().loc["2019-05-01":"2019-05-12"]
+    path = _write_dates(tmp_path, days[["close"]], "%d/%m/%Y", "b.csv")  # daily, or monthly
+    with pytest.raises(DataError, match=r"column 'date' has dates like '12/05/2019' \(line 2\) "
+                                        r"that read day first \(12 May 2019\) and month first "
+                                        r"\(Dec 05 2019\) on every row, and both give evenly "
+                                        r"spaced bars; write the dates as ISO 8601") as info:
+        load_bars(path)
+    assert "\n" not in str(info.value)
+
+
+# -- thousands separators ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("mark, decimal, sep", [(",", ".", ","), ("'", ".", ","),
+                                                ("\u202f", ",", ";"), (".", ",", ";")])
+def test_thousands_separators_are_read(tmp_path, mark, decimal, sep):
+    bars = _coinbase_tail(300)  # BTC above 1,000: every price has a separator
+
+    def written(value: float) -> str:
+        text = f"{value:,.2f}".replace(",", "\0").replace(".", decimal).replace("\0", mark)
+        return f'"{text}"' if sep in text else text
+
+    lines = [sep.join(["date", "open", "high", "low", "close", "volume"])]
+    for date, row in bars.iterrows():
+        lines.append(sep.join([f"{date:%Y-%m-%d %H:%M}", *(written(row[c]) for c in
+                                                           ("open", "high", "low", "close")),
+                               written(row["volume"])]))
+    loaded = load_bars(write(tmp_path, "\n".join(lines) + "\n"), decimal=decimal)
+    assert np.allclose(loaded["close"].to_numpy(), bars["close"].round(2).to_numpy())
+    assert np.allclose(loaded["volume"].to_numpy(), bars["volume"].round(2).to_numpy())
+
+
+def test_a_comma_that_could_be_either_mark_is_refused(tmp_path):
+    text = "date,close\n" + "".join(f'2021-01-0{d} 00:00,"6{d},012"\n' for d in range(1, 4))
+    with pytest.raises(DataError, match=r"close '61,012' .* has a comma that could be a decimal "
+                                        r"comma or a thousands separator"):
+        load_bars(write(tmp_path, text))
+    text = text.replace('"63,012"', '"63,012.5"')  # one decimal part says which
+    assert load_bars(write(tmp_path, text))["close"].tolist() == [61012, 62012, 63012.5]
