@@ -20,6 +20,8 @@ wrongly. This module owns those details so ``trainables.market`` deals only with
 It needs only numpy and pandas (TradeTune's ``DataError`` when it is there, else a
 ``ValueError`` of the same name), because ``export --onnx`` copies it into the bundle:
 ``examples/run_onnx.py`` reads a deployed policy's bars with the very reader training used.
+That is also why it is one module of about 900 lines rather than several: the bundle carries
+one file that reads bars exactly as training did, with nothing else to import.
 """
 from __future__ import annotations
 
