@@ -26,10 +26,10 @@ Same work, PPO (checked by ``--check``, which prints the counts of both sides):
   the tutorial point); SB3 ``n_steps = batch / 8`` per env, 8 envs;
 - epochs and minibatches: both ``num_epochs`` passes of ``batch / minibatch`` shuffled
   minibatches, one Adam step each (optimizer steps counted with a global torch hook);
-- network: RLlib's default PPO module shares its MLP trunk between policy and value
-  (``vf_share_layers``) with one linear policy and one linear value head; SB3 gets the same
-  trunk as a shared features extractor and ``net_arch=[]`` (the same layers and parameter
-  count, printed);
+- network: a trial's model config leaves RLlib's ``vf_share_layers`` off, so the policy and
+  the value function each have their own MLP trunk (hidden sizes and activation of the point)
+  and a linear head; SB3 gets ``net_arch={"pi": hiddens, "vf": hiddens}`` with the same
+  activation: the same layers, parameter for parameter (shapes printed by ``--check``);
 - GAE: both with the point's gamma and lambda, values bootstrapped at truncation, none at
   termination; advantages standardised (RLlib over the batch, SB3 per minibatch);
 - losses: clipped surrogate with the point's clip and entropy coefficient, value loss weight
@@ -150,7 +150,8 @@ def rllib_round(config, warmup: int, iterations: int, timings: Timings,
         for i in range(warmup + iterations):
             samples.clear()
             learns.clear()
-            counter = StepCounter() if check is not None and i == 0 else None
+            last = i == warmup + iterations - 1  # (DQN: after learning has started)
+            counter = StepCounter() if check is not None and last else None
             start = time.perf_counter()
             result = algo.train()
             whole = time.perf_counter() - start
@@ -296,7 +297,7 @@ def sb3_dqn(config, settings: dict[str, Any], rllib_check: dict[str, Any]):
         batch_size=training["train_batch_size_per_learner"], gamma=training["gamma"],
         train_freq=max(1, round(steps / updates / envs)), gradient_steps=1,
         target_update_interval=training["target_network_update_freq"],
-        exploration_fraction=eps_steps / (steps * 1000), exploration_final_eps=eps_final,
+        exploration_fraction=min(1.0, eps_steps / (steps * 5)), exploration_final_eps=eps_final,
         max_grad_norm=math.inf,
         policy_kwargs={"net_arch": model["fcnet_hiddens"],
                        "activation_fn": activation(model["fcnet_activation"])},
@@ -323,9 +324,13 @@ def sb3_round(build: Callable[[], Any], batch: int, warmup: int, iterations: int
         check.update(steps=batch, optimizer_steps=counter.count // (warmup + iterations),
                      parameters=sum(p.numel() for p in params),
                      layers=[tuple(p.shape) for p in params])
-    for i, ((collect, learn), whole) in enumerate(zip(timer.iterations(), marks)):
-        if i >= warmup:
-            timings.add(whole, collect, learn, batch)
+    # PPO: one collection per iteration; DQN: one per ``train_freq``, summed to ``batch``.
+    pairs = timer.iterations()
+    group = max(1, len(pairs) // (warmup + iterations))
+    for i in range(warmup, warmup + iterations):
+        part = slice(i * group, (i + 1) * group)
+        timings.add(sum(marks[part]), sum(c for c, _ in pairs[part]),
+                    sum(learn for _, learn in pairs[part]), batch)
     model.env.close()
 
 
@@ -372,7 +377,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
-    parser.add_argument("--points", nargs="+", default=["tutorial", "small", "large"],
+    parser.add_argument("--points", nargs="*", default=["tutorial", "small", "large"],
                         choices=["tutorial", "small", "large"])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=4)
@@ -416,7 +421,7 @@ def main() -> None:
         if args.dqn:
             config, settings = trial_config("dqn", DQN_POINT, args.csv)
             facts: dict[str, Any] = {}
-            rllib_round(config, 1, 0, Timings(), facts)  # RLlib's replay ratio, for SB3
+            rllib_round(config, 2, 0, Timings(), facts)  # RLlib's replay ratio, for SB3
             batch = facts["steps"]
             name = (f"DQN (no target): {batch} env steps and {facts['optimizer_steps']} "
                     f"gradient steps of batch {DQN_POINT['train_batch_size']} per iteration, "
