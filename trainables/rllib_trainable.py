@@ -67,9 +67,11 @@ def train_env_maker(vector_env: bool) -> tuple[Any, str]:
 
 
 def algorithm_config(algorithm: str, settings: dict[str, Any], sweep: dict[str, Any],
-                     seed: int | None = None, split: str = "train"):
+                     seed: int | None = None, split: str = "train", lean: bool = True):
     """The full RLlib AlgorithmConfig for one trial (new API stack, torch), training on
-    ``split``."""
+    ``split``. ``lean``: PPO with the cheaper module and connectors of
+    ``trainables/fast_ppo.py`` (same algorithm; False gives RLlib's stock ones, for
+    benchmarks)."""
     from spaces import algorithm_of
     from trainables.callbacks import TradingMetrics
 
@@ -87,7 +89,7 @@ def algorithm_config(algorithm: str, settings: dict[str, Any], sweep: dict[str, 
     )
     for method, kwargs in declared.rllib_calls.items():
         config = getattr(config, method)(**kwargs)
-    return (
+    config = (
         config
         .training(**settings["training"])
         .rl_module(model_config=settings["model"])
@@ -98,6 +100,11 @@ def algorithm_config(algorithm: str, settings: dict[str, Any], sweep: dict[str, 
         .debugging(seed=seed, log_level="ERROR", log_sys_usage=False)
         .reporting(metrics_num_episodes_for_smoothing=10)
     )
+    if lean and declared.name == "ppo":
+        from trainables.fast_ppo import speed_up
+
+        config = speed_up(config)
+    return config
 
 
 def train_trial(config: dict[str, Any], sweep: dict[str, Any]) -> None:

@@ -235,6 +235,15 @@ class VectorTradingEnv(SplitSetup, VectorEnv):
         self._start(np.arange(self.num_envs), seeds)
         return self._observations(), self._infos()
 
+    def restart(self, envs: np.ndarray) -> np.ndarray:
+        """Start the sub-envs ``envs`` (indices) over now and return every sub-env's
+        observation: what a same-step autoreset adapter needs (Stable-Baselines3's ``VecEnv``
+        in ``scripts/bench_peer.py``). Their next ``step`` then uses their action; the
+        sub-envs' generators go on as a next-step autoreset would use them."""
+        envs = np.asarray(envs, dtype=np.int64)
+        self._start(envs, [None] * len(envs))
+        return self._observations()
+
     # -- trading ---------------------------------------------------------------------------
     def _fill(self, buys: np.ndarray, sells: np.ndarray) -> None:
         """Fill the market orders of the sub-envs flagged in ``buys`` and ``sells`` (boolean
