@@ -59,9 +59,17 @@ NEVER_TRADES = "NEVER TRADES on validation (stays in cash)"
 
 
 def _never_trades(row: dict) -> str:
-    """A marker for a trial whose kept checkpoint made no trade on validation: its value is
-    the score of staying in cash, not of a strategy."""
-    return f" [{NEVER_TRADES}]" if row.get("never_trades") else ""
+    """A marker for a trial whose kept checkpoint is no strategy on validation (it made no
+    trade, or another degenerate policy: ``search/results/degenerate.py``): its value is the
+    score of staying in cash or of holding the asset, not of a strategy."""
+    kind = _kind(row, "never_trades", "degenerate")
+    return f" [{kind}]" if kind else ""
+
+
+def _kind(row: dict, never: str, label: str) -> str:
+    if row.get(never):
+        return NEVER_TRADES
+    return f"DEGENERATE on validation: {row[label]}" if row.get(label) else ""
 
 
 def _looks(test_looks: dict) -> str:
@@ -98,7 +106,8 @@ def table_status(data: Any) -> None:
         counts = ", ".join(f"{k} {v}" for k, v in row["counts"].items())
         print(f"{row['study']}: {counts}; best value {number(row['best_value'])}"
               + (f" (trial {row['best_trial']}"
-                 + (f", {NEVER_TRADES}" if row.get("best_never_trades") else "") + ")"
+                 + (f", {_kind(row, 'best_never_trades', 'best_degenerate')}"
+                    if _kind(row, "best_never_trades", "best_degenerate") else "") + ")"
                  if row["best_trial"] is not None else "")
               + (f"; test split {_looks(row['test_looks'])}" if "test_looks" in row else ""))
 
@@ -117,7 +126,8 @@ def table_compare(data: dict) -> None:
         print(f"{row['trial']:>5} {number(row['value']):>8} {number(row['val_sharpe']):>10} "
               f"{number(row['test_sharpe']):>11} {number(row['val_pnl_pct']):>9} "
               f"{number(row['test_pnl_pct']):>9} {number(row['test_buy_and_hold_pct']):>9}"
-              + (f"  {NEVER_TRADES}" if row.get("never_trades") else ""))
+              + (f"  {_kind(row, 'never_trades', 'degenerate')}"
+                 if _kind(row, "never_trades", "degenerate") else ""))
     print(f"overfitting check: {data['overfitting']['verdict']}")
     if "study_test_looks" in data:
         print(f"test split: {_looks(data['study_test_looks'])} (this look included)")

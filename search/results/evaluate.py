@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from search.errors import StudyError, both
+from search.results import degenerate
 from search.results.summaries import never_trades, overfitting_check
 from search.study import audit, studies
 from search.study.provenance import check_data_unchanged, space_of
@@ -65,9 +66,11 @@ def score_checkpoint(study: Any, space: Any, trial: Any, split: str) -> tuple[di
     module = load_module(source)
     env = trial_env(config, settings)
     result = evaluate(module, env, split)
+    figures = result.metrics()
     return {"study": study.study_name, "trial": trial.number, "split": split,
-            "validation_value": first_value(trial), **result.metrics(),
-            "beats_buy_and_hold": result.pnl_pct > result.buy_and_hold_pct}, result
+            "validation_value": first_value(trial), **figures,
+            "beats_buy_and_hold": result.pnl_pct > result.buy_and_hold_pct,
+            "degenerate": degenerate.label(figures)}, result
 
 
 def compare_top(url: str, name: str, top: int, record: bool = True) -> dict[str, Any]:
@@ -93,7 +96,8 @@ def compare_top(url: str, name: str, top: int, record: bool = True) -> dict[str,
                      "val_pnl_pct": val.get("pnl_pct"), "test_pnl_pct": test["pnl_pct"],
                      "test_buy_and_hold_pct": test["buy_and_hold_pct"],
                      "beats_buy_and_hold": test["beats_buy_and_hold"],
-                     "never_trades": never_trades(trial)})
+                     "never_trades": never_trades(trial),
+                     "degenerate": degenerate.label(val)})
     check = overfitting_check(storage, optuna_study_id(study), trials[0].user_attrs.get(ATTR_METRICS, {}))
     result = {"study": name, "trials": rows, "overfitting": check}
     if record:

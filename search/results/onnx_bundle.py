@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from search.results import degenerate
 from search.formats import describe_market, describe_test_looks, number
 from search.study.schema import ATTR_DATA, ATTR_VERSIONS
 from search.study.trials import optuna_study_id
@@ -194,6 +195,7 @@ def _card(config: dict[str, Any], study: Any, trial: Any, settings: dict[str, An
     from trainables.settings import on_tensortrade
 
     metrics = trial.user_attrs.get(ATTR_METRICS, {})
+    kind_on_val = degenerate.label(metrics)
     trained = spec["trained_for"]
     bars = spec[ONNX_FILE]
     long_only = trained["long_only"]
@@ -208,7 +210,9 @@ def _card(config: dict[str, Any], study: Any, trial: Any, settings: dict[str, An
         f"{info['interval']} bars, selected by a TradeTune sweep on its validation score "
         f"({number(spec['validation_value'], 'n/a')}, objective "
         f"{config['training'].get('objectives') or config['training']['objective']}).",
-        "",
+        *([ "", f"**Degenerate policy on validation: {kind_on_val}.** Its score is the market's "
+            "or cash's, not a strategy's: do not read it as an edge.", ""]
+          if kind_on_val else [""]),
         "## Files",
         "",
         (f"- `{ONNX_FILE}`: raw bars `(batch, {bars['lookback']}, 5)` + position -> action"

@@ -46,6 +46,15 @@ REPORT_NAMES = ("index.html", *IMAGES)
 TITLE = "TradeTune report: "
 # A trial whose kept checkpoint made no trade on validation: its 0 is no strategy.
 NEVER_TRADES = "never trades (cash)"
+
+
+def _note(row: dict[str, Any]) -> str:
+    """A trial that is no strategy on validation, named (``search/results/degenerate.py``)."""
+    if row.get("never_trades"):
+        return NEVER_TRADES
+    return row.get("degenerate") or ""
+
+
 # Validation metrics of a trial's kept checkpoint: key, column header, scale.
 METRICS = (("sharpe", "Sharpe", 1), ("pnl_pct", "P&L %", 1), ("buy_and_hold_pct", "B&H %", 1),
            ("max_drawdown", "max DD %", 100), ("trades", "trades", 1))
@@ -265,7 +274,7 @@ def _overfitting_html(check: dict[str, Any]) -> list[str]:
         return parts + [f'<p class="note">{e(check["note"])}</p>']
     rows = [[r["trial"], r["value"], r["val_sharpe"], r["test_sharpe"], r["val_pnl_pct"],
              r["test_pnl_pct"], r["test_buy_and_hold_pct"], "yes" if r["beats_buy_and_hold"]
-             else "no", NEVER_TRADES if r.get("never_trades") else ""] for r in check["trials"]]
+             else "no", _note(r)] for r in check["trials"]]
     parts.append(_table(["trial", "value", "val Sharpe", "test Sharpe", "val P&L %",
                          "test P&L %", "test B&H %", "beats B&H", "note"], rows))
     verdict = check["overfitting"]
@@ -339,7 +348,7 @@ def _page(name: str, url: str, config: dict, counts: dict[str, int], top: list, 
         summaries = [trial_summary(t) for t in top]
         rows = [[rank, s["number"], s["value"], *(_scaled(s["metrics"].get(k), scale)
                                                   for k, _, scale in METRICS),
-                 NEVER_TRADES if s["never_trades"] else "", s["stop_reason"],
+                 _note(s), s["stop_reason"],
                  *(s["params"].get(p) for p in params)]
                 for rank, s in enumerate(summaries, 1)]
         parts.append(f"<h2>Top {len(top)} trials</h2>")

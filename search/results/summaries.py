@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from search.results import degenerate
 from search.study import audit, studies
 from search.study.provenance import space_of
 from search.study.schema import (
@@ -43,6 +44,7 @@ def trial_summary(trial: Any, space: Any | None = None,
         "stop_reason": trial.user_attrs.get(ATTR_STOP),
         "seed": trial.user_attrs.get(ATTR_SEED),
         "never_trades": never_trades(trial),
+        "degenerate": degenerate.label(trial.user_attrs.get(ATTR_METRICS)),
     }
     if objectives and len(objectives) > 1 and trial.values:
         summary["objectives"] = dict(zip(objectives, trial.values, strict=True))
@@ -106,14 +108,19 @@ def overfitting_check(storage: Any, study_id: int, metrics: dict[str, Any]) -> d
                if "sharpe_per_bar" in m]
     if "sharpe_per_bar" not in metrics or not sharpes:
         return {"verdict": "no per-bar Sharpe stored for this study; cannot judge overfitting"}
+    kind = degenerate.label(metrics)
     mean = sum(sharpes) / len(sharpes)
     variance = sum((x - mean) ** 2 for x in sharpes) / max(len(sharpes) - 1, 1)
     result = verdict(metrics["sharpe_per_bar"], int(metrics.get("bars", 0)) - 1,
                      metrics.get("return_skew", 0.0), metrics.get("return_kurtosis", 3.0),
                      len(sharpes), variance)
+    text = result.text if kind is None else (
+        f"no edge: the best trial is {kind} on validation, so its score is the market's or "
+        "cash's, not a strategy's (deflated Sharpe not read as skill)")
     return {"deflated_sharpe": result.dsr, "n_trials": result.n_trials,
             "expected_max_sharpe_per_bar": result.expected_max_sharpe,
-            "sharpe_per_bar": metrics["sharpe_per_bar"], "verdict": result.text}
+            "sharpe_per_bar": metrics["sharpe_per_bar"], "verdict": text,
+            **({"degenerate": kind} if kind else {})}
 
 
 def status(url: str, name: str | None) -> dict[str, Any] | list[dict[str, Any]]:
@@ -137,4 +144,6 @@ def _status_of(storage: Any, name: str) -> dict[str, Any]:
             "best_value": first_value(top[0]) if top else None,
             "best_trial": top[0].number if top else None,
             "best_never_trades": never_trades(top[0]) if top else None,
+            "best_degenerate": (degenerate.label(top[0].user_attrs.get(ATTR_METRICS)) if top
+                                else None),
             "test_looks": audit.summary(storage, study_id)}
