@@ -54,6 +54,12 @@ class Evaluation:
     closes: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     actions: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=np.int64))
     levels: tuple[float, ...] = field(repr=False, default=LONG_ONLY)
+    # Against holding the asset: the Sharpe ratio, skewness and kurtosis of the active returns
+    # (strategy minus buy-and-hold, bar by bar), and buy-and-hold's own per-bar Sharpe.
+    active_sharpe_per_bar: float = 0.0
+    active_skew: float = 0.0
+    active_kurtosis: float = 3.0
+    buy_and_hold_sharpe_per_bar: float = 0.0
     time_long: float | None = None
     time_short: float | None = None
     commission_paid: float | None = None
@@ -64,6 +70,10 @@ class Evaluation:
         """The scalar metrics, for reporting to Tune and printing."""
         skip = {"equity", "positions", "dates", "split", "closes", "actions", "levels"}
         return {k: v for k, v in asdict(self).items() if k not in skip and v is not None}
+
+    def bar_returns(self) -> np.ndarray:
+        """The strategy's return over each bar of the run (net worth, fees included)."""
+        return np.diff(self.equity) / self.equity[:-1]
 
     def per_bar(self) -> dict[str, list]:
         """One row per bar of the run, as columns: ``timestamp``, ``close``, ``action`` (the
@@ -217,11 +227,10 @@ def _measure(env, split: str, equity: np.ndarray, positions: np.ndarray,
     closes = env.market.bars["close"].to_numpy()[env.first_bar:env.end_bar]
     dates = [str(d) for d in env.market.bars.index[env.first_bar:env.end_bar]]
     returns = np.diff(equity) / equity[:-1]
-    std = float(np.std(returns))
-    per_bar = float(np.mean(returns) / std) if std > 0 else 0.0
-    # Skewness and (non-excess) kurtosis of bar returns: the deflated Sharpe ratio needs them.
-    skew = float(np.mean(((returns - returns.mean()) / std) ** 3)) if std > 0 else 0.0
-    kurtosis = float(np.mean(((returns - returns.mean()) / std) ** 4)) if std > 0 else 3.0
+    per_bar, skew, kurtosis = _moments(returns)
+    held_asset = closes[:len(equity)]
+    benchmark = np.diff(held_asset) / held_asset[:-1]
+    active_per_bar, active_skew, active_kurtosis = _moments(returns - benchmark)
     drawdown = 1.0 - equity / np.maximum.accumulate(equity)
     held = positions[1:]  # the exposure held over each bar of the run
     return Evaluation(
@@ -239,6 +248,10 @@ def _measure(env, split: str, equity: np.ndarray, positions: np.ndarray,
         time_in_market=float(np.abs(held).mean()) if len(held) else 0.0,
         buy_and_hold_pct=float((closes[-1] / closes[0] - 1.0) * 100.0),
         equity=equity,
+        active_sharpe_per_bar=active_per_bar,
+        active_skew=active_skew,
+        active_kurtosis=active_kurtosis,
+        buy_and_hold_sharpe_per_bar=_moments(benchmark)[0],
         positions=positions,
         dates=dates,
         closes=closes,
@@ -246,6 +259,17 @@ def _measure(env, split: str, equity: np.ndarray, positions: np.ndarray,
         levels=tuple(env.levels),
         **_frictions(env, held),
     )
+
+
+def _moments(returns: np.ndarray) -> tuple[float, float, float]:
+    """Per-bar Sharpe ratio, skewness and (non-excess) kurtosis of bar returns: the
+    probabilistic and deflated Sharpe ratios need all three (0, 0, 3 for constant returns)."""
+    std = float(np.std(returns)) if len(returns) else 0.0
+    if std <= 0:
+        return 0.0, 0.0, 3.0
+    centred = (returns - returns.mean()) / std
+    return (float(np.mean(returns) / std), float(np.mean(centred ** 3)),
+            float(np.mean(centred ** 4)))
 
 
 def _frictions(env, held: np.ndarray) -> dict[str, float]:

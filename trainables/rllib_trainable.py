@@ -24,6 +24,9 @@ from trainables.runs import Run, RunResult, TrialRuns, plan_runs
 from trainables.settings import training_settings, trial_env
 
 STATE_FILE = "trial_state.json"
+# The kept checkpoint's bar returns on its validation split, float32: the study's
+# trials x bars matrix for the probability of backtest overfitting (search/results/verdict.py).
+RETURNS_FILE = "val_returns.npy"
 ALGORITHM_DIR = "algorithm"
 
 
@@ -168,7 +171,8 @@ def _train_run(run: Run, trial: TrialRuns, trial_seed: int | None, sweep: dict[s
             budget_reason = _budget_spent(training, loop["iteration"], env_steps)
             if loop["iteration"] % training["eval_every"] and not budget_reason:
                 continue
-            evaluation = evaluate(algo, val_env, run.val_split).metrics()
+            evaluated = evaluate(algo, val_env, run.val_split)
+            evaluation = evaluated.metrics()
             score = _score(evaluation, training["objective"])
             verdict = stopper.observe(score)
             loop["scores"].append(score)
@@ -185,7 +189,8 @@ def _train_run(run: Run, trial: TrialRuns, trial_seed: int | None, sweep: dict[s
             # A run that is not the last checkpoints its end too, so a restart goes on with the
             # next run; only the last run's best checkpoint is kept (see trainables/runs.py).
             if verdict.improved or (done and not trial.is_last(run)):
-                _report_with_checkpoint(algo, report, trial.checkpoint_state(run, state, done))
+                _report_with_checkpoint(algo, report, trial.checkpoint_state(run, state, done),
+                                        evaluated.bar_returns() if verdict.improved else None)
             else:
                 tune.report(report)
             if done:
@@ -232,13 +237,18 @@ def _run_report(result: dict, evaluation: dict, score: float, state: dict, env_s
     return report
 
 
-def _report_with_checkpoint(algo, report: dict[str, Any], state: dict[str, Any]) -> None:
-    """Report to Tune with a checkpoint: the algorithm and the trial's state to restart from."""
+def _report_with_checkpoint(algo, report: dict[str, Any], state: dict[str, Any],
+                            returns: Any = None) -> None:
+    """Report to Tune with a checkpoint: the algorithm and the trial's state to restart from,
+    and (an improved validation score) the bar returns that scored it."""
+    import numpy as np
     import ray.tune as tune
 
     with tempfile.TemporaryDirectory() as tmp:
         algo.save_to_path(str(Path(tmp) / ALGORITHM_DIR))
         (Path(tmp) / STATE_FILE).write_text(json.dumps(state))
+        if returns is not None:
+            np.save(Path(tmp) / RETURNS_FILE, np.asarray(returns, dtype=np.float32))
         tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 

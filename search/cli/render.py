@@ -47,8 +47,10 @@ def table_best(rows: list[dict]) -> None:
         print(f"  checkpoint: {row['checkpoint'] or 'missing'}")
         if row.get("promotion"):
             print("  fresh seeds: " + _promotion_line(row["promotion"]))
+    if "verdict" in rows[0]:
+        print(f"verdict (against buy-and-hold): {rows[0]['verdict']['text']}")
     if "overfitting" in rows[0]:
-        print(f"overfitting check: {rows[0]['overfitting']['verdict']}")
+        print(f"overfitting check (against cash): {rows[0]['overfitting']['verdict']}")
     if "study_test_looks" in rows[0]:
         print(f"test split: {_looks(rows[0]['study_test_looks'])}")
     if "market" in rows[0]:
@@ -109,6 +111,7 @@ def table_status(data: Any) -> None:
                  + (f", {_kind(row, 'best_never_trades', 'best_degenerate')}"
                     if _kind(row, "best_never_trades", "best_degenerate") else "") + ")"
                  if row["best_trial"] is not None else "")
+              + (f"; verdict {row['best_verdict']}" if row.get("best_verdict") else "")
               + (f"; test split {_looks(row['test_looks'])}" if "test_looks" in row else ""))
 
 

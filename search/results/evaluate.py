@@ -9,7 +9,7 @@ from typing import Any
 
 from search.errors import StudyError, both
 from search.results import degenerate
-from search.results.summaries import never_trades, overfitting_check
+from search.results.summaries import judge_best, never_trades, overfitting_check
 from search.study import audit, studies
 from search.study.provenance import check_data_unchanged, space_of
 from search.study.schema import ATTR_METRICS
@@ -98,8 +98,10 @@ def compare_top(url: str, name: str, top: int, record: bool = True) -> dict[str,
                      "beats_buy_and_hold": test["beats_buy_and_hold"],
                      "never_trades": never_trades(trial),
                      "degenerate": degenerate.label(val)})
-    check = overfitting_check(storage, optuna_study_id(study), trials[0].user_attrs.get(ATTR_METRICS, {}))
-    result = {"study": name, "trials": rows, "overfitting": check}
+    best_metrics = trials[0].user_attrs.get(ATTR_METRICS, {})
+    check = overfitting_check(storage, optuna_study_id(study), best_metrics)
+    result = {"study": name, "trials": rows, "overfitting": check,
+              "verdict": judge_best(storage, optuna_study_id(study), best_metrics)}
     if record:
         audit.record_look(study, [t.number for t in trials], f"evaluate --top {top}")
         result["study_test_looks"] = audit.summary(storage, optuna_study_id(study))

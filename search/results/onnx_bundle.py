@@ -55,7 +55,7 @@ def write_bundle(out: Path, url: str, study: Any, trial: Any) -> list[str]:
 
     from search.results.data_summary import describe
     from search.results.evaluate import evaluate_trial
-    from search.results.summaries import overfitting_check
+    from search.results.summaries import judge_best, overfitting_check
     from search.study import audit, studies
     from search.study.provenance import check_data_unchanged, space_of
     from search.study.schema import ATTR_METRICS
@@ -75,7 +75,9 @@ def write_bundle(out: Path, url: str, study: Any, trial: Any) -> list[str]:
     module = load_module(out / "checkpoint")
     storage = open_existing(url)
     overfitting = overfitting_check(storage, optuna_study_id(study),
-                                          trial.user_attrs.get(ATTR_METRICS, {}))
+                                    trial.user_attrs.get(ATTR_METRICS, {}))
+    overfitting["edge"] = judge_best(storage, optuna_study_id(study),
+                                     trial.user_attrs.get(ATTR_METRICS, {}))["text"]
 
     written = [OBS_FILE, SPEC_FILE, CARD_FILE]
     obs_dim = window * len(features) + 1
@@ -249,7 +251,9 @@ def _card(config: dict[str, Any], study: Any, trial: Any, settings: dict[str, An
         f"On the test split it {'beat' if test.get('beats_buy_and_hold') else 'did not beat'} "
         "buy-and-hold.",
         "",
-        f"- Overfitting check (deflated Sharpe ratio over the study's trials): "
+        f"- Edge over buy-and-hold (deflated Sharpe ratio of the active returns over every "
+        f"configuration tried, and the PBO of the selection): {overfitting.get('edge')}",
+        f"- Overfitting check against cash (deflated Sharpe ratio over the study's trials): "
         f"{overfitting.get('verdict')}",
         f"- Promotion on fresh seeds: {_promotion(trial.user_attrs.get(ATTR_PROMOTION))}",
         f"- The study's test split: {test_looks}, this export's look included (each look is "

@@ -277,9 +277,12 @@ def _overfitting_html(check: dict[str, Any]) -> list[str]:
              else "no", _note(r)] for r in check["trials"]]
     parts.append(_table(["trial", "value", "val Sharpe", "test Sharpe", "val P&L %",
                          "test P&L %", "test B&H %", "beats B&H", "note"], rows))
+    if check.get("verdict"):
+        parts.append(f'<p class="best">Verdict against buy-and-hold: '
+                     f'{e(check["verdict"]["text"])}</p>')
     verdict = check["overfitting"]
     dsr = verdict.get("deflated_sharpe")
-    parts.append(f'<p class="best">{e(verdict["verdict"])}</p>')
+    parts.append(f'<p class="best">Against cash: {e(verdict["verdict"])}</p>')
     if dsr is not None:
         parts.append(f"<p>Deflated Sharpe ratio of the best trial: <b>{e(number(dsr))}</b> "
                      f"(the probability its validation Sharpe beats the best of "

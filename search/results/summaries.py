@@ -9,6 +9,7 @@ from search.results import degenerate
 from search.study import audit, studies
 from search.study.provenance import space_of
 from search.study.schema import (
+    ATTR_CHECKPOINT,
     ATTR_CONFIG,
     ATTR_FAIL,
     ATTR_METRICS,
@@ -16,7 +17,7 @@ from search.study.schema import (
     ATTR_SEED,
     ATTR_STOP,
 )
-from search.study.storage import open_existing, redact
+from search.study.storage import open_existing, redact, under_results
 from search.study.trials import (
     completed_metrics,
     first_value,
@@ -24,6 +25,7 @@ from search.study.trials import (
     state_counts,
     stored_checkpoint,
     top_trials,
+    tried_attrs,
 )
 from trainables.actions import action_levels
 from trainables.settings import MARKET_KEYS, env_settings
@@ -91,7 +93,9 @@ def best(url: str, name: str, top: int) -> list[dict[str, Any]]:
     else:
         rows = [trial_summary(t, space) for t in top_trials(storage, optuna_study_id(study), top)]
     if rows:
-        rows[0]["overfitting"] = overfitting_check(storage, optuna_study_id(study), rows[0]["metrics"])
+        rows[0]["overfitting"] = overfitting_check(storage, optuna_study_id(study),
+                                                   rows[0]["metrics"])
+        rows[0]["verdict"] = judge_best(storage, optuna_study_id(study), rows[0]["metrics"])
     test_looks = audit.summary(storage, optuna_study_id(study))
     market = market_of(studies.stored_config(study))
     for row in rows:
@@ -123,6 +127,17 @@ def overfitting_check(storage: Any, study_id: int, metrics: dict[str, Any]) -> d
             **({"degenerate": kind} if kind else {})}
 
 
+def judge_best(storage: Any, study_id: int, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The verdict on the best trial (``search/results/verdict.py``): its edge over holding the
+    asset, deflated by every configuration tried, and the PBO of the study's selection."""
+    from search.results.verdict import judge
+
+    tried = [m for m in tried_attrs(storage, study_id, ATTR_METRICS) if isinstance(m, dict)]
+    checkpoints = [under_results(p) for p in tried_attrs(storage, study_id, ATTR_CHECKPOINT)
+                   if isinstance(p, str)]
+    return judge(metrics, tried, checkpoints)
+
+
 def status(url: str, name: str | None) -> dict[str, Any] | list[dict[str, Any]]:
     """State counts, best value and config of one study, or a line per study."""
     storage = open_existing(url)
@@ -146,4 +161,6 @@ def _status_of(storage: Any, name: str) -> dict[str, Any]:
             "best_never_trades": never_trades(top[0]) if top else None,
             "best_degenerate": (degenerate.label(top[0].user_attrs.get(ATTR_METRICS)) if top
                                 else None),
+            "best_verdict": (judge_best(storage, study_id, top[0].user_attrs.get(ATTR_METRICS, {}))
+                             ["verdict"] if top else None),
             "test_looks": audit.summary(storage, study_id)}

@@ -185,6 +185,22 @@ def completed_metrics(storage: Any, study_id: int) -> list[dict[str, Any]]:
     return [m for m in map(json.loads, blobs) if isinstance(m, dict)]
 
 
+def tried_attrs(storage: Any, study_id: int, key: str) -> list[Any]:
+    """The user attribute ``key`` of every configuration the study tried to the end or to a
+    pruning (COMPLETE and PRUNED trials), in one SQL query."""
+    import json
+
+    from sqlalchemy import text
+
+    with storage.engine.connect() as connection:
+        blobs = connection.execute(text(
+            "SELECT a.value_json FROM trial_user_attributes a JOIN trials t "
+            "ON t.trial_id = a.trial_id WHERE t.study_id = :sid "
+            "AND t.state IN ('COMPLETE', 'PRUNED') AND a.key = :key ORDER BY t.number"),
+            {"sid": study_id, "key": key}).scalars().all()
+    return [json.loads(blob) for blob in blobs]
+
+
 def replace_finished_trial_attr(url: str, trial_id: int, key: str, value: Any) -> None:
     """Set the user attribute ``key`` of a finished trial, replacing its earlier value.
 

@@ -204,7 +204,10 @@ def test_metrics_are_the_scalars():
     metrics = result.metrics()
     assert set(metrics) == {"bars", "final_net_worth", "pnl", "pnl_pct", "sharpe",
                             "sharpe_per_bar", "return_skew", "return_kurtosis",
-                            "max_drawdown", "trades", "time_in_market", "buy_and_hold_pct"}
+                            "max_drawdown", "trades", "time_in_market", "buy_and_hold_pct",
+                            # against holding the asset (the verdict's figures)
+                            "active_sharpe_per_bar", "active_skew", "active_kurtosis",
+                            "buy_and_hold_sharpe_per_bar"}
     assert isinstance(result, Evaluation) and metrics["pnl"] == result.pnl
 
 
@@ -348,3 +351,18 @@ def test_long_only_with_commission_only_reports_no_friction_metrics():
     slipped = evaluate(churn, {**CONFIG, "slippage": {"bps": 5}}, "val")
     assert slipped.borrow_paid == 0.0 and slipped.time_short == 0.0
     assert slipped.commission_paid > slipped.trades * 5 and slipped.slippage_paid > 0
+
+
+def test_active_returns_are_the_strategy_minus_buy_and_hold_bar_by_bar():
+    """The verdict judges against holding the asset: the active figures are those of the
+    strategy's bar returns minus buy-and-hold's, and a buy-and-hold clone has almost none."""
+    config = {**CONFIG, "commission": 0.0}
+    closes = split_closes(config, "val")
+    result = evaluate(momentum, config, "val")
+    active = result.bar_returns() - np.diff(closes) / closes[:-1]
+    assert result.active_sharpe_per_bar == pytest.approx(active.mean() / active.std(), rel=1e-9)
+    held = np.diff(closes) / closes[:-1]
+    assert result.buy_and_hold_sharpe_per_bar == pytest.approx(held.mean() / held.std(), rel=1e-9)
+    clone = evaluate(always_long, config, "val")  # its active returns are all but zero
+    clone_active = clone.bar_returns() - held
+    assert np.abs(clone_active[1:]).max() < 1e-6 < np.abs(active).max()

@@ -1,0 +1,163 @@
+"""Can I trust the best trial? Its edge over holding the asset, and the chance its selection
+overfit. The answer ``best``, ``status``, the report, the model card and the API give.
+
+Traders judge a strategy against holding the asset, not against cash: on a rising market a
+policy that only holds beats cash with no skill at all. So the primary figure is about the
+*active* returns of the best trial's kept checkpoint on validation (its bar returns minus
+buy-and-hold's, bar by bar), with the figure against cash kept beside it:
+
+- **edge over buy-and-hold**: the deflated Sharpe ratio (Bailey & López de Prado 2014,
+  ``search/results/overfitting.py``) of the active returns, deflated by every configuration the
+  study tried (COMPLETE and PRUNED trials; ASHA's early stops are COMPLETE): the probability
+  that the best trial's true active Sharpe ratio is above zero after accounting for the best
+  of that many unskilled configurations;
+- **PBO**, the probability of backtest overfitting (Bailey, Borwein, López de Prado & Zhu 2015,
+  combinatorially symmetric cross-validation) over the trials x validation-bars matrix of the
+  kept checkpoints' returns: the bars are cut into S blocks; for every choice of half the
+  blocks as in-sample, the trial with the best in-sample Sharpe is found and its out-of-sample
+  Sharpe ranked among all trials; PBO is the share of those splits where it ranks at or below
+  the median. Near 0: the selection generalises; 0.5 or more: it is mostly luck;
+- a degenerate best trial (``search/results/degenerate.py``) is never an edge.
+
+Per-bar figures come from the trials' stored metrics; the matrix from ``val_returns.npy`` in
+each kept checkpoint (studies trained before it existed get no PBO). Pure numpy, no torch.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from search.results import degenerate
+from search.results.overfitting import expected_max_sharpe, probabilistic_sharpe
+
+EDGE_DSR = 0.95      # the deflated Sharpe of the active returns an edge must reach
+WEAK_DSR = 0.5       # below this, no evidence at all
+PBO_OVERFIT = 0.5    # at or above this PBO, the selection is mostly luck
+MAX_BLOCKS = 16      # CSCV's S: C(16, 8) = 12,870 in-sample/out-of-sample splits
+MIN_BLOCK_BARS = 4   # fewer bars per block and S shrinks (to 2 at the least)
+RETURNS_FILE = "val_returns.npy"  # written by trainables/rllib_trainable.py beside the checkpoint
+
+
+def active_edge(best: dict[str, Any], tried: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The deflated Sharpe ratio of the best trial's active returns (``best``: its validation
+    metrics), deflated by the active Sharpe ratios of every tried configuration (``tried``:
+    their metrics). None when the metrics predate active returns."""
+    if "active_sharpe_per_bar" not in best:
+        return None
+    sharpes = [m["active_sharpe_per_bar"] for m in tried if "active_sharpe_per_bar" in m]
+    n_trials = max(len(sharpes), 1)
+    mean = sum(sharpes) / n_trials if sharpes else 0.0
+    variance = sum((x - mean) ** 2 for x in sharpes) / max(len(sharpes) - 1, 1)
+    sr0 = expected_max_sharpe(n_trials, variance)
+    sharpe = best["active_sharpe_per_bar"]
+    dsr = probabilistic_sharpe(sharpe, sr0, int(best.get("bars", 0)) - 1,
+                               best.get("active_skew", 0.0), best.get("active_kurtosis", 3.0))
+    return {"active_sharpe_per_bar": sharpe, "deflated_sharpe": None if math.isnan(dsr) else dsr,
+            "expected_max_active_sharpe_per_bar": sr0, "n_trials": n_trials,
+            "buy_and_hold_sharpe_per_bar": best.get("buy_and_hold_sharpe_per_bar")}
+
+
+def pbo(returns: np.ndarray, max_blocks: int = MAX_BLOCKS) -> dict[str, Any] | None:
+    """Probability of backtest overfitting of choosing the best of ``returns``' rows (trials x
+    bars) by Sharpe ratio, by combinatorially symmetric cross-validation. None with fewer than
+    two trials or too few bars for two blocks."""
+    n_trials, n_bars = returns.shape
+    blocks = min(max_blocks, n_bars // MIN_BLOCK_BARS)
+    blocks -= blocks % 2
+    if n_trials < 2 or blocks < 2:
+        return None
+    size = n_bars // blocks
+    cut = returns[:, :size * blocks].reshape(n_trials, blocks, size).astype(np.float64)
+    sums, squares = cut.sum(axis=2).T, (cut ** 2).sum(axis=2).T  # blocks x trials
+    splits = np.array(list(itertools.combinations(range(blocks), blocks // 2)))
+    inside = np.zeros((len(splits), blocks))
+    inside[np.arange(len(splits))[:, None], splits] = 1.0
+    is_sharpe = _sharpe(inside @ sums, inside @ squares, size * blocks // 2)
+    oos_sharpe = _sharpe((1 - inside) @ sums, (1 - inside) @ squares, size * blocks // 2)
+    chosen = np.argmax(is_sharpe, axis=1)
+    chosen_oos = oos_sharpe[np.arange(len(splits)), chosen][:, None]
+    rank = (oos_sharpe < chosen_oos).sum(axis=1) + 0.5 * ((oos_sharpe == chosen_oos).sum(axis=1)
+                                                         + 1)
+    omega = rank / (n_trials + 1)
+    logits = np.log(omega / (1 - omega))
+    value = float(np.mean(logits <= 0))
+    return {"pbo": value, "trials": int(n_trials), "blocks": int(blocks),
+            "splits": int(len(splits)), "reading": _pbo_reading(value)}
+
+
+def _sharpe(sums: np.ndarray, squares: np.ndarray, count: int) -> np.ndarray:
+    mean = sums / count
+    std = np.sqrt(np.maximum(squares / count - mean ** 2, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(std > 0, mean / np.where(std > 0, std, 1.0), 0.0)
+
+
+def _pbo_reading(value: float) -> str:
+    if value >= PBO_OVERFIT:
+        return ("the in-sample best ranks at or below the median out of sample in most splits: "
+                "the selection is mostly luck")
+    if value >= 0.25:
+        return "the in-sample best often falls to the median out of sample: some overfitting"
+    return "the in-sample best mostly stays above the median out of sample"
+
+
+def returns_matrix(checkpoints: list[Path]) -> np.ndarray | None:
+    """The trials x bars matrix of the kept checkpoints' validation returns, from the trials
+    whose checkpoint holds them and whose validation split has the most common length."""
+    rows = []
+    for checkpoint in checkpoints:
+        try:
+            rows.append(np.load(checkpoint / RETURNS_FILE))
+        except (OSError, ValueError):
+            continue
+    if len(rows) < 2:
+        return None
+    lengths = [len(r) for r in rows]
+    common = max(set(lengths), key=lengths.count)
+    kept = [r for r in rows if len(r) == common]
+    return np.vstack(kept) if len(kept) >= 2 else None
+
+
+def judge(best: dict[str, Any], tried: list[dict[str, Any]],
+          checkpoints: list[Path]) -> dict[str, Any]:
+    """The verdict on a study's best trial: ``verdict`` ("edge", "weak evidence", "no edge" or
+    "cannot judge"), ``text`` (a reading with what to do next), the active-return figures
+    (``edge``), ``pbo`` and ``degenerate``."""
+    kind = degenerate.label(best)
+    edge = active_edge(best, tried)
+    matrix = returns_matrix(checkpoints)
+    overfit = pbo(matrix) if matrix is not None else None
+    result: dict[str, Any] = {"edge": edge, "pbo": overfit, "degenerate": kind}
+    dsr = edge["deflated_sharpe"] if edge else None
+    where = f"after {edge['n_trials']} configurations" if edge else ""
+    pbo_text = (f"; PBO {overfit['pbo']:.2f} over {overfit['trials']} trials and "
+                f"{overfit['blocks']} blocks: {overfit['reading']}" if overfit else "")
+    if kind is not None:
+        verdict, text = "no edge", (f"no edge: the best trial is {kind} on validation; its score "
+                                    "is the market's or cash's, not a strategy's")
+    elif edge is None or dsr is None:
+        verdict, text = "cannot judge", ("cannot judge the edge over buy-and-hold: this study's "
+                                         "trials recorded no active returns (trained before "
+                                         "they existed, or too few bars)")
+    elif edge["active_sharpe_per_bar"] <= 0:
+        verdict, text = "no edge", (f"no edge over buy-and-hold: the best trial did not beat "
+                                    f"holding the asset on validation {where} (deflated Sharpe "
+                                    f"of its active returns {dsr:.2f}); widen the budget or "
+                                    "give up on this market")
+    elif dsr >= EDGE_DSR and (overfit is None or overfit["pbo"] < PBO_OVERFIT):
+        verdict, text = "edge", (f"edge over buy-and-hold: the best trial's active returns hold "
+                                 f"up {where} (deflated Sharpe {dsr:.2f}); confirm with "
+                                 "`promote`, then one look at the test split")
+    elif dsr >= WEAK_DSR:
+        verdict, text = "weak evidence", (f"weak evidence of an edge over buy-and-hold {where} "
+                                          f"(deflated Sharpe of the active returns {dsr:.2f}); "
+                                          "`promote` it on fresh seeds before trusting it")
+    else:
+        verdict, text = "no edge", (f"no edge over buy-and-hold: {where} this active Sharpe is "
+                                    f"what luck gives (deflated Sharpe {dsr:.2f}); widen the "
+                                    "budget or give up on this market")
+    return {**result, "verdict": verdict, "text": text + pbo_text}

@@ -1,0 +1,101 @@
+"""The verdict on a study's best trial: its edge over buy-and-hold (deflated Sharpe of the
+active returns), the probability of backtest overfitting, degenerate policies never an edge."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from search.results import verdict
+
+
+def _noise(trials: int, bars: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, 0.01, (trials, bars))
+
+
+def test_pbo_of_pure_noise_is_about_a_half_and_of_a_real_edge_near_zero():
+    """Choosing the best of unskilled trials is a coin toss out of sample; choosing a trial that
+    really earns more is not."""
+    lucky = [verdict.pbo(_noise(20, 800, seed))["pbo"] for seed in range(6)]
+    assert 0.3 < float(np.mean(lucky)) < 0.8
+    skilled = _noise(20, 800, 1)
+    skilled[7] += 0.004  # one trial with a real edge, the rest noise
+    result = verdict.pbo(skilled)
+    assert result["pbo"] < 0.05 and result["blocks"] == 16 and result["splits"] == 12870
+    assert "mostly stays above the median" in result["reading"]
+
+
+def test_pbo_needs_two_trials_and_two_blocks():
+    assert verdict.pbo(_noise(1, 800, 0)) is None
+    assert verdict.pbo(_noise(5, 7, 0)) is None
+    assert verdict.pbo(_noise(5, 8, 0))["blocks"] == 2
+
+
+def _metrics(active: float, bars: int = 800, **extra) -> dict:
+    return {"active_sharpe_per_bar": active, "active_skew": 0.0, "active_kurtosis": 3.0,
+            "bars": bars, "trades": 30, "time_in_market": 0.5, **extra}
+
+
+def test_a_strong_active_edge_over_many_noise_trials_is_an_edge():
+    tried = [_metrics(x) for x in np.random.default_rng(0).normal(0, 0.02, 40)]
+    result = verdict.judge(_metrics(0.25), [*tried, _metrics(0.25)], [])
+    assert result["verdict"] == "edge" and result["edge"]["n_trials"] == 41
+    assert result["edge"]["deflated_sharpe"] > 0.95 and result["pbo"] is None
+
+
+def test_the_best_of_noise_is_never_called_an_edge_and_a_loser_to_buy_and_hold_is_none():
+    """40 unskilled trials over 800 bars: per-bar Sharpe estimates spread by 1/sqrt(800)."""
+    for seed in range(20):
+        sharpes = np.random.default_rng(seed).normal(0, 800 ** -0.5, 40)
+        tried = [_metrics(x) for x in sharpes]
+        assert verdict.judge(_metrics(float(sharpes.max())), tried, [])["verdict"] != "edge"
+    beaten = verdict.judge(_metrics(-0.01), tried, [])
+    assert beaten["verdict"] == "no edge" and "did not beat holding the asset" in beaten["text"]
+
+
+def test_a_buy_and_hold_clone_is_never_an_edge_however_high_its_figures():
+    clone = _metrics(0.3, trades=1, time_in_market=1.0)
+    result = verdict.judge(clone, [clone] * 30, [])
+    assert result["verdict"] == "no edge" and result["degenerate"].startswith("always long")
+
+
+def test_studies_from_before_active_returns_cannot_be_judged():
+    result = verdict.judge({"sharpe_per_bar": 0.1, "bars": 500}, [], [])
+    assert result["verdict"] == "cannot judge"
+
+
+def test_the_returns_matrix_comes_from_the_kept_checkpoints(tmp_path):
+    folders = []
+    for i, row in enumerate(_noise(4, 300, 3)):
+        folder = tmp_path / f"trial_{i}"
+        folder.mkdir()
+        np.save(folder / verdict.RETURNS_FILE, row.astype(np.float32))
+        folders.append(folder)
+    (tmp_path / "odd").mkdir()
+    np.save(tmp_path / "odd" / verdict.RETURNS_FILE, np.zeros(10, np.float32))  # other split
+    matrix = verdict.returns_matrix([*folders, tmp_path / "odd", tmp_path / "missing"])
+    assert matrix.shape == (4, 300)
+    result = verdict.judge(_metrics(0.01), [_metrics(0.0)] * 4, folders)
+    assert result["pbo"]["trials"] == 4 and "PBO" in result["text"]
+
+
+@pytest.mark.slow
+def test_a_real_sweep_stores_active_figures_and_the_returns_the_verdict_reads(tmp_path, tiny_sweep):
+    import json
+
+    from sweep_helpers import run_cli, write_config
+
+    results = tmp_path / "results"
+    config = write_config(tmp_path / "v.yaml", tiny_sweep(**{
+        "study": "v", "search.num_samples": 2, "training.max_iterations": 2}))
+    done = run_cli(["launch", str(config)], results)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = json.loads(run_cli(["best", "--study", "v", "-f", "json"], results).stdout)
+    assert {"active_sharpe_per_bar", "buy_and_hold_sharpe_per_bar"} <= set(rows[0]["metrics"])
+    for row in rows:
+        returns = np.load(f"{row['checkpoint']}/{verdict.RETURNS_FILE}")
+        assert len(returns) == row["metrics"]["bars"] - 1
+    judged = rows[0]["verdict"]
+    assert judged["verdict"] in ("edge", "weak evidence", "no edge")
+    assert judged["edge"]["n_trials"] == 2 and judged["pbo"]["trials"] == 2
+    table = run_cli(["best", "--study", "v"], results).stdout
+    assert "verdict (against buy-and-hold): " in table
