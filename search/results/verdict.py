@@ -16,7 +16,10 @@ buy-and-hold's, bar by bar), with the figure against cash kept beside it:
   kept checkpoints' returns: the bars are cut into S blocks; for every choice of half the
   blocks as in-sample, the trial with the best in-sample Sharpe is found and its out-of-sample
   Sharpe ranked among all trials; PBO is the share of those splits where it ranks at or below
-  the median. Near 0: the selection generalises; 0.5 or more: it is mostly luck;
+  the median. Near 0: the selection generalises; 0.5 or more: picking the best adds nothing
+  over picking any trial (the trials are alike, or the best is overfit). It judges the choice
+  among the trials, not whether they have an edge: trials that all found the same real edge
+  give a PBO near 0.5 too, so it is shown beside the verdict and never makes one;
 - a degenerate best trial (``search/results/degenerate.py``) is never an edge.
 
 Per-bar figures come from the trials' stored metrics; the matrix from ``val_returns.npy`` in
@@ -36,7 +39,7 @@ from search.results.overfitting import expected_max_sharpe, probabilistic_sharpe
 
 EDGE_DSR = 0.95      # the deflated Sharpe of the active returns an edge must reach
 WEAK_DSR = 0.5       # below this, no evidence at all
-PBO_OVERFIT = 0.5    # at or above this PBO, the selection is mostly luck
+PBO_OVERFIT = 0.5    # at or above this PBO, picking the best adds nothing over any trial
 MAX_BLOCKS = 16      # CSCV's S: C(16, 8) = 12,870 in-sample/out-of-sample splits
 MIN_BLOCK_BARS = 4   # fewer bars per block and S shrinks (to 2 at the least)
 RETURNS_FILE = "val_returns.npy"  # written by trainables/rllib_trainable.py beside the checkpoint
@@ -99,7 +102,7 @@ def _sharpe(sums: np.ndarray, squares: np.ndarray, count: int) -> np.ndarray:
 def _pbo_reading(value: float) -> str:
     if value >= PBO_OVERFIT:
         return ("the in-sample best ranks at or below the median out of sample in most splits: "
-                "the selection is mostly luck")
+                "picking the best adds nothing over any trial (alike trials, or overfitting)")
     if value >= 0.25:
         return "the in-sample best often falls to the median out of sample: some overfitting"
     return "the in-sample best mostly stays above the median out of sample"
@@ -148,7 +151,7 @@ def judge(best: dict[str, Any], tried: list[dict[str, Any]],
                                     f"holding the asset on validation {where} (deflated Sharpe "
                                     f"of its active returns {dsr:.2f}); widen the budget or "
                                     "give up on this market")
-    elif dsr >= EDGE_DSR and (overfit is None or overfit["pbo"] < PBO_OVERFIT):
+    elif dsr >= EDGE_DSR:
         verdict, text = "edge", (f"edge over buy-and-hold: the best trial's active returns hold "
                                  f"up {where} (deflated Sharpe {dsr:.2f}); confirm with "
                                  "`promote`, then one look at the test split")
