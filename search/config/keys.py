@@ -33,6 +33,11 @@ OPEN_SECTIONS = {("data", "synthetic"), ("data", "splits"), ("data", "walk_forwa
                   ("search", "space_overrides"), ("search", "enqueue")}
 
 
+# search.sampler: Optuna's samplers, none of which downloads code at run time (machines may be
+# offline). tpe is Optuna 5's TPESampler as it comes: multivariate for one objective,
+# independent for several; tpe_grouped also models the parameters that appear together (a
+# conditional space) as groups; gp is Optuna's Gaussian-process sampler.
+SAMPLERS = ("tpe", "tpe_grouped", "gp", "random")
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 

@@ -17,6 +17,7 @@ from search.config.keys import (
     DEFAULTS,
     NUMBER_KEYS,
     OPEN_SECTIONS,
+    SAMPLERS,
     STUDY_NAME,
     WHOLE_KEYS,
 )
@@ -233,7 +234,7 @@ def validate(config: dict[str, Any]) -> None:
         raise ConfigError(f"env.commission is a fraction below 1 (0.001 = 0.1%), got "
                           f"{config['env']['commission']!r}")
     _choice(config, "search.scheduler", ["auto", "none", "asha", "racing"])
-    _choice(config, "search.sampler", ["tpe", "random"])
+    _choice(config, "search.sampler", list(SAMPLERS))
     _choice(config, "training.objective", list(M.OBJECTIVES))
     _choice(config, "training.aggregate", list(M.AGGREGATES))
     _choice(config, "env.reward", list(REWARDS))

@@ -29,4 +29,9 @@ ATTR_SEED = "seed"
 ATTR_PROMOTION = "promotion"  # the latest `tradetune promote` result (search/sweep/promote.py)
 ATTR_NODE = "node_id"
 ATTR_ENV_STEPS = "env_steps"
+# Each trial's key validation figures again, flat and numeric (``val_sharpe``, ...): the
+# nested ``metrics`` stays TradeTune's; optuna-dashboard plots and filters only flat numbers.
+FLAT_METRIC_PREFIX = "val_"
+FLAT_METRICS = ("sharpe", "pnl_pct", "max_drawdown", "trades", "time_in_market",
+                "buy_and_hold_pct", "active_sharpe_per_bar")
 ATTR_RUNG_SCORES = "rung_scores"  # fold racing's score after each run (search/sweep/racing.py)

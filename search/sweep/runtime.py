@@ -12,6 +12,7 @@ import signal
 import socket
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -55,9 +56,17 @@ def make_sampler(search: dict[str, Any], seed: int) -> Any:
 
     from search.config.sweep_config import startup_trials
 
-    if search.get("sampler", "tpe") == "random":
+    name, startup = search.get("sampler", "tpe"), startup_trials(search)
+    if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials(search))
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
+    if name == "tpe_grouped":
+        with warnings.catch_warnings():  # group is "experimental" in Optuna 5
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup,
+                                              multivariate=True, group=True)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
 
 
 def run_trials(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, url: str,

@@ -32,6 +32,8 @@ from search.study.schema import (
     ATTR_ENV_STEPS,
     ATTR_FAIL,
     ATTR_METRICS,
+    FLAT_METRIC_PREFIX,
+    FLAT_METRICS,
     ATTR_NODE,
     ATTR_SEED,
     ATTR_STOP,
@@ -228,6 +230,9 @@ class StudySearcher(OptunaSearch):
         best = {k[len(M.BEST_PREFIX):]: v for k, v in result.items()
                 if k.startswith(M.BEST_PREFIX)}
         self._set_attr(ot_trial, ATTR_METRICS, best)
+        for name in FLAT_METRICS:
+            if isinstance(best.get(name), (int, float)) and _finite(best[name]):
+                self._set_attr(ot_trial, FLAT_METRIC_PREFIX + name, best[name])
         self._set_attr(ot_trial, ATTR_STOP, stop_reason)
         self._set_attr(ot_trial, ATTR_NODE, result.get(M.NODE_ID))
         self._set_attr(ot_trial, ATTR_ENV_STEPS, result.get(M.ENV_STEPS))

@@ -153,6 +153,22 @@ def test_startup_trials_default_to_a_third_of_the_budget(num_samples, chosen, ex
     assert startup_trials(load_config(None, sets)["search"]) == expected
 
 
+@pytest.mark.parametrize("name, kind, grouped", [
+    ("tpe", "TPESampler", False), ("tpe_grouped", "TPESampler", True),
+    ("gp", "GPSampler", None), ("random", "RandomSampler", None)])
+def test_each_sampler_is_optunas_own(name, kind, grouped):
+    search = load_config(None, ["study=s", f"search.sampler={name}"])["search"]
+    sampler = make_sampler(search, seed=1)
+    assert type(sampler).__name__ == kind
+    if grouped is not None:
+        assert sampler._group is grouped
+
+
+def test_an_unknown_sampler_names_the_choices():
+    with pytest.raises(ConfigError, match=r"search.sampler .*did you mean 'tpe_grouped'"):
+        load_config(None, ["study=s", "search.sampler=tpe_gruoped"])
+
+
 def test_tpe_models_the_study_after_its_startup_trials():
     """The first `startup_trials` draws are the random sampler's; the next one is TPE's own.
     With Optuna's fixed 10 start-up trials, trial 4 would still be a random draw."""

@@ -183,3 +183,19 @@ def test_non_finite_metrics_are_stored_as_null_and_numpy_scores_count(study):
     assert trial.state.name == "COMPLETE" and trial.value == 0.5
     assert trial.user_attrs["metrics"] == {"score": 0.5, "sharpe": 0.5, "return_skew": None,
                                            "calmar": None}
+
+
+def test_key_figures_are_also_flat_numbers_for_optuna_dashboard(study):
+    """optuna-dashboard plots and filters only flat numeric user attributes: the key
+    validation figures are stored again as ``val_<name>``; missing or non-finite ones are not."""
+    study, space = study
+    searcher = _searcher(study, space)
+    searcher.suggest("t1")
+    searcher.on_trial_complete("t1", {SEARCH_METRIC: 0.5, "best_val_sharpe": 1.5,
+                                      "best_val_pnl_pct": 3.25, "best_val_trades": 12,
+                                      "best_val_max_drawdown": math.nan,
+                                      "best_val_active_sharpe_per_bar": 0.02})
+    attrs = study.trials[0].user_attrs
+    assert {k: v for k, v in attrs.items() if k.startswith("val_")} == {
+        "val_sharpe": 1.5, "val_pnl_pct": 3.25, "val_trades": 12,
+        "val_active_sharpe_per_bar": 0.02}

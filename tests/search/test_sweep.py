@@ -53,6 +53,20 @@ def test_launch_runs_the_budget(launched):
     assert "launch" in attrs["tradetune_command"]
 
 
+@pytest.mark.parametrize("sampler", ["gp", "tpe_grouped"])
+def test_a_sweep_runs_on_each_model_based_sampler(sampler, tmp_path, ray_session):
+    """GP and grouped TPE drive a real sweep past their start-up trials (one random trial,
+    then the model), and the study stores which sampler it ran with."""
+    import optuna
+
+    results, url = _launch_here(make_tiny_sweep(**{
+        "study": sampler, "search.sampler": sampler, "search.num_samples": 3,
+        "search.startup_trials": 1, "training.max_iterations": 1}), tmp_path)
+    study = optuna.load_study(study_name=sampler, storage=url)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    assert study.user_attrs["tradetune_config"]["search"]["sampler"] == sampler
+
+
 @pytest.mark.parametrize("max_iterations, eval_every, evals", [(6, 1, 6), (7, 2, 4)])
 def test_the_default_selection_is_asha_and_its_stops_are_complete_trials(
         max_iterations, eval_every, evals, tmp_path, ray_session):
