@@ -315,6 +315,28 @@ def test_dry_run_refuses_what_launch_refuses(two_studies, tmp_path):
     assert _snapshot(results) == before
 
 
+def test_dry_run_refuses_values_outside_a_parameter_s_domain(tmp_path):
+    """Issue 22 row 8: these passed validation and --dry-run, then every trial failed (a
+    diverged loss, or a bare 'RuntimeError' for a ZeroDivisionError)."""
+    results = tmp_path / "results"
+    good = write_config(tmp_path / "good.yaml", make_tiny_sweep(**{"study": "fresh"}))
+    rows = {
+        ("--set", "search.space_overrides.window_size=0"):
+            "parameter 'window_size': a fixed value must be >= 1",
+        ("--set", "search.space_overrides.lr=-0.1"): "parameter 'lr': a fixed value must be > 0",
+        ("--set", "search.space_overrides.gamma=1.5"):
+            "parameter 'gamma': a fixed value must be in (0, 1]",
+        ("--set", "search.space_overrides.train_batch_size=1",
+         "--set", "search.space_overrides.num_minibatches=4"):
+            "train_batch_size (1) must be at least num_minibatches (4)",
+        ("--set", "env.initial_cash=0.001"): "env.initial_cash must be at least 100, got 0.001",
+    }
+    outcomes = _run_many([["launch", str(good), "--dry-run", *extra] for extra in rows], results)
+    for says, done in zip(rows.values(), outcomes):
+        _one_line_error(done, "launch", says)
+    assert not results.exists()
+
+
 # -- storages: what each command may create --------------------------------------------------------
 
 def test_read_commands_create_no_sqlite_file(tmp_path):
