@@ -161,7 +161,10 @@ def _merge(target: dict, source: dict, prefix: tuple) -> None:
 def _plain(value: Any, dotted: str) -> Any:
     """``value`` checked for what no config key allows: NaN or infinity (no key means it, and
     every trial would fail on it), and values JSON cannot store (the study keeps the config
-    as JSON). A date left anywhere becomes its ISO text."""
+    as JSON). A date left anywhere becomes its ISO text, and a numpy scalar (a value taken
+    from an array or a DataFrame) the plain Python value it holds."""
+    if type(value).__module__ == "numpy" and getattr(value, "shape", None) == ():
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{dotted} must be a finite number, got {value!r}")
     if isinstance(value, int) and abs(value) > sys.float_info.max:
