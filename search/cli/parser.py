@@ -127,11 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trial", type=int, metavar="N",
                    help="trial number (default: the best; in a multi-objective study, the "
                         "Pareto trial with the highest first objective)")
-    p.add_argument("--split", choices=("val", "test"), default="test",
-                   help="test (default: the period nothing was selected on) or val")
+    p.add_argument("--split", choices=("val", "test"),
+                   help="test (default: the period nothing was selected on) or val; not with "
+                        "--top")
     p.add_argument("--top", type=int, metavar="K",
                    help="instead: validation vs test side by side for the K best trials, with "
-                        "the overfitting check")
+                        "the overfitting check (a look at the test split; takes no --split, "
+                        "--trial or --actions)")
     p.add_argument("--actions", metavar="FILE.csv",
                    help="also write one row per bar of the split: timestamp, close, action "
                         "(and its meaning, beyond long-only), position (the signed exposure "

@@ -337,6 +337,44 @@ def test_dry_run_refuses_values_outside_a_parameter_s_domain(tmp_path):
     assert not results.exists()
 
 
+def test_evaluate_top_refuses_split_instead_of_ignoring_it(two_studies):
+    """Issue 22 row 4: `evaluate --top 2 --split val` showed test figures and recorded a look
+    at the test split. Every option a command would ignore is refused (exit 2), before the
+    study is touched."""
+    results = two_studies["results"]
+    before = _snapshot(results)
+    argvs = [["evaluate", "--study", "alpha", "--top", "2", "--split", "val"],
+             ["evaluate", "--study", "alpha", "--top", "2", "--split", "test"],
+             ["evaluate", "--study", "alpha", "--top", "2", "--trial", "1"],
+             ["evaluate", "--study", "alpha", "--top", "2", "--actions", "a.csv"]]
+    outcomes = _run_many(argvs, results)
+    for argv, done in zip(argvs, outcomes):
+        assert done.returncode == 2, (argv, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("tradetune evaluate: error: "), lines
+    assert "--top compares validation and test side by side (a look at the test split), so it " \
+           "takes no --split; for the validation split alone use --split val with --trial N " \
+           "(or nothing, for the best)" in outcomes[0].stderr
+    assert _snapshot(results) == before  # no test look recorded
+
+
+def test_launch_refuses_an_option_and_a_set_of_the_same_key(tmp_path):
+    """The variant of row 4 on launch: --num-samples silently won over --set
+    search.num_samples (and --study over --set study); one of the two was ignored."""
+    results = tmp_path / "results"
+    good = write_config(tmp_path / "good.yaml", make_tiny_sweep(**{"study": "fresh"}))
+    argvs = [["launch", str(good), "--dry-run", "--num-samples", "3", "--set",
+              "search.num_samples=4"],
+             ["launch", str(good), "--study", "a", "--set", "study=b"]]
+    outcomes = _run_many(argvs, results)
+    assert [done.returncode for done in outcomes] == [2, 2], [d.stderr for d in outcomes]
+    assert outcomes[0].stderr.strip() == (
+        "tradetune launch: error: --num-samples and --set 'search.num_samples=4' both set "
+        "search.num_samples, and only one of them would be used; give one")
+    assert "--study and --set 'study=b' both set study" in outcomes[1].stderr
+    assert not results.exists()
+
+
 # -- storages: what each command may create --------------------------------------------------------
 
 def test_read_commands_create_no_sqlite_file(tmp_path):
