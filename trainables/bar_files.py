@@ -82,7 +82,7 @@ _EPOCH_FIRST = pd.Timestamp("1973-03-03 09:46:40")  # 1e8 seconds
 _EPOCH_UNITS = (("s", 1), ("ms", 10**3), ("us", 10**6), ("ns", 10**9))
 _QUOTE_CURRENCIES = ("usd", "usdt", "usdc", "busd", "eur", "gbp", "jpy", "krw", "aud", "cad",
                      "chf", "try", "dai")
-_DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*$")
+_DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*\Z")
 _DAY = np.int64(86_400 * 10**9)
 
 

@@ -48,7 +48,7 @@ def check_study_name(name: Any) -> str:
                           "the config")
     if not isinstance(name, str):
         raise ConfigError(f"study name must be text, got {name!r}")
-    if not STUDY_NAME.match(name):
+    if not STUDY_NAME.fullmatch(name):
         raise ConfigError(f"invalid study name {name[:60]!r}: use up to 100 letters, digits, "
                           "'.', '_' or '-', starting with a letter or digit")
     return name
