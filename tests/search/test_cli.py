@@ -139,6 +139,13 @@ def test_version_names_the_stack_without_importing_it():
     for name in ("ray", "optuna", "torch", "tensortrade"):
         assert f"{name} {metadata.version(name)}" in done.stdout, name
     assert "(Tune, RLlib)" in done.stdout
+    # --help names every package --version prints (it used to leave out numpy and pandas)
+    from search.cli.parser import build_parser
+
+    help_text = " ".join(build_parser().format_help().split())
+    for line in lines[1:]:
+        name = line.split()[0]
+        assert name.lower() in help_text.lower(), (name, help_text)
 
 
 # -- studies ---------------------------------------------------------------------------------------
