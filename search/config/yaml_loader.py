@@ -69,14 +69,14 @@ ConfigLoader.yaml_implicit_resolvers = {
 
 
 ConfigLoader.add_implicit_resolver(
-    _INT, re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789"))
+    _INT, re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7]+|0x[0-9a-fA-F]+)\Z"), list("-+0123456789"))
 
 
 ConfigLoader.add_implicit_resolver(
     _FLOAT, re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?
                          |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
                          |[-+]?\.(?:inf|Inf|INF)
-                         |\.(?:nan|NaN|NAN))$""", re.X), list("-+0123456789."))
+                         |\.(?:nan|NaN|NAN))\Z""", re.X), list("-+0123456789."))
 
 
 ConfigLoader.add_constructor(_INT, ConfigLoader.construct_yaml_int)

@@ -181,6 +181,10 @@ def _spec(config: dict[str, Any], study: Any, trial: Any, env: dict[str, Any],
 
 
 def _promotion(promotion: dict[str, Any] | None) -> str:
+    from search.results.summaries import judged_promotion
+
+    if promotion:
+        promotion = judged_promotion(promotion)
     if not promotion:
         return ("not run (`tradetune promote --study NAME --trial N --seeds K` retrains on "
                 "seeds the study never used)")

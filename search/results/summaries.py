@@ -53,7 +53,7 @@ def trial_summary(trial: Any, space: Any | None = None,
     if trial.user_attrs.get(ATTR_FAIL):
         summary["fail_reason"] = trial.user_attrs[ATTR_FAIL]
     if trial.user_attrs.get(ATTR_PROMOTION):  # `tradetune promote`: retrained on fresh seeds
-        summary["promotion"] = trial.user_attrs[ATTR_PROMOTION]
+        summary["promotion"] = judged_promotion(trial.user_attrs[ATTR_PROMOTION])
     if space is not None and trial.state.name == "COMPLETE":
         summary["settings"] = space.replay(trial.params)
     return summary
@@ -67,6 +67,39 @@ def market_of(config: dict[str, Any]) -> dict[str, Any]:
     market = {key: env[key] for key in MARKET_KEYS}
     market["levels"] = list(action_levels(env["actions"]))
     return market
+
+
+# `tradetune promote`'s rule (search/sweep/promote.py runs it; it sits here because every
+# reader of a stored promotion shows its verdict: best, the report, the model card). A
+# selected trial's score is biased upwards (it won a selection among many trials on these
+# seeds), so fresh seeds are expected to score somewhat lower even when the configuration is
+# good; keeping at least half of the claimed score, and staying above 0 (an edge at all),
+# separates "good, with some selection luck" from "mostly selection luck". "Half of the
+# claim" means nothing for a claim at or below 0 (half of -3 is beaten by any score, even a
+# worse one): there the rule gives no verdict, and the figures speak for themselves.
+REPRODUCE_RATIO = 0.5
+RULE = (f"reproduces when the fresh seeds' mean score is above 0 and at least "
+        f"{REPRODUCE_RATIO:.0%} of the study's value (no verdict when the study's value is "
+        "<= 0)")
+
+
+def promotion_verdict(study_value: float, mean: float) -> str:
+    """The verdict of ``RULE`` on fresh seeds scoring ``mean`` against the study's value."""
+    if not study_value > 0:
+        return (f"no verdict: the study's value is <= 0 ({study_value:.4g}), where the ratio "
+                "rule is undefined; compare the fresh seeds' scores with it yourself")
+    reproduces = mean > 0 and mean >= REPRODUCE_RATIO * study_value
+    return "reproduces" if reproduces else "does not reproduce"
+
+
+def judged_promotion(stored: dict[str, Any]) -> dict[str, Any]:
+    """A promotion as stored on its trial, its verdict given by today's ``RULE``: one stored
+    before the rule said "no verdict" for a study value <= 0 may say "reproduces" for it."""
+    value, mean = stored.get("study_value"), stored.get("mean")
+    if not isinstance(value, (int, float)) or not isinstance(mean, (int, float)):
+        return stored
+    return {**stored, "verdict": promotion_verdict(value, mean), "rule": RULE,
+            "ratio": mean / value if value > 0 else None}
 
 
 def never_trades(trial: Any) -> bool:

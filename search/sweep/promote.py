@@ -32,6 +32,11 @@ from typing import Any, Iterable
 
 from search.errors import PromotionError, both
 from search.events import ProgressCallback, ProgressEvent, no_progress
+from search.results.summaries import (  # noqa: F401 (REPRODUCE_RATIO: the rule's ratio)
+    REPRODUCE_RATIO,
+    RULE,
+    promotion_verdict,
+)
 from search.study import studies
 from search.study.schema import ATTR_METRICS, ATTR_PROMOTION, ATTR_SEED
 from search.study.trials import (
@@ -45,13 +50,8 @@ from trainables.seeds import promotion_seed
 MAX_SEEDS = 100
 SEED_MARGIN = 1024     # fresh seeds keep this far from used ones: see fresh_seeds
 MAX_CANDIDATES = 100_000
-# The verdict's rule. A selected trial's score is biased upwards (it won a selection among many
-# trials on these seeds), so fresh seeds are expected to score somewhat lower even when the
-# configuration is good; keeping at least half of the claimed score, and staying above 0 (an
-# edge at all), separates "good, with some selection luck" from "mostly selection luck".
-REPRODUCE_RATIO = 0.5
-RULE = (f"reproduces when the fresh seeds' mean score is above 0 and at least "
-        f"{REPRODUCE_RATIO:.0%} of the study's value")
+# The verdict's rule (RULE, REPRODUCE_RATIO) lives with the readers of stored promotions,
+# search/results/summaries.py, so that best, the report and the model card judge alike.
 
 
 def promote(url: str, name: str, number: int | None, seeds: int,
@@ -170,13 +170,12 @@ def _near(seed: int, taken: list[int]) -> bool:
 def summarise(study_value: float, scores: list[float]) -> dict[str, Any]:
     """Mean, spread and verdict of the fresh seeds' scores against the study's value."""
     mean = statistics.fmean(scores)
-    reproduces = mean > 0 and mean >= REPRODUCE_RATIO * study_value
     return {
         "mean": mean,
         "std": statistics.stdev(scores) if len(scores) > 1 else None,  # sample std
         "gap": mean - study_value,
-        "ratio": mean / study_value if study_value else None,
-        "verdict": "reproduces" if reproduces else "does not reproduce",
+        "ratio": mean / study_value if study_value > 0 else None,  # a share of a positive claim
+        "verdict": promotion_verdict(study_value, mean),
     }
 
 

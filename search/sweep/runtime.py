@@ -228,25 +228,49 @@ def ray_session(address: str | None, stop: StopSignals) -> Iterator[None]:
                 ray.shutdown()
 
 
+# Failure reasons (``Type: message``, see ``searcher.error_line``) that come from the stored
+# config: ``resume`` reruns that config, so it cannot get past them.
+CONFIG_FAILURES = ("ConfigError", "SpaceError", "DataError")
+
+
 def check_some_trial_completed(study: Any, driver_id: str, url: str) -> None:
     """A sweep whose trials all failed is a failure, not a finished sweep: raise
-    ``SweepFailed`` naming the most common reason, as the study stores it."""
+    ``SweepFailed`` naming the most common reason, as the study stores it. The failed count is
+    the study's, as the progress line counts it (every driver and every earlier run), with
+    this run's share where they differ. ``resume`` reruns the stored config, so where the
+    reasons come from the config it is not offered as the way on."""
     import collections
 
     from search.study.schema import ATTR_DRIVER, ATTR_FAIL
 
-    mine = [t for t in study.get_trials(deepcopy=False)
-            if t.user_attrs.get(ATTR_DRIVER) == driver_id]
+    every = study.get_trials(deepcopy=False)
+    mine = [t for t in every if t.user_attrs.get(ATTR_DRIVER) == driver_id]
     if not mine or any(t.state.name in ("COMPLETE", "PRUNED") for t in mine):
         return
     failed = [t for t in mine if t.state.name == "FAIL"]
+    in_study = sum(t.state.name == "FAIL" for t in every)
     reasons = collections.Counter(t.user_attrs.get(ATTR_FAIL) or "no reason recorded"
                                   for t in failed)
     reason, count = reasons.most_common(1)[0] if reasons else ("no reason recorded", 0)
     how = "with" if count == len(failed) else f"most often ({count} of them) with"
-    raise SweepFailed(f"no trial completed: {len(failed)} failed, {how}: {reason}; fix the "
-                      "cause (the Ray worker logs named above have the details), then continue "
-                      f"with: {studies.next_command('resume', study.study_name, url)}")
+    counted = (f"{in_study} failed" if in_study == len(failed)
+               else f"{in_study} failed in the study, {len(failed)} of them in this run")
+    name = study.study_name
+    earlier = {t.user_attrs.get(ATTR_FAIL) for t in every
+               if t.state.name == "FAIL" and t.user_attrs.get(ATTR_DRIVER) != driver_id}
+    never_completed = not any(t.state.name in ("COMPLETE", "PRUNED") for t in every)
+    from_config = reasons and (
+        all(r.split(":")[0].strip() in CONFIG_FAILURES for r in reasons)
+        or (never_completed and set(reasons) <= earlier))  # a resume failed the same way
+    if from_config:
+        raise SweepFailed(
+            f"no trial completed: {counted}, {how}: {reason}; the cause is in the study's "
+            "config, which resume runs again unchanged: fix the config and launch a new study "
+            f"(free the name with {studies.next_command('delete', name, url)})")
+    raise SweepFailed(f"no trial completed: {counted}, {how}: {reason}; fix the cause (the Ray "
+                      "worker logs named above have the details), then continue with: "
+                      f"{studies.next_command('resume', name, url)} (if the cause is a value "
+                      "of the config, resume would run it again: launch a new study instead)")
 
 
 def run_config(name: str, experiment_dir: Path, max_failures: int, callbacks: list,

@@ -15,6 +15,7 @@ import logging
 import math
 import numbers
 import os
+import re
 import socket
 import time
 from typing import Any, Callable, NoReturn
@@ -341,7 +342,13 @@ class StudyBookkeeping(Callback):
 
 
 def error_line(trial: Any) -> str:
-    """The last line of a failed trial's error (the exception), for the study."""
+    """A failed trial's error as ``Type: message``, for the study and the progress lines.
+
+    Tune gives the worker's traceback as text. Its last line is the outermost exception, which
+    can be a bare wrapper: RLlib re-raises an env's error as ``raise RuntimeError from e``, so
+    the last line says "RuntimeError" while the cause (``ZeroDivisionError: float division by
+    zero``) sits above it. The reason is the outermost exception that carries a message, under
+    its own short type name."""
     message = getattr(trial, "error_message", None) or ""
     if not message:
         path = getattr(trial, "error_file", None)
@@ -349,8 +356,41 @@ def error_line(trial: Any) -> str:
             message = open(path).read() if path else ""
         except OSError:
             message = ""
-    lines = [line for line in str(message).strip().splitlines() if line.strip()]
-    return lines[-1][:500] if lines else "trial failed"
+    return exception_from_traceback(str(message)) or "trial failed"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# ``pkg.mod.Type: message`` or ``Type``, and Ray's ``ray.exceptions.RayTaskError(Type): ...``
+_EXCEPTION = re.compile(r"(?:[A-Za-z_]\w*\.)*(?P<type>[A-Z]\w*)"
+                        r"(?:\((?:[A-Za-z_]\w*\.)*(?P<inner>[A-Z]\w*)\))?"
+                        r"(?::\s?(?P<message>.*))?", re.DOTALL)
+_NOT_EXCEPTIONS = ("Traceback (most recent call last)", "The above exception",
+                   "During handling of the above exception", "Failure # ")
+
+
+def exception_from_traceback(text: str) -> str | None:
+    """``Type: first line of the message`` of the outermost exception in a printed traceback
+    (chained ones included) that has a message; a bare ``Type`` when none has; None when the
+    text holds no traceback frame. At most 500 characters."""
+    found: list[tuple[str, str]] = []
+    after_frame = False
+    for raw in _ANSI.sub("", text).splitlines():
+        if not raw.strip():
+            continue
+        if raw[0].isspace():  # a frame, its source line or a caret line (Ray trims frames)
+            after_frame = True
+            continue
+        if after_frame and not raw.startswith(_NOT_EXCEPTIONS):
+            match = _EXCEPTION.fullmatch(raw.strip())
+            if match:
+                kind = match["inner"] or match["type"]
+                found.append((kind, (match["message"] or "").strip()))
+        after_frame = False
+    if not found:
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        return lines[-1][:500] if lines else None
+    kind, said = next(((k, m) for k, m in reversed(found) if m), found[-1])
+    return (f"{kind}: {said}" if said else kind)[:500]
 
 
 def _objective_or_none(name: str, metrics: dict[str, Any]) -> float | None:

@@ -102,6 +102,73 @@ def test_study_errors_are_typed_and_silent(two_studies, capfd):
     assert capfd.readouterr() == ("", "")
 
 
+# -- arguments of the wrong type: one-line ArgumentErrors at the door (issue 22 row 11) ----------
+
+@pytest.mark.parametrize("call, says", [
+    (lambda: api.sweep_config(None, ["training.max_iterations=3"], study="s"),
+     r"^overrides must be a mapping such as \{'training.max_iterations': 3\} or None, got a "
+     r"list: \['training.max_iterations=3'\]$"),
+    (lambda: api.sweep_config(None, "training.max_iterations=3", study="s"),
+     r"^overrides must be a mapping .* got a str: 'training.max_iterations=3'$"),
+    (lambda: api.sweep_config(["study: s"]), r"^config_or_path must be a YAML file's path .* got "
+                                             r"a list: \['study: s'\]$"),
+    (lambda: api.launch(b"study: s"), r"^config_or_path must be .* got a bytes: b'study: s'$"),
+    (lambda: api.dry_run(None, sets="k=v", study="s"),
+     r"^sets must be a list of 'KEY=VALUE' strings, e.g. \['training.max_iterations=3'\], got "
+     r"'k=v'$"),
+    (lambda: api.sweep_config(None, study="s", num_samples=True),
+     r"^num_samples must be a number of trials \(an int\) or None, got True \(bool\)$"),
+    (lambda: api.launch(None, study="s", storage=3), r"^storage must be a storage URL"),
+    (lambda: api.open_study("s", check="no"), r"^check must be True or False, got 'no'$"),
+    (lambda: api.describe_data(b"bars.csv"), r"^path must be a path"),
+])
+def test_wrong_argument_types_are_one_line_argument_errors(results_dir, capfd, call, says):
+    with pytest.raises(api.ArgumentError, match=says) as error:
+        call()
+    assert "\n" not in str(error.value)
+    assert capfd.readouterr() == ("", "")
+    assert not results_dir.exists()
+
+
+@pytest.mark.parametrize("method, kwargs, says", [
+    ("evaluate", {"trial": "1"}, r"^trial must be a trial number \(an int\) or None, got '1'"),
+    ("evaluate", {"trial": True}, r"^trial must be .* got True \(bool\)$"),  # not trial 1
+    ("evaluate", {"split": ["val"]}, r"^split must be 'test' or 'val', got \['val'\]$"),
+    ("compare", {"k": 2.0}, r"^k must be a whole number of trials >= 1, got 2.0$"),
+    ("export", {"out": "x", "trial": 1.0}, r"^trial must be .* got 1.0 \(float\)$"),
+    ("export", {"out": "x", "onnx": "no"}, r"^onnx must be True or False, got 'no'$"),
+    ("export", {"out": ""}, r"^out must be a path \(a non-empty str or pathlib.Path\)"),
+    ("report", {"out": "x", "force": 1}, r"^force must be True or False, got 1$"),
+    ("promote", {"seeds": "3"}, r"^seeds must be a number of seeds \(an int\), got '3'"),
+    ("delete", {"confirm": "yes"}, r"^confirm must be a function or None, got 'yes'$"),
+])
+def test_study_methods_check_their_arguments_before_anything(two_studies, tmp_path, capfd,
+                                                             method, kwargs, says):
+    before = sorted(p.name for p in two_studies["results"].rglob("*"))
+    study = api.open_study("alpha")
+    with pytest.raises(api.ArgumentError, match=says) as error:
+        getattr(study, method)(**kwargs)
+    assert capfd.readouterr() == ("", "")
+    assert sorted(p.name for p in two_studies["results"].rglob("*")) == before
+    assert not (tmp_path / "x").exists()
+
+
+def test_numpy_scalars_are_taken_as_plain_values(two_studies):
+    import numpy as np
+
+    config = api.sweep_config(None, {"training.max_iterations": np.int64(3),
+                                     "search.space_overrides": {"gamma": np.float32(0.5),
+                                                                "hidden_width": np.int64(64)},
+                                     "search.enqueue_tutorial": np.bool_(False)},
+                              study="np", num_samples=np.int64(4))
+    assert config["training"]["max_iterations"] == 3
+    assert type(config["training"]["max_iterations"]) is int
+    assert config["search"]["space_overrides"] == {"gamma": 0.5, "hidden_width": 64}
+    assert config["search"]["enqueue_tutorial"] is False and config["search"]["num_samples"] == 4
+    study = api.open_study("alpha")
+    assert [row["number"] for row in study.best(np.int64(1))] == [1]
+
+
 def test_a_storage_password_is_never_shown():
     study = api.Study("s", "postgresql://me:hunter2@db.example:5432/tt")
     assert "hunter2" not in study.storage and "hunter2" not in repr(study)

@@ -311,6 +311,10 @@ ROWS: dict[str, tuple] = {
                      "--top must be at least 1, got 0"),
     "cli-top-not-a-number": (lambda i: ["best", "--study", STUDY, "--top", "many"], 2,
                              "argument --top: invalid int value: 'many'"),
+    "cli-top-with-split": (lambda i: ["evaluate", "--study", STUDY, "--top", "2", "--split",
+                                      "val"], 2, "--top compares validation and test side by "
+                                                 "side (a look at the test split), so it takes "
+                                                 "no --split"),
     "cli-bad-split": (lambda i: ["evaluate", "--study", STUDY, "--split", "train"], 2,
                       "argument --split: invalid choice: 'train'"),
     "cli-trial-does-not-exist": (lambda i: ["evaluate", "--study", STUDY, "--trial", "99"], 1,

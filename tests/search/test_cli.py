@@ -139,6 +139,13 @@ def test_version_names_the_stack_without_importing_it():
     for name in ("ray", "optuna", "torch", "tensortrade"):
         assert f"{name} {metadata.version(name)}" in done.stdout, name
     assert "(Tune, RLlib)" in done.stdout
+    # --help names every package --version prints (it used to leave out numpy and pandas)
+    from search.cli.parser import build_parser
+
+    help_text = " ".join(build_parser().format_help().split())
+    for line in lines[1:]:
+        name = line.split()[0]
+        assert name.lower() in help_text.lower(), (name, help_text)
 
 
 # -- studies ---------------------------------------------------------------------------------------
@@ -313,6 +320,66 @@ def test_dry_run_refuses_what_launch_refuses(two_studies, tmp_path):
     for says, done in zip(rows.values(), outcomes):
         _one_line_error(done, "launch", says)
     assert _snapshot(results) == before
+
+
+def test_dry_run_refuses_values_outside_a_parameter_s_domain(tmp_path):
+    """Issue 22 row 8: these passed validation and --dry-run, then every trial failed (a
+    diverged loss, or a bare 'RuntimeError' for a ZeroDivisionError)."""
+    results = tmp_path / "results"
+    good = write_config(tmp_path / "good.yaml", make_tiny_sweep(**{"study": "fresh"}))
+    rows = {
+        ("--set", "search.space_overrides.window_size=0"):
+            "parameter 'window_size': a fixed value must be >= 1",
+        ("--set", "search.space_overrides.lr=-0.1"): "parameter 'lr': a fixed value must be > 0",
+        ("--set", "search.space_overrides.gamma=1.5"):
+            "parameter 'gamma': a fixed value must be in (0, 1]",
+        ("--set", "search.space_overrides.train_batch_size=1",
+         "--set", "search.space_overrides.num_minibatches=4"):
+            "train_batch_size (1) must be at least num_minibatches (4)",
+        ("--set", "env.initial_cash=0.001"): "env.initial_cash must be at least 100, got 0.001",
+    }
+    outcomes = _run_many([["launch", str(good), "--dry-run", *extra] for extra in rows], results)
+    for says, done in zip(rows.values(), outcomes):
+        _one_line_error(done, "launch", says)
+    assert not results.exists()
+
+
+def test_evaluate_top_refuses_split_instead_of_ignoring_it(two_studies):
+    """Issue 22 row 4: `evaluate --top 2 --split val` showed test figures and recorded a look
+    at the test split. Every option a command would ignore is refused (exit 2), before the
+    study is touched."""
+    results = two_studies["results"]
+    before = _snapshot(results)
+    argvs = [["evaluate", "--study", "alpha", "--top", "2", "--split", "val"],
+             ["evaluate", "--study", "alpha", "--top", "2", "--split", "test"],
+             ["evaluate", "--study", "alpha", "--top", "2", "--trial", "1"],
+             ["evaluate", "--study", "alpha", "--top", "2", "--actions", "a.csv"]]
+    outcomes = _run_many(argvs, results)
+    for argv, done in zip(argvs, outcomes):
+        assert done.returncode == 2, (argv, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("tradetune evaluate: error: "), lines
+    assert "--top compares validation and test side by side (a look at the test split), so it " \
+           "takes no --split; for the validation split alone use --split val with --trial N " \
+           "(or nothing, for the best)" in outcomes[0].stderr
+    assert _snapshot(results) == before  # no test look recorded
+
+
+def test_launch_refuses_an_option_and_a_set_of_the_same_key(tmp_path):
+    """The variant of row 4 on launch: --num-samples silently won over --set
+    search.num_samples (and --study over --set study); one of the two was ignored."""
+    results = tmp_path / "results"
+    good = write_config(tmp_path / "good.yaml", make_tiny_sweep(**{"study": "fresh"}))
+    argvs = [["launch", str(good), "--dry-run", "--num-samples", "3", "--set",
+              "search.num_samples=4"],
+             ["launch", str(good), "--study", "a", "--set", "study=b"]]
+    outcomes = _run_many(argvs, results)
+    assert [done.returncode for done in outcomes] == [2, 2], [d.stderr for d in outcomes]
+    assert outcomes[0].stderr.strip() == (
+        "tradetune launch: error: --num-samples and --set 'search.num_samples=4' both set "
+        "search.num_samples, and only one of them would be used; give one")
+    assert "--study and --set 'study=b' both set study" in outcomes[1].stderr
+    assert not results.exists()
 
 
 # -- storages: what each command may create --------------------------------------------------------

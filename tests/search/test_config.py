@@ -214,6 +214,31 @@ def test_study_name_rules():
             check_study_name(bad)
 
 
+@pytest.mark.parametrize("name", ["nl\n", "abc\n", "x" * 100 + "\n", "a\nb"])
+def test_a_study_name_with_a_newline_is_refused_everywhere(name, tmp_path):
+    """Issue 22 row 9: the pattern's ``$`` matched before a trailing newline, so the folder
+    'nl\n' was created and the printed command could not be copied."""
+    from search import api
+
+    with pytest.raises(ConfigError, match="^invalid study name "):
+        check_study_name(name)
+    with pytest.raises(ConfigError, match="^invalid study name "):
+        api.sweep_config(None, study=name)
+    with pytest.raises(ConfigError, match="^invalid study name "):
+        api.open_study(name, storage=f"sqlite:///{tmp_path / 'none.db'}", check=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_yaml_numbers_and_decimal_commas_end_at_the_end_of_the_text():
+    from search.config.yaml_loader import ConfigLoader
+    from trainables.bar_files import _DECIMAL_COMMA
+
+    for tag, first, regexp in [(t, f, r) for f, rs in ConfigLoader.yaml_implicit_resolvers.items()
+                               for t, r in rs if t.endswith((":int", ":float"))]:
+        assert not regexp.match("12\n") and not regexp.match("1.5\n"), (tag, first)
+    assert _DECIMAL_COMMA.match("1,5") and not _DECIMAL_COMMA.match("1,5\nx")
+
+
 # -- issue 12 row 5: no key takes NaN or infinity; true/false is not a number ---------------------
 
 def _numeric_keys(section: dict, prefix: str = "") -> list[str]:

@@ -73,14 +73,20 @@ def test_fresh_seeds_keep_away_from_every_used_seed():
     (1.0, [0.6, 0.5], "reproduces"),           # mean 0.55 >= 50% of 1.0
     (1.0, [0.5, 0.3], "does not reproduce"),   # mean 0.4 < 50%
     (0.1, [-0.2, 0.1], "does not reproduce"),  # negative mean: no edge
-    (-0.5, [0.2, 0.2], "reproduces"),          # a positive fresh mean beats a negative claim
-    (0.0, [0.0], "does not reproduce"),
+    # the ratio rule is undefined for a study value <= 0 (issue 22 row 5: -2.996 against 9.87
+    # said "reproduces"): no verdict, the figures stay
+    (-0.5, [0.2, 0.2], "no verdict: the study's value is <= 0 (-0.5)"),
+    (-2.996, [9.87, 9.87], "no verdict: the study's value is <= 0 (-2.996)"),
+    (0.0, [0.0], "no verdict: the study's value is <= 0 (0)"),
+    (0.0, [-1.0, 3.0], "no verdict: the study's value is <= 0 (0)"),
 ])
 def test_verdict_rule(value, scores, verdict):
     from search.sweep.promote import summarise
 
     result = summarise(value, scores)
-    assert result["verdict"] == verdict
+    assert result["verdict"].startswith(verdict)
+    assert ("ratio rule is undefined" in result["verdict"]) == (value <= 0)
+    assert result["ratio"] == (pytest.approx(result["mean"] / value) if value > 0 else None)
     assert result["mean"] == pytest.approx(statistics.fmean(scores))
     assert result["std"] == (pytest.approx(statistics.stdev(scores)) if len(scores) > 1
                              else None)
@@ -148,6 +154,38 @@ def test_store_replaces_the_promotion_of_a_finished_trial(backend, tmp_path):
         assert trial_summary(trial)["promotion"]["seeds"] == [2]
     finally:
         optuna.delete_study(study_name=name, storage=url)
+
+
+def test_a_stored_promotion_of_a_value_at_or_below_zero_shows_no_verdict_anywhere(
+        tmp_path, monkeypatch):
+    """A promotion stored before the rule said "no verdict" (it said "reproduces" for -2.996
+    against 9.87): best, the report, the CLI line and the model card all judge it again."""
+    from search import api
+    from search.cli.render import _promotion_line
+    from search.results.onnx_bundle import _promotion
+    from search.results.report import _promotion_html
+    from search.study.trials import replace_finished_trial_attr
+    from sweep_helpers import add_study
+
+    results = tmp_path / "results"
+    monkeypatch.setenv("TRADETUNE_RESULTS", str(results))
+    url = f"sqlite:///{results / 'tradetune.db'}"
+    add_study(url, results, "neg", [-2.996])
+    stored = {"study_value": -2.996, "seeds": [5000, 6000], "scores": [9.8, 9.94],
+              "mean": 9.87, "std": 0.1, "ratio": -3.29, "verdict": "reproduces",
+              "rule": "reproduces when the fresh seeds' mean score is above 0 and at least 50% "
+                      "of the study's value", "when": "2026-01-01T00:00:00+0000"}
+    replace_finished_trial_attr(url, trials(url, "neg")[0]._trial_id, "promotion", stored)
+    row = api.open_study("neg").best(1)[0]
+    promotion = row["promotion"]
+    assert promotion["verdict"].startswith("no verdict: the study's value is <= 0 (-2.996), "
+                                           "where the ratio rule is undefined")
+    assert (promotion["mean"], promotion["std"], promotion["scores"]) == (9.87, 0.1, [9.8, 9.94])
+    assert promotion["ratio"] is None and "no verdict when" in promotion["rule"]
+    line, page, card = (_promotion_line(promotion), "".join(_promotion_html([row])),
+                        _promotion(stored))
+    assert line.startswith("no verdict: ") and card.startswith("no verdict: ")
+    assert "<td>no verdict: " in page and "<td>reproduces</td>" not in page
 
 
 def test_report_section_lists_promotions():

@@ -400,11 +400,23 @@ def test_sweep_whose_every_trial_fails_exits_nonzero(tmp_path):
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
         assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
-        assert lines[0] == (
-            f"tradetune {argv[0]}: error: no trial completed: 2 failed, with: ValueError: "
-            "Unknown activation (no-such-activation) for framework=torch!; fix the cause (the "
-            "Ray worker logs named above have the details), then continue with: tradetune "
-            "resume --study doomed")
+        reason = "ValueError: Unknown activation (no-such-activation) for framework=torch!"
+        if argv[0] == "launch":
+            assert lines[0] == (
+                f"tradetune launch: error: no trial completed: 2 failed, with: {reason}; fix "
+                "the cause (the Ray worker logs named above have the details), then continue "
+                "with: tradetune resume --study doomed (if the cause is a value of the config, "
+                "resume would run it again: launch a new study instead)")
+        else:
+            # The resume ran the stored config again and it failed the same way: resume is not
+            # offered again, and the count is the study's, as the progress line says it.
+            assert lines[0] == (
+                "tradetune resume: error: no trial completed: 4 failed in the study, 2 of them "
+                f"in this run, with: {reason}; the cause is in the study's config, which resume "
+                "runs again unchanged: fix the config and launch a new study (free the name "
+                "with tradetune delete --study doomed)")
+        failed_counts = [int(m[1]) for m in re.finditer(r"failed (\d+), best", done.stdout)]
+        assert failed_counts[-1] == (2 if argv[0] == "launch" else 4), done.stdout[-3000:]
         assert "sweep finished" not in done.stdout
     assert states(_sqlite(results), "doomed") == {"FAIL": 4}
 

@@ -199,3 +199,37 @@ def test_key_figures_are_also_flat_numbers_for_optuna_dashboard(study):
     assert {k: v for k, v in attrs.items() if k.startswith("val_")} == {
         "val_sharpe": 1.5, "val_pnl_pct": 3.25, "val_trades": 12,
         "val_active_sharpe_per_bar": 0.02}
+
+
+def test_a_failed_trial_s_reason_is_the_real_exception_type_and_message(ray_session, tmp_path):
+    """Issue 22 row 8: a ZeroDivisionError inside the env was stored as 'RuntimeError' (the
+    last line of Tune's traceback, RLlib's bare wrapper)."""
+    from ray import tune
+    from ray.tune.callback import Callback
+
+    from search.sweep.searcher import error_line
+
+    def fails(config):
+        """Fails as RLlib's env runner does (a bare wrapper raised from the env's error), or
+        with a message of its own. Defined here so that Ray ships it to the worker by value."""
+        if config["how"] == "wrapped":
+            try:
+                1.0 / 0.0
+            except ZeroDivisionError as exc:
+                raise RuntimeError from exc
+        from trainables.rllib_trainable import TrainingDiverged
+
+        raise TrainingDiverged("training diverged: default_policy/vf_loss_unclipped = inf")
+
+    reasons = {}
+
+    class Reasons(Callback):
+        def on_trial_error(self, iteration, trials, trial, **info):
+            reasons[trial.config["how"]] = error_line(trial)
+
+    tune.Tuner(fails, param_space={"how": tune.grid_search(["wrapped", "own"])},
+               run_config=tune.RunConfig(storage_path=str(tmp_path), callbacks=[Reasons()],
+                                         verbose=0)).fit()
+    assert reasons == {
+        "wrapped": "ZeroDivisionError: float division by zero",
+        "own": "TrainingDiverged: training diverged: default_policy/vf_loss_unclipped = inf"}

@@ -309,6 +309,81 @@ def test_bad_overrides_are_one_line_errors_naming_the_parameter(overrides, match
     assert "\n" not in str(error.value)
 
 
+# Values outside a dimension's domain (not just its search range): every trial would fail on
+# them, so they are refused before a study is created.
+@pytest.mark.parametrize("algorithm, overrides, match", [
+    ("ppo", {"window_size": 0},
+     r"^parameter 'window_size': a fixed value must be >= 1 \(bars in an observation\), got 0$"),
+    ("ppo", {"lr": -0.1}, r"^parameter 'lr': a fixed value must be > 0 \(a learning rate\), "
+                          r"got -0\.1$"),
+    ("ppo", {"gamma": 1.5}, r"^parameter 'gamma': a fixed value must be in \(0, 1\] "),
+    ("ppo", {"train_batch_size": 1, "num_minibatches": 4},
+     r"^parameter 'train_batch_size': train_batch_size \(1\) must be at least "
+     r"num_minibatches \(4\): a minibatch holds"),
+    # the variants: a range bound, a choice, a rule between two ranges, other algorithms
+    ("ppo", {"gamma": {"low": 0.9, "high": 1.2}}, r"^parameter 'gamma': high must be in \(0, 1\]"),
+    ("ppo", {"lr": {"low": 0, "high": 1e-3, "log": False}},
+     r"^parameter 'lr': low must be > 0 \(a learning rate\), got 0"),
+    ("ppo", {"hidden_width": {"choices": [0, 64]}},
+     r"^parameter 'hidden_width': a choice must be >= 1 \(units per layer\), got 0$"),
+    ("ppo", {"hidden_width": -8}, r"^parameter 'hidden_width': a choice must be >= 1"),
+    ("ppo", {"max_allowed_loss": 0}, r"^parameter 'max_allowed_loss': a fixed value must be in "
+                                     r"\(0, 1\]"),
+    ("ppo", {"train_batch_size": {"low": 8, "high": 64}, "num_minibatches": {"low": 1, "high": 16}},
+     r"^parameter 'train_batch_size': the lowest train_batch_size \(8\) must be at least the "
+     r"highest num_minibatches \(16\)"),
+    ("dqn", {"epsilon_final": 1.5}, r"^parameter 'epsilon_final': a fixed value must be in "
+                                    r"\[0, 1\]"),
+    ("dqn", {"n_step": 0}, r"^parameter 'n_step': a fixed value must be >= 1"),
+    ("appo", {"vf_loss_coeff": -1}, r"^parameter 'vf_loss_coeff': a fixed value must be >= 0"),
+    ("appo", {"circular_buffer_num_batches": 0},
+     r"^parameter 'circular_buffer_num_batches': a fixed value must be >= 1"),
+])
+def test_values_outside_a_dimension_s_domain_are_refused(algorithm, overrides, match):
+    with pytest.raises(SpaceError, match=match) as error:
+        get_space(algorithm, overrides)
+    assert "\n" not in str(error.value)
+
+
+def test_domain_edges_that_are_valid_pass_and_domains_leave_fingerprints_alone():
+    space = get_space("ppo", {"gamma": 1.0, "lambda_": 0.0, "entropy_coeff": 0, "window_size": 1,
+                              "train_batch_size": 4, "num_minibatches": 4,
+                              "max_allowed_loss": 1.0})
+    assert space.replay({k: v for k, v in sample(space, 0)[1].items()})["training"][
+        "minibatch_size"] == 1
+    # Stored studies keep their space's fingerprint (resume compares it): the values below
+    # are the fingerprints before the domains were declared.
+    assert get_space("ppo").fingerprint == "f92032cc0b5ac609"
+    assert get_space("dqn").fingerprint == "5a89f03eb489d0c6"
+    assert get_space("appo").fingerprint == "50c71fa61d7db397"
+    assert get_space("ppo", {"lr": 1e-4, "gamma": {"low": 0.9, "high": 0.99}}).fingerprint \
+        == "3502942f587c0cc5"
+
+
+def test_every_dimension_declares_its_domain():
+    from spaces.dimensions import ANY, Categorical
+
+    for algorithm, module in SEARCH_SPACES.items():
+        for name, dim in module.DIMENSIONS.items():
+            numeric = not isinstance(dim, Categorical) or all(
+                isinstance(c, int) and not isinstance(c, bool) for c in dim.choices)
+            assert (dim.domain != ANY) == numeric, (algorithm, name)
+            if not isinstance(dim, Categorical):
+                assert dim.domain.contains(dim.low) and dim.domain.contains(dim.high)
+
+
+@pytest.mark.parametrize("point, match", [
+    ("{gamma: 1.5}", r"search.enqueue\[0\] is not valid: parameter 'gamma': a value must be in "
+                     r"\(0, 1\] \(a discount factor\), got 1\.5$"),
+    ("{train_batch_size: 1000, num_minibatches: 2000}",
+     r"search.enqueue\[0\] is not valid: parameter 'train_batch_size': train_batch_size "
+     r"\(1000\) must be at least num_minibatches \(2000\)"),
+])
+def test_an_enqueued_point_outside_the_domain_is_refused(point, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, ["study=s", f"search.enqueue=[{point}]"])
+
+
 def test_dqn_rejects_ppo_only_parameters():
     with pytest.raises(SpaceError, match=r"unknown search parameter 'num_minibatches'.*known: "):
         get_space("dqn", {"num_minibatches": 2})
