@@ -93,6 +93,14 @@ def table_promote(p: dict) -> None:
           f"{number(p['study_value'])}"
           + (f" (its own seeds: {_numbers(p['study_run_scores']['seed_scores'])}, std "
              f"{number(p['study_run_scores']['score_std'])})" if p["study_run_scores"] else ""))
+    if p.get("fresh_active_sharpe_per_bar") is not None:
+        kinds = [k for k in p.get("fresh_degenerate") or [] if k]
+        print(f"  against buy-and-hold (active Sharpe per bar): trial "
+              f"{number(p['study_active_sharpe_per_bar'])}; fresh seeds "
+              f"{_numbers(p['fresh_active_sharpe_per_bar'])}, mean "
+              f"{number(p['mean_active_sharpe_per_bar'])}, std "
+              f"{number(p['std_active_sharpe_per_bar'])}"
+              + (f"; degenerate: {', '.join(kinds)}" if kinds else ""))
     print(f"verdict: {p['verdict']} (rule: {p['rule']})")
     if p["round"] > 1:
         print(f"note: promotion {p['round']} of this trial; repeating until it reproduces is "

@@ -96,6 +96,8 @@ def judged_promotion(stored: dict[str, Any]) -> dict[str, Any]:
     """A promotion as stored on its trial, its verdict given by today's ``RULE``: one stored
     before the rule said "no verdict" for a study value <= 0 may say "reproduces" for it."""
     value, mean = stored.get("study_value"), stored.get("mean")
+    if "fresh_active_sharpe_per_bar" in stored:  # judged against buy-and-hold, as it stands
+        return stored
     if not isinstance(value, (int, float)) or not isinstance(mean, (int, float)):
         return stored
     return {**stored, "verdict": promotion_verdict(value, mean), "rule": RULE,

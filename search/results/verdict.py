@@ -164,3 +164,40 @@ def judge(best: dict[str, Any], tried: list[dict[str, Any]],
                                     f"what luck gives (deflated Sharpe {dsr:.2f}); widen the "
                                     "budget or give up on this market")
     return {**result, "verdict": verdict, "text": text + pbo_text}
+
+
+# `promote`'s verdict on the same footing as the study's: against holding the asset, defined
+# for every sign of the trial's own figure, and never passing a seed that is no strategy.
+PROMOTION_RULE = ("reproduces when no fresh seed collapses to a degenerate policy and the fresh "
+                  "seeds' mean active Sharpe (against buy-and-hold, on validation) is above 0, "
+                  "at least half the trial's own, with most seeds above 0; a trial that did not "
+                  "beat buy-and-hold has no edge to reproduce")
+PROMOTION_RATIO = 0.5
+
+
+def promotion(study_metrics: dict[str, Any], fresh: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The verdict on fresh seeds (``fresh``: each seed's validation metrics) against the
+    trial's own (``study_metrics``), with their spread; None when either lacks active figures
+    (trained before they existed: the score rule of ``summaries.promotion_verdict`` applies)."""
+    own = study_metrics.get("active_sharpe_per_bar")
+    actives = [m.get("active_sharpe_per_bar") for m in fresh]
+    if own is None or not actives or any(a is None for a in actives):
+        return None
+    kinds = [degenerate.label(m) for m in fresh]
+    collapsed = [k for k in kinds if k]
+    mean = float(np.mean(actives))
+    above = sum(a > 0 for a in actives)
+    if collapsed:
+        verdict = (f"does not reproduce: {len(collapsed)} of {len(fresh)} fresh seeds collapse to "
+                   f"a degenerate policy ({collapsed[0]})")
+    elif own <= 0:
+        verdict = ("no edge to reproduce: the trial did not beat holding the asset on validation "
+                   f"(active Sharpe per bar {own:.4g})")
+    elif mean > 0 and mean >= PROMOTION_RATIO * own and above * 2 > len(actives):
+        verdict = "reproduces"
+    else:
+        verdict = "does not reproduce"
+    return {"verdict": verdict, "rule": PROMOTION_RULE, "study_active_sharpe_per_bar": own,
+            "fresh_active_sharpe_per_bar": actives, "mean_active_sharpe_per_bar": mean,
+            "std_active_sharpe_per_bar": float(np.std(actives, ddof=1)) if len(actives) > 1
+            else None, "fresh_degenerate": kinds}

@@ -32,6 +32,7 @@ from typing import Any, Iterable
 
 from search.errors import PromotionError, both
 from search.events import ProgressCallback, ProgressEvent, no_progress
+from search.results import verdict
 from search.results.summaries import (  # noqa: F401 (REPRODUCE_RATIO: the rule's ratio)
     REPRODUCE_RATIO,
     RULE,
@@ -91,8 +92,10 @@ def promote(url: str, name: str, number: int | None, seeds: int,
     progress(ProgressEvent("promoting", f"promoting trial {trial.number} of {name!r}: {seeds} "
                                         f"fresh seed(s), {_runs_per_seed(config)} run(s) each "
                                         "..."))
-    scores, fold_scores, where = _retrain(config, trial, fresh, experiment_dir, address)
+    scores, fold_scores, fresh_metrics, where = _retrain(config, trial, fresh, experiment_dir,
+                                                         address)
     judged = summarise(_value(trial), scores)
+    against_holding = verdict.promotion(trial.user_attrs.get(ATTR_METRICS) or {}, fresh_metrics)
     previous = trial.user_attrs.get(ATTR_PROMOTION) or {}
     result = {
         "study": name,
@@ -105,6 +108,7 @@ def promote(url: str, name: str, number: int | None, seeds: int,
         **({"fold_scores": fold_scores} if any(fold_scores) else {}),
         **judged,
         "rule": RULE,
+        **(against_holding or {}),
         "round": int(previous.get("round", 0)) + 1,
         "earlier_seeds": [*previous.get("earlier_seeds", []), *previous.get("seeds", [])],
         "excluded_seeds": len(used),
@@ -193,7 +197,8 @@ def _study_run_scores(trial: Any) -> dict[str, Any] | None:
 
 
 def _retrain(config: dict[str, Any], trial: Any, fresh: list[int], experiment_dir: Path,
-             address: str | None) -> tuple[list[float], list[list[float] | None], Path]:
+             address: str | None
+             ) -> tuple[list[float], list[list[float] | None], list[dict[str, Any]], Path]:
     """One Tune trial per fresh seed, with the sweep's own trainable and no searcher; their
     experiment goes under the study's folder (``experiment_dir``, checked to be the study's)
     as ``promote-<trial>-<time>``."""
@@ -240,9 +245,11 @@ def _retrain(config: dict[str, Any], trial: Any, fresh: list[int], experiment_di
                    else f"final score {score!r}")
             raise PromotionError(f"fresh seed {seed} of trial {trial.number} failed ({why}); "
                                  f"nothing was stored. Logs: {experiment_dir / run_name}")
-        by_seed[seed] = (float(score), (result.metrics or {}).get(M.FOLD_SCORES))
+        best = {k[len(M.BEST_PREFIX):]: v for k, v in (result.metrics or {}).items()
+                if k.startswith(M.BEST_PREFIX)}
+        by_seed[seed] = (float(score), (result.metrics or {}).get(M.FOLD_SCORES), best)
     return ([by_seed[s][0] for s in fresh], [by_seed[s][1] for s in fresh],
-            experiment_dir / run_name)
+            [by_seed[s][2] for s in fresh], experiment_dir / run_name)
 
 
 def _last_line(error: BaseException) -> str:

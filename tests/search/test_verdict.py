@@ -99,3 +99,30 @@ def test_a_real_sweep_stores_active_figures_and_the_returns_the_verdict_reads(tm
     assert judged["edge"]["n_trials"] == 2 and judged["pbo"]["trials"] == 2
     table = run_cli(["best", "--study", "v"], results).stdout
     assert "verdict (against buy-and-hold): " in table
+
+
+def _fresh(active: float, **extra) -> dict:
+    return {"active_sharpe_per_bar": active, "trades": 25, "time_in_market": 0.5, **extra}
+
+
+@pytest.mark.parametrize("own, fresh, says", [
+    (0.05, [0.04, 0.03, 0.05], "reproduces"),
+    (0.05, [0.01, 0.01, 0.02], "does not reproduce"),       # below half the trial's own
+    (0.05, [0.09, -0.01, -0.02], "does not reproduce"),      # most seeds lose to holding
+    (0.05, [0.04, 0.05, 0.0], "does not reproduce: 1 of 3 fresh seeds collapse"),
+    (-0.02, [0.3, 0.3, 0.3], "no edge to reproduce"),       # defined for every sign
+    (0.0, [0.3, 0.3], "no edge to reproduce"),
+])
+def test_promotion_is_judged_against_holding_the_asset(own, fresh, says):
+    seeds = [_fresh(a) for a in fresh]
+    if "collapse" in says:
+        seeds[2] = _fresh(0.0, trades=1, time_in_market=1.0)  # a buy-and-hold clone
+    result = verdict.promotion({"active_sharpe_per_bar": own}, seeds)
+    assert result["verdict"].startswith(says), result
+    assert result["fresh_active_sharpe_per_bar"] == [s["active_sharpe_per_bar"] for s in seeds]
+    assert (result["std_active_sharpe_per_bar"] is None) == (len(seeds) < 2)
+
+
+def test_promotions_without_active_figures_keep_the_score_rule():
+    assert verdict.promotion({"sharpe": 1.0}, [_fresh(0.1)]) is None
+    assert verdict.promotion({"active_sharpe_per_bar": 0.1}, [{"sharpe": 1.0}]) is None
