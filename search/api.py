@@ -311,13 +311,16 @@ class Study:
 
     @_quiet
     def evaluate(self, trial: int | None = None, split: str = "test",
-                 actions: str | Path | None = None, force: bool = False) -> dict[str, Any]:
+                 actions: str | Path | None = None, force: bool = False,
+                 stress: bool = False) -> dict[str, Any]:
         """Score a trial's kept checkpoint on ``split`` ("test" or "val") against buy-and-hold:
         Sharpe, P&L, buy-and-hold, drawdown, trades, ``beats_buy_and_hold``. With
         ``actions``, also write one CSV row per bar there (timestamp, close, action, position,
         portfolio value, buy-and-hold value): a new file, or with ``force`` over an existing
-        one (never a storage file or a study's folder). A look at the test split is recorded in
-        the study (see ``status()["test_looks"]``)."""
+        one (never a storage file or a study's folder). With ``stress``, also ``stress``: the
+        checkpoint re-scored with commission x2, one bar of execution delay and 10 bps more
+        slippage, each saying whether the edge over buy-and-hold ``survives``. A look at the
+        test split is recorded in the study (see ``status()["test_looks"]``)."""
         from search.results.evaluate import evaluate_trial
 
         trial = _check_trial(trial)
@@ -327,7 +330,8 @@ class Study:
         force = _check_flag("force", force)
         if force and actions is None:
             raise ArgumentError("force replaces an existing actions file; it goes with actions")
-        return evaluate_trial(self._url, self.name, trial, split, actions, force=force)
+        return evaluate_trial(self._url, self.name, trial, split, actions, force=force,
+                              stress=_check_flag("stress", stress))
 
     @_quiet
     def compare(self, k: int = 5) -> dict[str, Any]:

@@ -191,8 +191,9 @@ def greedy_actions(module: Any, obs: Any) -> Any:
                    f"output (columns {sorted(out)}); declare it in the algorithm's space")
 
 
-def evaluate(policy: Any, env_config: dict[str, Any], split: str) -> Evaluation:
-    """Run ``policy`` greedily over the whole ``split`` and measure the result."""
+def evaluate(policy: Any, env_config: dict[str, Any], split: str, delay: int = 0) -> Evaluation:
+    """Run ``policy`` greedily over the whole ``split`` and measure the result. ``delay``: each
+    decision is executed that many bars late (a cost stress; the position held meanwhile stays)."""
     from trainables.env import TradingEnv
 
     config = {**env_config, "split": split, "random_start": False, "max_allowed_loss": None,
@@ -210,8 +211,10 @@ def evaluate(policy: Any, env_config: dict[str, Any], split: str) -> Evaluation:
     actions = []
     row = 0
     truncated = terminated = False
+    pending = [level_index(levels, env.position)] * delay  # decided, not yet executed
     while not (terminated or truncated):
-        actions.append(int(table[row, level_index(levels, env.position)]))
+        pending.append(int(table[row, level_index(levels, env.position)]))
+        actions.append(pending.pop(0))
         _, _, terminated, truncated, info = env.step(actions[-1])
         row += 1
         equity.append(info["net_worth"])

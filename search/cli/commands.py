@@ -74,6 +74,9 @@ def _check_options(args: argparse.Namespace) -> None:
             raise argparse.ArgumentTypeError("--actions writes one trial's actions; give "
                                              "--trial N (or nothing, for the best) instead "
                                              "of --top")
+    if args.command == "evaluate" and args.stress and args.top is not None:
+        raise argparse.ArgumentTypeError("--stress re-scores one trial; give --trial N (or "
+                                         "nothing, for the best) instead of --top")
     if args.command == "evaluate" and args.force and args.actions is None:
         raise argparse.ArgumentTypeError("--force replaces an existing --actions file; it "
                                          "goes with --actions FILE")
@@ -137,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "evaluate" and args.top is not None:
         show(study.compare(args.top), args.format, table_compare)
     elif args.command == "evaluate":
-        show(study.evaluate(args.trial, args.split or "test", args.actions, force=args.force),
+        show(study.evaluate(args.trial, args.split or "test", args.actions, force=args.force,
+                            stress=args.stress),
              args.format, table_metrics)
     return 0
 

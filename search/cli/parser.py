@@ -154,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="with --actions: replace an existing file (never a study storage file "
                         "or a file in a study's results folder)")
+    p.add_argument("--stress", action="store_true",
+                   help="also re-score with commission x2, one bar of execution delay and 10 bps "
+                        "more slippage, and say whether the edge over buy-and-hold survives each "
+                        "(default: off)")
     fmt(p)
 
     p = add("promote", "retrain a trial's configuration on seeds the study never used and "

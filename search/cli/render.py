@@ -102,6 +102,8 @@ def table_promote(p: dict) -> None:
               f"{number(p['std_active_sharpe_per_bar'])}"
               + (f"; degenerate: {', '.join(kinds)}" if kinds else ""))
     print(f"verdict: {p['verdict']} (rule: {p['rule']})")
+    if p.get("stress"):
+        _stress_lines(p["stress"])
     if p["round"] > 1:
         print(f"note: promotion {p['round']} of this trial; repeating until it reproduces is "
               "selection on seeds again")
@@ -124,9 +126,21 @@ def table_status(data: Any) -> None:
 
 
 def table_metrics(data: dict) -> None:
-    """`evaluate`: one trial's figures on a split."""
+    """`evaluate`: one trial's figures on a split (and, with --stress, under each stress)."""
     for key, value in data.items():
-        print(f"{key:>20}: {number(value)}")
+        if key != "stress":
+            print(f"{key:>20}: {number(value)}")
+    if data.get("stress"):
+        _stress_lines(data["stress"])
+
+
+def _stress_lines(stress: dict) -> None:
+    print("cost stress (does the edge over buy-and-hold survive?):")
+    for name, row in stress.items():
+        print(f"  {name:<18} {'survives' if row['survives'] else 'LOST':<9} P&L "
+              f"{number(row['pnl_pct'])}% vs buy&hold {number(row['buy_and_hold_pct'])}%, active "
+              f"Sharpe per bar {number(row['active_sharpe_per_bar'])}, trades "
+              f"{number(row['trades'])}")
 
 
 def table_compare(data: dict) -> None:

@@ -29,10 +29,11 @@ ACTIONS = both("--actions", "actions")
 
 def evaluate_trial(url: str, name: str, number: int | None, split: str,
                    actions: Path | None = None, command: str | None = None,
-                   force: bool = False) -> dict[str, Any]:
+                   force: bool = False, stress: bool = False) -> dict[str, Any]:
     """Restore a trial's kept checkpoint and score it on ``split`` against buy-and-hold; with
     ``actions``, also write its per-bar actions there as CSV (a new file, or with ``force`` over
-    a file: the rule of ``search/results/outputs.py``, checked before anything is scored).
+    a file: the rule of ``search/results/outputs.py``, checked before anything is scored); with
+    ``stress``, also whether its edge survives harsher costs (``search/results/stress.py``).
 
     A score on the test split is recorded in the study as a look (``command`` names it, default
     ``evaluate --split test [--trial N]``) before it is returned or written; see
@@ -43,7 +44,7 @@ def evaluate_trial(url: str, name: str, number: int | None, split: str,
     study, trial = get_trial(url, name, number)
     space = space_of(study)
     check_data_unchanged(study)
-    result, evaluation = score_checkpoint(study, space, trial, split)
+    result, evaluation = score_checkpoint(study, space, trial, split, stress=stress)
     if split == "test":
         audit.record_look(study, [trial.number], command or "evaluate --split test" + (
             f" --trial {number}" if number is not None else ""))
@@ -54,9 +55,10 @@ def evaluate_trial(url: str, name: str, number: int | None, split: str,
     return result
 
 
-def score_checkpoint(study: Any, space: Any, trial: Any, split: str) -> tuple[dict[str, Any], Any]:
-    """A trial's kept checkpoint traded on ``split``: its figures (JSON-ready) and the
-    evaluation itself (per-bar actions, equity)."""
+def score_checkpoint(study: Any, space: Any, trial: Any, split: str,
+                     stress: bool = False) -> tuple[dict[str, Any], Any]:
+    """A trial's kept checkpoint traded on ``split``: its figures (JSON-ready; with ``stress``,
+    also under each cost stress) and the evaluation itself (per-bar actions, equity)."""
     from trainables.evaluation import evaluate
     from trainables.rllib_trainable import load_module
 
@@ -67,10 +69,15 @@ def score_checkpoint(study: Any, space: Any, trial: Any, split: str) -> tuple[di
     env = trial_env(config, settings)
     result = evaluate(module, env, split)
     figures = result.metrics()
-    return {"study": study.study_name, "trial": trial.number, "split": split,
-            "validation_value": first_value(trial), **figures,
-            "beats_buy_and_hold": result.pnl_pct > result.buy_and_hold_pct,
-            "degenerate": degenerate.label(figures)}, result
+    scored = {"study": study.study_name, "trial": trial.number, "split": split,
+              "validation_value": first_value(trial), **figures,
+              "beats_buy_and_hold": result.pnl_pct > result.buy_and_hold_pct,
+              "degenerate": degenerate.label(figures)}
+    if stress:
+        from search.results.stress import stress as stressed
+
+        scored["stress"] = stressed(module, env, split)
+    return scored, result
 
 
 def compare_top(url: str, name: str, top: int, record: bool = True) -> dict[str, Any]:

@@ -109,6 +109,7 @@ def promote(url: str, name: str, number: int | None, seeds: int,
         **judged,
         "rule": RULE,
         **(against_holding or {}),
+        "stress": _stress(study, trial),
         "round": int(previous.get("round", 0)) + 1,
         "earlier_seeds": [*previous.get("earlier_seeds", []), *previous.get("seeds", [])],
         "excluded_seeds": len(used),
@@ -117,6 +118,19 @@ def promote(url: str, name: str, number: int | None, seeds: int,
     }
     store(url, optuna_trial_id(trial), result)
     return result
+
+
+def _stress(study: Any, trial: Any) -> dict[str, Any] | None:
+    """The trial's kept checkpoint under the cost stresses, on validation (the split that
+    selected it; the test split stays unseen): None when the checkpoint is gone."""
+    from search.errors import StudyError
+    from search.results.evaluate import score_checkpoint
+    from search.study.provenance import space_of
+
+    try:
+        return score_checkpoint(study, space_of(study), trial, "val", stress=True)[0]["stress"]
+    except StudyError:
+        return None
 
 
 def _value(trial: Any) -> float:

@@ -99,6 +99,25 @@ def test_a_real_sweep_stores_active_figures_and_the_returns_the_verdict_reads(tm
     assert judged["edge"]["n_trials"] == 2 and judged["pbo"]["trials"] == 2
     table = run_cli(["best", "--study", "v"], results).stdout
     assert "verdict (against buy-and-hold): " in table
+    stressed = json.loads(run_cli(["evaluate", "--study", "v", "--split", "val", "--stress",
+                                   "-f", "json"], results).stdout)
+    assert list(stressed["stress"]) == ["commission x2", "delay 1 bar", "slippage +10 bps"]
+    assert all(isinstance(row["survives"], bool) for row in stressed["stress"].values())
+    shown = run_cli(["evaluate", "--study", "v", "--split", "val", "--stress"], results).stdout
+    assert "cost stress (does the edge over buy-and-hold survive?):" in shown
+
+
+def test_stress_goes_with_one_trial_not_with_top(tmp_path):
+    import subprocess
+
+    from sweep_helpers import REPO, TRADETUNE, add_study, cli_env
+
+    results = tmp_path / "results"
+    add_study(f"sqlite:///{results / 'tradetune.db'}", results, "s", [1.0])
+    done = subprocess.run([*TRADETUNE, "evaluate", "--study", "s", "--top", "1", "--stress"],
+                          cwd=REPO, env=cli_env(results), text=True, capture_output=True,
+                          timeout=120)
+    assert done.returncode == 2 and "--stress re-scores one trial" in done.stderr
 
 
 def _fresh(active: float, **extra) -> dict:

@@ -366,3 +366,27 @@ def test_active_returns_are_the_strategy_minus_buy_and_hold_bar_by_bar():
     clone = evaluate(always_long, config, "val")  # its active returns are all but zero
     clone_active = clone.bar_returns() - held
     assert np.abs(clone_active[1:]).max() < 1e-6 < np.abs(active).max()
+
+
+def test_a_delay_executes_each_decision_one_bar_late():
+    """The cost stress 'delay 1 bar': a policy that ignores its position decides as before, and
+    each decision is executed at the next bar (the first bar keeps the position held)."""
+    on_time = evaluate(momentum, CONFIG, "val")
+    late = evaluate(momentum, CONFIG, "val", delay=1)
+    assert list(late.actions[1:-1]) == list(on_time.actions[:-2])
+    assert late.actions[0] == 0  # cash held before the first decision arrives
+    assert late.pnl_pct != on_time.pnl_pct
+
+
+def test_stress_reports_whether_the_edge_survives_each_harsher_cost():
+    from search.results.stress import STRESSES, stress
+
+    config = {**CONFIG, "commission": 0.001}
+    result = stress(momentum, config, "val")
+    assert list(result) == list(STRESSES)
+    base = evaluate(momentum, config, "val")
+    assert result["commission x2"]["pnl_pct"] < base.pnl_pct
+    assert result["slippage +10 bps"]["pnl_pct"] < base.pnl_pct
+    for row in result.values():
+        assert row["survives"] == (row["pnl_pct"] > row["buy_and_hold_pct"]
+                                   and row["active_sharpe_per_bar"] > 0)
