@@ -50,7 +50,10 @@ def _check_options(args: argparse.Namespace) -> None:
     option a command would ignore in the company of another is refused here, before anything
     is read or written."""
     if args.command == "launch":
-        for option, key in (("--study", "study"), ("--num-samples", "search.num_samples")):
+        if args.top is not None and args.warm_start_from is None:
+            raise argparse.ArgumentTypeError("--top goes with --warm-start-from STUDY")
+        for option, key in (("--study", "study"), ("--num-samples", "search.num_samples"),
+                            ("--warm-start-from", "search.warm_start")):
             given = [item for item in args.set
                      if ".".join(part.strip() for part in item.partition("=")[0].split("."))
                      == key]
@@ -100,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "launch":
         config = {"sets": args.set, "study": args.study, "num_samples": args.num_samples,
                   "storage": args.storage, "address": args.address}
+        if args.warm_start_from is not None:
+            config["overrides"] = {"search.warm_start": {"study": args.warm_start_from,
+                                                         "top": args.top or 5}}
         if args.dry_run:
             return _dry_run(api.dry_run(args.config, **config))
         return _exit_code(api.launch(args.config, **config, progress=say,
@@ -173,6 +179,8 @@ def _dry_run(checked: dict[str, Any]) -> int:
     else:
         print(f"# results folder {checked['results']}: "
               + ("exists" if checked["results_exists"] else "launch creates it"))
+    if checked.get("warm_start"):
+        print(f"# {checked['warm_start']}")
     print("# dry run: every check passed and nothing was created; run the same command "
           "without --dry-run to launch")
     return 0

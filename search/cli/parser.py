@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override any config key, e.g. --set training.max_iterations=10 "
                         "(value parsed as YAML; repeatable)")
     p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS or local)")
+    p.add_argument("--warm-start-from", metavar="STUDY",
+                   help="queue the best parameter sets of this earlier study (same storage, same "
+                        "algorithm) as the first trials; values are not copied "
+                        "(search.warm_start; default: none)")
+    p.add_argument("--top", type=int, metavar="K",
+                   help="with --warm-start-from: how many of its best trials (default 5)")
     p.add_argument("--dry-run", action="store_true",
                    help="check the config, the data, the search space, the storage and the "
                         "results folder, print the effective config (YAML) and the splits, "

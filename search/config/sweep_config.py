@@ -262,6 +262,7 @@ def validate(config: dict[str, Any]) -> None:
         raise ConfigError("training.vector_env must be true or false (false = the TensorTrade "
                           "env)")
     _check_enqueue(config)
+    _check_warm_start(config)
 
 
 def startup_trials(search: dict[str, Any]) -> int:
@@ -356,6 +357,23 @@ def _check_enqueue(config: dict[str, Any]) -> None:
             space.replay({**_sampled_defaults(space), **point})
         except (SpaceError, ValueError, TypeError) as exc:
             raise ConfigError(f"search.enqueue[{index}] is not valid: {exc}") from None
+
+
+def _check_warm_start(config: dict[str, Any]) -> None:
+    """``search.warm_start``: null, or ``{study: NAME, top: K}`` (K defaults to 5)."""
+    warm = config["search"]["warm_start"]
+    if warm is None:
+        return
+    if not isinstance(warm, dict) or set(warm) - {"study", "top"} or "study" not in warm:
+        raise ConfigError(f"search.warm_start must be null or {{study: NAME, top: K}}, got "
+                          f"{warm!r}")
+    warm["study"] = check_study_name(warm["study"])
+    top = warm.setdefault("top", 5)
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise ConfigError(f"search.warm_start.top must be a whole number >= 1, got {top!r}")
+    if warm["study"] == config["study"]:
+        raise ConfigError(f"search.warm_start names the study being launched "
+                          f"({warm['study']!r}); name an earlier study")
 
 
 def _sampled_defaults(space: Any) -> dict[str, Any]:

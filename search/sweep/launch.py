@@ -33,6 +33,7 @@ from search.study.storage import (
 from search.study.trials import fail_orphaned_trials, study_state_counts
 from search.sweep.cluster import check_resources, probe_address, ray_address
 from search.sweep.preflight import check_inputs, check_results_dir
+from search.sweep.warm_start import warm_start_points
 from search.sweep.runtime import (
     Farewell,
     ray_session,
@@ -70,6 +71,7 @@ def launch(config: dict[str, Any], storage_url: str | None = None,
             if target not in (None, "auto"):
                 probe_address(target)  # a wrong address fails in seconds, before the storage
             storage = _open_if_exists(url, config["study"])
+            points, note = warm_start_points(storage, config, space, url)
             session.enter_context(ray_session(address, stop))
             check_resources(config, address)
             say_ray_logs(progress)
@@ -90,6 +92,10 @@ def launch(config: dict[str, Any], storage_url: str | None = None,
                         f"results folder {experiment_dir.with_name(config['study'])} belongs "
                         f"to {folders.describe_owner(taken)}; this study's results go to "
                         f"{experiment_dir}")))
+                for point in points:
+                    study.enqueue_trial(point, skip_if_exists=True)
+                if note:
+                    progress(ProgressEvent("note", note))
                 if config["search"]["enqueue_tutorial"] and space.first_params:
                     study.enqueue_trial(space.first_params, skip_if_exists=True)
                 for point in config["search"]["enqueue"]:

@@ -20,6 +20,7 @@ from search.study import studies
 from search.study import folders
 from search.study.storage import probe, redact, resolve_url
 from search.sweep.cluster import check_resources, probe_address, ray_address
+from search.sweep.warm_start import warm_start_points
 
 MIN_FREE_MB = 100  # checkpoints of one small sweep take a few MB each (num_to_keep=1)
 
@@ -76,7 +77,7 @@ def dry_run(config: dict[str, Any], storage_url: str | None = None,
     from search.sweep.cluster import local_node
 
     url = resolve_url(storage_url, config.get("storage"))
-    market, _ = check_inputs(config)
+    market, space = check_inputs(config)
     target = ray_address(address)
     if target is None:  # what a local Ray would have, without starting one
         check_resources(config, None, nodes=[local_node()])
@@ -85,9 +86,13 @@ def dry_run(config: dict[str, Any], storage_url: str | None = None,
             probe_address(target)
         check_resources(config, address)
     storage, state = probe(url)
-    if storage is not None:
-        studies.check_name_free(storage, config["study"])
-        storage.engine.dispose()
+    try:
+        if storage is not None:
+            studies.check_name_free(storage, config["study"])
+        _, warm_note = warm_start_points(storage, config, space, url)
+    finally:
+        if storage is not None:
+            storage.engine.dispose()
     folder, taken = folders.folder_for(config["study"], uid="00000000")
     results = check_results_dir(folder)
     moved = folder.name != config["study"]
@@ -95,4 +100,5 @@ def dry_run(config: dict[str, Any], storage_url: str | None = None,
             "storage": redact(url), "storage_state": state,
             "results": str(results.with_name(f"{config['study']}-<id>") if moved else results),
             "results_exists": results.is_dir() and not moved,
-            "results_taken_by": folders.describe_owner(taken) if moved else None}
+            "results_taken_by": folders.describe_owner(taken) if moved else None,
+            "warm_start": warm_note}
