@@ -9,6 +9,12 @@ the loop between two steps through ``StopOnSignal``. Then the sweep's trials in 
 marked FAIL, Ray is shut down, the resume command is printed, and the process exits with
 128 + the signal number (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP). A second signal stops at once.
 
+A signal can land while Python runs a finalizer or a weakref callback (the garbage collector
+runs them between any two bytecodes); an exception raised there is only printed ("Exception
+ignored in ...") and lost. ``StopSignals`` catches its own ``StopRequested`` lost that way
+(``sys.unraisablehook``, for the block only) and delivers it again to the main thread, where it
+is raised at the next bytecode outside the finalizer.
+
 A stop is bounded: when the signal went to the whole process group (``timeout``, SLURM),
 Ray's own processes died with it and Ray calls can block for a minute, so a watchdog says the
 last words (``last_words``: the study's bookkeeping and the resume line) and exits after
@@ -16,12 +22,14 @@ last words (``last_words``: the study's bookkeeping and the resume line) and exi
 """
 from __future__ import annotations
 
+import _thread
 import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
+import time
 from typing import Any, Callable, Iterator
 
 from ray.tune.stopper import Stopper
@@ -64,6 +72,8 @@ class StopSignals:
         self._pending: int | None = None
         self._graceful = False
         self._watchdog: threading.Timer | None = None
+        self._redelivering: int | None = None
+        self._unraisable_before: Any = None
         # Called from the watchdog thread when a stop overruns STOP_GRACE_S, just before the
         # process exits: the study's bookkeeping and the one line the user needs.
         self.last_words: Callable[[int], int] = _say_stopped
@@ -73,16 +83,32 @@ class StopSignals:
         if threading.current_thread() is threading.main_thread():
             self._previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
             self.install()
+            self._unraisable_before = sys.unraisablehook
+            sys.unraisablehook = self._unraisable
         _active = self
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        try:
+            # A stop lost in a finalizer and resent (``_unraisable``) is raised here, not
+            # left to the handlers put back below.
+            deadline = time.monotonic() + 1.0
+            while self._redelivering is not None and time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            self._restore()
+
+    def _restore(self) -> None:
         global _active
         _active = None
         if self._watchdog is not None:
             self._watchdog.cancel()
         for sig, handler in self._previous.items():
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        if self._unraisable_before is not None:
+            if sys.unraisablehook == self._unraisable:
+                sys.unraisablehook = self._unraisable_before
+            self._unraisable_before = None
 
     def install(self) -> None:
         """(Re)install the handlers, over whatever Ray put there."""
@@ -90,18 +116,42 @@ class StopSignals:
             signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, frame: Any) -> None:
+        again = self._redelivering == signum  # our stop, lost in a finalizer: raise it now
+        self._redelivering = None
+        if again and frame is not None and frame.f_code in _HOOK_CODE:
+            self._resend(signum)  # still inside the hook: once more, a moment later
+            return
         first = self.received is None
         if first:
             self.received = signum
             self._watchdog = threading.Timer(STOP_GRACE_S, self._force, (signum,))
             self._watchdog.daemon = True
             self._watchdog.start()
-        if first and self._graceful:  # the loop inside ``graceful`` ends at its next step
+        if (first or again) and self._graceful:  # the loop in ``graceful`` ends at its next step
             return
         if self._deferring and self._pending is None:
             self._pending = signum  # acted on when the deferred block ends
             return
         raise StopRequested(signum)
+
+    def _unraisable(self, unraisable: Any) -> None:
+        """``sys.unraisablehook`` while the block is active. A ``StopRequested`` raised by
+        ``_handle`` inside a finalizer or a weakref callback cannot propagate (Python prints
+        "Exception ignored in ..." and carries on): send the same signal to the main thread
+        again, from another thread, so that it lands once this hook has returned (a blocking
+        call is interrupted by it, as by the first one); should it land in a finalizer again,
+        it comes back here. Anything else goes to the hook that was there before."""
+        stopped = unraisable.exc_value
+        if not (isinstance(stopped, StopRequested) and self.received is not None):
+            (self._unraisable_before or sys.__unraisablehook__)(unraisable)
+            return
+        self._resend(stopped.signum)
+
+    def _resend(self, signum: int) -> None:
+        self._redelivering = signum
+        # Not threading.Thread: its start() waits for the thread, and the signal would land
+        # in that wait, inside this hook.
+        _thread.start_new_thread(signal.pthread_kill, (threading.main_thread().ident, signum))
 
     @contextlib.contextmanager
     def deferred(self, raise_after: bool = True) -> Iterator[None]:
@@ -143,6 +193,9 @@ class StopSignals:
             yield
         finally:
             self._graceful = False
+
+
+_HOOK_CODE = (StopSignals._unraisable.__code__, StopSignals._resend.__code__)
 
 
 def _say_stopped(signum: int) -> int:

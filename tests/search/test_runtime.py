@@ -122,6 +122,36 @@ def test_deferred_and_graceful_blocks():
     assert not StopOnSignal().stop_all()
 
 
+IN_A_FINALIZER = """
+import signal, time, weakref
+from search.sweep.stopping import StopRequested, StopSignals
+class Thing:
+    def __del__(self):
+        signal.raise_signal(signal.SIGTERM)  # lands while Python runs a finalizer
+def callback(ref):
+    signal.raise_signal(signal.SIGTERM)  # ... or a weakref callback
+for how in ("weakref", "__del__"):
+    try:
+        with StopSignals() as stop:
+            thing = Thing() if how == "__del__" else type("T", (), {})()
+            ref = weakref.ref(thing, callback) if how == "weakref" else None
+            del thing
+            time.sleep(30)
+            print(how, "not stopped", flush=True)
+    except StopRequested as stopped:
+        print(how, "stopped", stopped.exit_code, flush=True)
+"""
+
+
+def test_a_stop_signal_inside_a_finalizer_is_not_lost():
+    """A signal that arrives while the garbage collector runs a finalizer or a weakref
+    callback (Ray and gRPC hold many): the stop is raised right after it, nothing is printed."""
+    done = subprocess.run([sys.executable, "-c", IN_A_FINALIZER], cwd=REPO, env=cli_env(REPO),
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout == "weakref stopped 143\n__del__ stopped 143\n", done.stdout + done.stderr
+    assert not done.stderr and done.returncode == 0
+
+
 STUCK = """
 import signal, time
 from search.sweep import stopping
