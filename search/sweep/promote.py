@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import bisect
 import math
-import os
 import statistics
 import time
 from pathlib import Path
@@ -87,7 +86,7 @@ def promote(url: str, name: str, number: int | None, seeds: int,
     progress(ProgressEvent("promoting", f"promoting trial {trial.number} of {name!r}: {seeds} "
                                         f"fresh seed(s), {_runs_per_seed(config)} run(s) each "
                                         "..."))
-    scores, fold_scores, where = _retrain(config, trial, fresh, name, address)
+    scores, fold_scores, where = _retrain(config, trial, fresh, name, address, progress)
     judged = summarise(_value(trial), scores)
     previous = trial.user_attrs.get(ATTR_PROMOTION) or {}
     result = {
@@ -190,16 +189,15 @@ def _study_run_scores(trial: Any) -> dict[str, Any] | None:
 
 
 def _retrain(config: dict[str, Any], trial: Any, fresh: list[int], name: str,
-             address: str | None) -> tuple[list[float], list[list[float] | None], Path]:
+             address: str | None, progress: ProgressCallback) -> tuple[list[float], list[list[float] | None], Path]:
     """One Tune trial per fresh seed, with the sweep's own trainable and no searcher; their
     experiment goes under the study's results directory as ``promote-<trial>-<time>``."""
-    import logging
-
-    import ray
     from ray import tune
 
+    from search.sweep.cluster import check_resources
     from search.sweep.preflight import check_results_dir
-    from search.sweep.runtime import quiet_tune, run_config
+    from search.sweep.runtime import quiet_tune, ray_session, run_config
+    from search.sweep.stopping import StopOnSignal, StopRequested, StopSignals, signal_name
     from trainables import metrics as M
     from trainables.rllib_trainable import train_trial
 
@@ -218,17 +216,19 @@ def _retrain(config: dict[str, Any], trial: Any, fresh: list[int], name: str,
         tune_config=tune.TuneConfig(metric=M.SEARCH_METRIC, mode=M.SEARCH_MODE,
                                     max_concurrent_trials=config["search"]["max_concurrent"],
                                     reuse_actors=True),
-        run_config=run_config(run_name, experiment_dir, training["max_failures"], []))
-    started_ray = not ray.is_initialized()
-    if started_ray:
-        ray.init(address=address or os.environ.get("RAY_ADDRESS"), logging_level=logging.ERROR,
-                 log_to_driver=False, include_dashboard=False, configure_logging=False)
-    try:
-        with quiet_tune():
+        run_config=run_config(run_name, experiment_dir, training["max_failures"], [],
+                              stop=StopOnSignal()))
+    # Ray as launch starts it (search/sweep/cluster.py: the cluster at --address/RAY_ADDRESS,
+    # else a local Ray of its own), stop signals as launch takes them.
+    with StopSignals() as stop, ray_session(address, stop):
+        check_resources(config, address)
+        with quiet_tune(), stop.graceful():
             grid = tuner.fit()
-    finally:
-        if started_ray:
-            ray.shutdown()
+        if stop.received is not None:
+            progress(ProgressEvent("stopped", f"promotion of trial {trial.number} of {name!r} "
+                                              f"stopped by {signal_name(stop.received)}; "
+                                              "nothing was stored"))
+            raise StopRequested(stop.received)
     by_seed = {}
     for result in grid:
         seed = result.config[M.TRIAL_SEED]

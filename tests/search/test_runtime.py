@@ -482,3 +482,33 @@ def test_progress_line_shows_the_study_best_and_counts(tmp_path):
 
     study = optuna.load_study(study_name="folds", storage=url)
     assert _progress(lines)[-1] == (2, 1, f"{study.best_value:.4f}"), resumed.stdout
+
+
+# -- a driver ended by an error --------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_progress_callback_that_raises_leaves_no_trial_running(tmp_path, monkeypatch):
+    """The caller's progress callback raises while a trial runs: the error reaches the caller,
+    and the trial in flight is FAIL with the reason at once, as after Ctrl-C (not RUNNING with
+    no driver until a later resume)."""
+    import tradetune
+
+    results = tmp_path / "results"
+    monkeypatch.setenv("TRADETUNE_RESULTS", str(results))
+    monkeypatch.delenv("TRADETUNE_STORAGE", raising=False)
+    url = _sqlite(results)
+
+    def broken(event) -> None:
+        if event.kind == "progress" and states(url, "broken").get("RUNNING"):
+            raise ValueError("the caller's callback broke")
+
+    config = make_tiny_sweep(**{"study": "broken", "search.num_samples": 2,
+                                "training.max_iterations": 30})
+    with pytest.raises(ValueError, match="the caller's callback broke"):
+        tradetune.launch(config, progress=broken)
+    left = trials(url, "broken")
+    assert left and not [t for t in left if t.state.name in ("RUNNING", "WAITING")], \
+        states(url, "broken")
+    failed = [t for t in left if t.state.name == "FAIL"]
+    assert failed and all(t.user_attrs["fail_reason"] == "sweep ended by an error in the "
+                          "driver: ValueError: the caller's callback broke" for t in failed)
