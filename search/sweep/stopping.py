@@ -73,6 +73,8 @@ class StopSignals:
         self._graceful = False
         self._watchdog: threading.Timer | None = None
         self._redelivering: int | None = None
+        self._in_hook = False
+        self._resent_until = 0.0
         self._unraisable_before: Any = None
         # Called from the watchdog thread when a stop overruns STOP_GRACE_S, just before the
         # process exits: the study's bookkeeping and the one line the user needs.
@@ -117,10 +119,11 @@ class StopSignals:
 
     def _handle(self, signum: int, frame: Any) -> None:
         again = self._redelivering == signum  # our stop, lost in a finalizer: raise it now
+        if again and self._in_hook:
+            return  # still inside the hook: the resender sends it again a moment later
         self._redelivering = None
-        if again and frame is not None and frame.f_code in _HOOK_CODE:
-            self._resend(signum)  # still inside the hook: once more, a moment later
-            return
+        if not again and time.monotonic() < self._resent_until and signum == self.received:
+            return  # a resend that crossed the one that raised
         first = self.received is None
         if first:
             self.received = signum
@@ -145,13 +148,26 @@ class StopSignals:
         if not (isinstance(stopped, StopRequested) and self.received is not None):
             (self._unraisable_before or sys.__unraisablehook__)(unraisable)
             return
-        self._resend(stopped.signum)
+        self._in_hook = True
+        try:
+            if self._redelivering is None:  # else a resender is already at work
+                self._resend(stopped.signum)
+        finally:
+            self._in_hook = False
 
     def _resend(self, signum: int) -> None:
         self._redelivering = signum
-        # Not threading.Thread: its start() waits for the thread, and the signal would land
-        # in that wait, inside this hook.
-        _thread.start_new_thread(signal.pthread_kill, (threading.main_thread().ident, signum))
+        # Not threading.Thread: its start() waits for the thread, inside this hook.
+        _thread.start_new_thread(self._resender, (threading.main_thread().ident, signum))
+
+    def _resender(self, main: int, signum: int) -> None:
+        """Send ``signum`` to the main thread until ``_handle`` raised it (a signal that
+        arrives while the main thread is inside the hook, or in a finalizer again, is not
+        raised there: it is sent again 50 ms later)."""
+        while self._redelivering == signum:
+            self._resent_until = time.monotonic() + 0.5
+            signal.pthread_kill(main, signum)
+            time.sleep(0.05)
 
     @contextlib.contextmanager
     def deferred(self, raise_after: bool = True) -> Iterator[None]:
@@ -193,9 +209,6 @@ class StopSignals:
             yield
         finally:
             self._graceful = False
-
-
-_HOOK_CODE = (StopSignals._unraisable.__code__, StopSignals._resend.__code__)
 
 
 def _say_stopped(signum: int) -> int:
