@@ -138,8 +138,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"exported trial {result['trial']} of {result['study']} to {result['out']}: "
               + ", ".join(result["files"]))
     elif args.command == "promote":
-        show(study.promote(args.seeds, args.trial, progress=say), args.format,
-               table_promote)
+        show(study.promote(args.seeds, args.trial, address=args.address, progress=say),
+             args.format, table_promote)
     elif args.command == "report":
         index = study.report(args.out, force=args.force, progress=say)
         print(f"report of {args.study} written to {index}")

@@ -17,7 +17,7 @@ EPILOG = """environment:
                       before it stops cleanly (default 300; then `resume` continues)
   RAY_ADDRESS         run trials on an existing Ray cluster (same as --address)
   TRADETUNE_RAY_CONNECT_S
-                      how long launch/resume wait for the Ray cluster at --address to
+                      how long launch/resume/promote wait for the Ray cluster at --address to
                       answer before they stop with one line (default 10)
 """
 
@@ -174,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trial number (default: the best, as `evaluate` picks it)")
     p.add_argument("--seeds", type=int, required=True, metavar="K",
                    help="how many fresh seeds to train (1..100)")
+    p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS or local)")
     fmt(p)
 
     p = add("report", "write an HTML report with plots of a study (works while it runs)")

@@ -207,13 +207,30 @@ def _transient(exc: BaseException) -> bool:
 
 
 def _reason(exc: BaseException) -> str:
-    for _ in range(6):
-        origin = _origin(exc)
-        if origin is None:
-            break
-        exc = origin
-    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return redact(lines[0][:200] if lines else type(exc).__name__)
+    """What went wrong, in the database driver's words: the first message of the database
+    driver down the chain of causes (SQLAlchemy keeps it as ``orig``), else the deepest
+    message that says something (SQLAlchemy's internal ``InvalidatePoolError`` says "()",
+    Optuna's ``StorageInternalError`` only guesses), else the exception's type."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(chain) < 8:
+        chain.append(seen)
+        seen = _origin(seen)
+    for link in chain:
+        orig = getattr(link, "orig", None)
+        if orig is not None and _message(orig):
+            return redact(_message(orig))
+    import optuna
+
+    for link in reversed(chain):
+        if _message(link) and not isinstance(link, optuna.exceptions.StorageInternalError):
+            return redact(_message(link))
+    return type(chain[-1]).__name__
+
+
+def _message(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return "" if text in ("", "()") else text[:200]
 
 
 class RedactingRDBStorage(optuna.storages.RDBStorage):
@@ -237,6 +254,7 @@ class RedactingRDBStorage(optuna.storages.RDBStorage):
         state["url"] = self.display_url
         state["engine_kwargs"] = {}
         state.pop("_calls", None)
+        state.pop("_outage_state", None)
         return state
 
     def count_trial_states(self, study_id: int) -> dict[str, int]:
@@ -273,23 +291,55 @@ class RedactingRDBStorage(optuna.storages.RDBStorage):
                 if not _transient(exc):
                     raise
                 now = time.monotonic()
-                if first_failure is None:
-                    first_failure = now
-                    if self.retry_s > 0:
-                        _note(f"study storage {self.display_url} is unreachable "
-                              f"({_reason(exc)}); retrying for up to {self.retry_s:g} s")
-                if now - first_failure >= self.retry_s:
+                first_failure = first_failure or now
+                since = self._outage_began(now, _reason(exc))
+                if now - since >= self.retry_s:
                     waited = f" for {self.retry_s:g} s" if self.retry_s > 0 else ""
                     self.unavailable = (f"study storage {self.display_url} unavailable"
                                         f"{waited} ({_reason(exc)})")
                     raise StorageUnavailable(self.unavailable) from None
-                time.sleep(min(delay, self.retry_s - (now - first_failure)))
+                time.sleep(max(min(delay, self.retry_s - (now - since)), 0.0))
                 delay = min(delay * 2, 10.0)
                 continue
             if first_failure is not None:
-                _note(f"study storage {self.display_url} is reachable again after "
-                      f"{time.monotonic() - first_failure:.0f} s")
+                self._outage_ended()
             return result
+
+    def _outage(self) -> dict[str, Any]:
+        """The outage this storage is in, shared by every thread that calls it (the sweep's
+        loop, its heartbeat): one window of ``retry_s``, one set of notes."""
+        return self.__dict__.setdefault("_outage_state", {"lock": threading.Lock(),
+                                                          "since": None, "noted": 0.0})
+
+    def _outage_began(self, now: float, reason: str) -> float:
+        """Note the outage once when it begins, then how long is left every ``_note_every``
+        seconds (so a long retry never looks like a hang); return when it began."""
+        outage = self._outage()
+        with outage["lock"]:
+            if outage["since"] is None:
+                outage["since"] = outage["noted"] = now
+                if self.retry_s > 0:
+                    _note(f"study storage {self.display_url} is unreachable ({reason}); "
+                          f"retrying for up to {self.retry_s:g} s")
+            elif self.retry_s > 0 and now - outage["noted"] >= _note_every(self.retry_s):
+                outage["noted"] = now
+                left = max(self.retry_s - (now - outage["since"]), 0.0)
+                _note(f"study storage {self.display_url} still unreachable ({reason}); "
+                      f"retrying, {left:.0f} s of {self.retry_s:g} s left")
+            return outage["since"]
+
+    def _outage_ended(self) -> None:
+        outage = self._outage()
+        with outage["lock"]:
+            if outage["since"] is not None:
+                _note(f"study storage {self.display_url} is reachable again after "
+                      f"{time.monotonic() - outage['since']:.0f} s")
+                outage["since"] = None
+
+
+def _note_every(retry_s: float) -> float:
+    """How often a retry says how long is left: every 30 s, more often for a short window."""
+    return min(30.0, max(1.0, retry_s / 10))
 
 
 TRIAL_STATES = ("COMPLETE", "RUNNING", "FAIL", "PRUNED", "WAITING")

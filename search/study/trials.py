@@ -130,8 +130,9 @@ def driver_alive(beat: dict[str, Any]) -> bool:
     return time.time() - float(beat.get("time", 0)) < STALE_DRIVER_S
 
 
-def finish_interrupted(study: Any, driver_id: str) -> bool:
-    """Trials of this driver still RUNNING after Tune returned were cut off (Ctrl-C)."""
+def finish_interrupted(study: Any, driver_id: str, reason: str = "sweep interrupted") -> bool:
+    """Trials of this driver still RUNNING after Tune returned were cut off (Ctrl-C, or an
+    error that ended the driver): FAIL with ``reason``."""
     from optuna.trial import TrialState
 
     from search.study.schema import ATTR_DRIVER
@@ -139,7 +140,7 @@ def finish_interrupted(study: Any, driver_id: str) -> bool:
     cut = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
            if t.user_attrs.get(ATTR_DRIVER) == driver_id]
     for trial in cut:
-        fail_trial(study, trial._trial_id, "sweep interrupted")
+        fail_trial(study, trial._trial_id, reason)
     return bool(cut)
 
 

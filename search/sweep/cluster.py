@@ -6,12 +6,13 @@ the study is created, each failing with one line that says what to fix.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import socket
 import time
-from typing import Any
+from typing import Any, Iterator
 
 from search.errors import ClusterError, both
 
@@ -112,8 +113,9 @@ def connect(address: str | None) -> bool:
     if target is not None:
         probe_address(target)
     try:
-        ray.init(address=target or "local", logging_level=logging.ERROR, log_to_driver=False,
-                 include_dashboard=False, configure_logging=False)
+        with _processes_in_their_own_group(target is None):
+            ray.init(address=target or "local", logging_level=logging.ERROR,
+                     log_to_driver=False, include_dashboard=False, configure_logging=False)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # version mismatch, a broken local start: one line, not Ray's pages
@@ -121,6 +123,35 @@ def connect(address: str | None) -> bool:
         where = f"the Ray cluster at {target}" if target else "a local Ray"
         raise ClusterError(f"cannot connect to {where}: {first.strip()[:300]}") from None
     return True
+
+
+@contextlib.contextmanager
+def _processes_in_their_own_group(local: bool) -> Iterator[None]:
+    """While a local Ray starts: its processes (GCS, raylet and, through the raylet, the
+    workers and agents) start in process groups of their own. A signal to the driver's whole
+    process group (``timeout``, SLURM, a terminal) then reaches the driver alone, which stops
+    the sweep cleanly and shuts its Ray down; otherwise Ray's processes die under the stop and
+    Ray's core ends the driver (exit 1, "The connection to the plasma store is failed") before
+    it can mark its trials FAIL and say how to resume. They still die with the driver: Ray
+    binds them to it (``PR_SET_PDEATHSIG``), and ``ray.shutdown`` ends them. Ray has no
+    option for this: its one ``Popen`` is wrapped for the block."""
+    if not local or os.name != "posix":
+        yield
+        return
+    from ray._private import services
+
+    original = services.ConsolePopen
+
+    class _OwnGroupPopen(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("process_group", 0)
+            super().__init__(*args, **kwargs)
+
+    services.ConsolePopen = _OwnGroupPopen
+    try:
+        yield
+    finally:
+        services.ConsolePopen = original
 
 
 def _running_cluster() -> str:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import bisect
 import math
-import os
 import statistics
 import time
 from pathlib import Path
@@ -93,7 +92,7 @@ def promote(url: str, name: str, number: int | None, seeds: int,
                                         f"fresh seed(s), {_runs_per_seed(config)} run(s) each "
                                         "..."))
     scores, fold_scores, fresh_metrics, where = _retrain(config, trial, fresh, experiment_dir,
-                                                         address)
+                                                         address, progress, name)
     judged = summarise(_value(trial), scores)
     against_holding = verdict.promotion(trial.user_attrs.get(ATTR_METRICS) or {}, fresh_metrics)
     previous = trial.user_attrs.get(ATTR_PROMOTION) or {}
@@ -211,17 +210,16 @@ def _study_run_scores(trial: Any) -> dict[str, Any] | None:
 
 
 def _retrain(config: dict[str, Any], trial: Any, fresh: list[int], experiment_dir: Path,
-             address: str | None
+             address: str | None, progress: ProgressCallback, name: str
              ) -> tuple[list[float], list[list[float] | None], list[dict[str, Any]], Path]:
     """One Tune trial per fresh seed, with the sweep's own trainable and no searcher; their
     experiment goes under the study's folder (``experiment_dir``, checked to be the study's)
     as ``promote-<trial>-<time>``."""
-    import logging
-
-    import ray
     from ray import tune
 
-    from search.sweep.runtime import quiet_tune, run_config
+    from search.sweep.cluster import check_resources
+    from search.sweep.runtime import quiet_tune, ray_session, run_config
+    from search.sweep.stopping import StopOnSignal, StopRequested, StopSignals, signal_name
     from trainables import metrics as M
     from trainables.rllib_trainable import train_trial
 
@@ -238,17 +236,19 @@ def _retrain(config: dict[str, Any], trial: Any, fresh: list[int], experiment_di
         tune_config=tune.TuneConfig(metric=M.SEARCH_METRIC, mode=M.SEARCH_MODE,
                                     max_concurrent_trials=config["search"]["max_concurrent"],
                                     reuse_actors=True),
-        run_config=run_config(run_name, experiment_dir, training["max_failures"], []))
-    started_ray = not ray.is_initialized()
-    if started_ray:
-        ray.init(address=address or os.environ.get("RAY_ADDRESS"), logging_level=logging.ERROR,
-                 log_to_driver=False, include_dashboard=False, configure_logging=False)
-    try:
-        with quiet_tune():
+        run_config=run_config(run_name, experiment_dir, training["max_failures"], [],
+                              stop=StopOnSignal()))
+    # Ray as launch starts it (search/sweep/cluster.py: the cluster at --address/RAY_ADDRESS,
+    # else a local Ray of its own), stop signals as launch takes them.
+    with StopSignals() as stop, ray_session(address, stop):
+        check_resources(config, address)
+        with quiet_tune(), stop.graceful():
             grid = tuner.fit()
-    finally:
-        if started_ray:
-            ray.shutdown()
+        if stop.received is not None:
+            progress(ProgressEvent("stopped", f"promotion of trial {trial.number} of {name!r} "
+                                              f"stopped by {signal_name(stop.received)}; "
+                                              "nothing was stored"))
+            raise StopRequested(stop.received)
     by_seed = {}
     for result in grid:
         seed = result.config[M.TRIAL_SEED]

@@ -89,6 +89,7 @@ def run_trials(config: dict[str, Any], study: Any, space: Any, experiment_dir: P
     driver_id = f"{socket.gethostname()}-{os.getpid()}-{int(time.time())}"
     farewell = stop.last_words = Farewell(study, driver_id, url, progress)
     searcher = None
+    ended_by: BaseException | None = None  # an error that ends the driver, not a stop
     try:
         sampler = make_sampler(search, sampler_seed(search["seed"], len(study.trials)))
         searcher = StudySearcher(space, study, sampler, search["num_samples"], search["seed"],
@@ -138,8 +139,9 @@ def run_trials(config: dict[str, Any], study: Any, space: Any, experiment_dir: P
             tuner.fit()
     except StopRequested:
         pass  # stop.received says which signal
-    except Exception:
-        if stop.received is None:
+    except BaseException as exc:
+        if stop.received is None or not isinstance(exc, Exception):
+            ended_by = exc  # e.g. the caller's progress callback raised inside Tune's loop
             raise
         # Sent to the whole process group (`timeout`, SLURM), the signal also stopped Ray's
         # own processes under Tune's feet: Tune's errors are part of that stop.
@@ -147,6 +149,12 @@ def run_trials(config: dict[str, Any], study: Any, space: Any, experiment_dir: P
         with stop.deferred(raise_after=False):  # a second signal still stops at once
             if searcher is not None:
                 searcher.fail_all_awaiting()
+            if ended_by is not None:
+                # As a stop does: this driver's trials in flight become FAIL now, not at a
+                # later `resume`. The error ending the driver is the one the caller sees.
+                with contextlib.suppress(Exception):
+                    finish_interrupted(study, driver_id, "sweep ended by an error in the "
+                                       f"driver: {_one_line(ended_by)}")
     lost = getattr(storage_backend(study), "unavailable", None)
     if lost:
         raise StorageUnavailable(
@@ -168,6 +176,11 @@ def run_trials(config: dict[str, Any], study: Any, space: Any, experiment_dir: P
         f"{counts['PRUNED']} pruned. See: "
         f"{studies.next_command('best', study.study_name, url)}")))
     return sweep_result(url, study, COMPLETED)
+
+
+def _one_line(exc: BaseException) -> str:
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {first[:200]}" if first else type(exc).__name__
 
 
 class Farewell:

@@ -9,6 +9,12 @@ the loop between two steps through ``StopOnSignal``. Then the sweep's trials in 
 marked FAIL, Ray is shut down, the resume command is printed, and the process exits with
 128 + the signal number (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP). A second signal stops at once.
 
+A signal can land while Python runs a finalizer or a weakref callback (the garbage collector
+runs them between any two bytecodes); an exception raised there is only printed ("Exception
+ignored in ...") and lost. ``StopSignals`` catches its own ``StopRequested`` lost that way
+(``sys.unraisablehook``, for the block only) and delivers it again to the main thread, where it
+is raised at the next bytecode outside the finalizer.
+
 A stop is bounded: when the signal went to the whole process group (``timeout``, SLURM),
 Ray's own processes died with it and Ray calls can block for a minute, so a watchdog says the
 last words (``last_words``: the study's bookkeeping and the resume line) and exits after
@@ -16,12 +22,14 @@ last words (``last_words``: the study's bookkeeping and the resume line) and exi
 """
 from __future__ import annotations
 
+import _thread
 import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
+import time
 from typing import Any, Callable, Iterator
 
 from ray.tune.stopper import Stopper
@@ -64,6 +72,10 @@ class StopSignals:
         self._pending: int | None = None
         self._graceful = False
         self._watchdog: threading.Timer | None = None
+        self._redelivering: int | None = None
+        self._in_hook = False
+        self._resent_until = 0.0
+        self._unraisable_before: Any = None
         # Called from the watchdog thread when a stop overruns STOP_GRACE_S, just before the
         # process exits: the study's bookkeeping and the one line the user needs.
         self.last_words: Callable[[int], int] = _say_stopped
@@ -73,16 +85,32 @@ class StopSignals:
         if threading.current_thread() is threading.main_thread():
             self._previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
             self.install()
+            self._unraisable_before = sys.unraisablehook
+            sys.unraisablehook = self._unraisable
         _active = self
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        try:
+            # A stop lost in a finalizer and resent (``_unraisable``) is raised here, not
+            # left to the handlers put back below.
+            deadline = time.monotonic() + 1.0
+            while self._redelivering is not None and time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            self._restore()
+
+    def _restore(self) -> None:
         global _active
         _active = None
         if self._watchdog is not None:
             self._watchdog.cancel()
         for sig, handler in self._previous.items():
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        if self._unraisable_before is not None:
+            if sys.unraisablehook == self._unraisable:
+                sys.unraisablehook = self._unraisable_before
+            self._unraisable_before = None
 
     def install(self) -> None:
         """(Re)install the handlers, over whatever Ray put there."""
@@ -90,18 +118,56 @@ class StopSignals:
             signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, frame: Any) -> None:
+        again = self._redelivering == signum  # our stop, lost in a finalizer: raise it now
+        if again and self._in_hook:
+            return  # still inside the hook: the resender sends it again a moment later
+        self._redelivering = None
+        if not again and time.monotonic() < self._resent_until and signum == self.received:
+            return  # a resend that crossed the one that raised
         first = self.received is None
         if first:
             self.received = signum
             self._watchdog = threading.Timer(STOP_GRACE_S, self._force, (signum,))
             self._watchdog.daemon = True
             self._watchdog.start()
-        if first and self._graceful:  # the loop inside ``graceful`` ends at its next step
+        if (first or again) and self._graceful:  # the loop in ``graceful`` ends at its next step
             return
         if self._deferring and self._pending is None:
             self._pending = signum  # acted on when the deferred block ends
             return
         raise StopRequested(signum)
+
+    def _unraisable(self, unraisable: Any) -> None:
+        """``sys.unraisablehook`` while the block is active. A ``StopRequested`` raised by
+        ``_handle`` inside a finalizer or a weakref callback cannot propagate (Python prints
+        "Exception ignored in ..." and carries on): send the same signal to the main thread
+        again, from another thread, so that it lands once this hook has returned (a blocking
+        call is interrupted by it, as by the first one); should it land in a finalizer again,
+        it comes back here. Anything else goes to the hook that was there before."""
+        stopped = unraisable.exc_value
+        if not (isinstance(stopped, StopRequested) and self.received is not None):
+            (self._unraisable_before or sys.__unraisablehook__)(unraisable)
+            return
+        self._in_hook = True
+        try:
+            if self._redelivering is None:  # else a resender is already at work
+                self._resend(stopped.signum)
+        finally:
+            self._in_hook = False
+
+    def _resend(self, signum: int) -> None:
+        self._redelivering = signum
+        # Not threading.Thread: its start() waits for the thread, inside this hook.
+        _thread.start_new_thread(self._resender, (threading.main_thread().ident, signum))
+
+    def _resender(self, main: int, signum: int) -> None:
+        """Send ``signum`` to the main thread until ``_handle`` raised it (a signal that
+        arrives while the main thread is inside the hook, or in a finalizer again, is not
+        raised there: it is sent again 50 ms later)."""
+        while self._redelivering == signum:
+            self._resent_until = time.monotonic() + 0.5
+            signal.pthread_kill(main, signum)
+            time.sleep(0.05)
 
     @contextlib.contextmanager
     def deferred(self, raise_after: bool = True) -> Iterator[None]:

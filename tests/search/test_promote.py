@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import math
 import statistics
 from pathlib import Path
@@ -241,3 +242,27 @@ def test_promote_the_best_trial_on_fresh_seeds(tmp_path, ray_session, monkeypatc
     assert rows[0]["number"] == best.number and rows[0]["promotion"] == out
     table = run_cli(["best", "--study", "promo"], results).stdout
     assert f"fresh seeds: {out['verdict']}: 2 fresh seeds" in table
+
+
+@pytest.mark.slow
+def test_promote_without_address_starts_its_own_ray_beside_a_ray_start_cluster(tmp_path):
+    """README: without --address a command starts its own local Ray, even if a `ray start`
+    cluster runs on the machine. Promote used to join that cluster (and die with a traceback
+    on one with token authentication, as the pinned Ray's `ray start` makes by default)."""
+    from ray_start_cluster import RayStartCluster
+    from sweep_helpers import REPO, TRADETUNE, cli_env
+
+    results = tmp_path / "results"
+    config = make_tiny_sweep(**{"study": "own", "search.num_samples": 1,
+                                "training.max_iterations": 2})
+    launched = run_cli(["launch", str(write_config(tmp_path / "sweep.yaml", config))], results)
+    assert launched.returncode == 0, launched.stderr[-2000:]
+    with RayStartCluster(token=True) as cluster:
+        cluster.head(cpus=1)
+        done = subprocess.run([*TRADETUNE, "promote", "--study", "own", "--seeds", "1",
+                               "-f", "json"], cwd=REPO, capture_output=True, text=True,
+                              env={**cli_env(results), "RAY_TMPDIR": cluster.dir},
+                              timeout=600)
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    out = json_out(done)
+    assert out["trial"] == 0 and len(out["scores"]) == 1

@@ -122,6 +122,36 @@ def test_deferred_and_graceful_blocks():
     assert not StopOnSignal().stop_all()
 
 
+IN_A_FINALIZER = """
+import signal, time, weakref
+from search.sweep.stopping import StopRequested, StopSignals
+class Thing:
+    def __del__(self):
+        signal.raise_signal(signal.SIGTERM)  # lands while Python runs a finalizer
+def callback(ref):
+    signal.raise_signal(signal.SIGTERM)  # ... or a weakref callback
+for how in ("weakref", "__del__"):
+    try:
+        with StopSignals() as stop:
+            thing = Thing() if how == "__del__" else type("T", (), {})()
+            ref = weakref.ref(thing, callback) if how == "weakref" else None
+            del thing
+            time.sleep(30)
+            print(how, "not stopped", flush=True)
+    except StopRequested as stopped:
+        print(how, "stopped", stopped.exit_code, flush=True)
+"""
+
+
+def test_a_stop_signal_inside_a_finalizer_is_not_lost():
+    """A signal that arrives while the garbage collector runs a finalizer or a weakref
+    callback (Ray and gRPC hold many): the stop is raised right after it, nothing is printed."""
+    done = subprocess.run([sys.executable, "-c", IN_A_FINALIZER], cwd=REPO, env=cli_env(REPO),
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout == "weakref stopped 143\n__del__ stopped 143\n", done.stdout + done.stderr
+    assert not done.stderr and done.returncode == 0
+
+
 STUCK = """
 import signal, time
 from search.sweep import stopping
@@ -464,3 +494,33 @@ def test_progress_line_shows_the_study_best_and_counts(tmp_path):
 
     study = optuna.load_study(study_name="folds", storage=url)
     assert _progress(lines)[-1] == (2, 1, f"{study.best_value:.4f}"), resumed.stdout
+
+
+# -- a driver ended by an error --------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_progress_callback_that_raises_leaves_no_trial_running(tmp_path, monkeypatch):
+    """The caller's progress callback raises while a trial runs: the error reaches the caller,
+    and the trial in flight is FAIL with the reason at once, as after Ctrl-C (not RUNNING with
+    no driver until a later resume)."""
+    import tradetune
+
+    results = tmp_path / "results"
+    monkeypatch.setenv("TRADETUNE_RESULTS", str(results))
+    monkeypatch.delenv("TRADETUNE_STORAGE", raising=False)
+    url = _sqlite(results)
+
+    def broken(event) -> None:
+        if event.kind == "progress" and states(url, "broken").get("RUNNING"):
+            raise ValueError("the caller's callback broke")
+
+    config = make_tiny_sweep(**{"study": "broken", "search.num_samples": 2,
+                                "training.max_iterations": 30})
+    with pytest.raises(ValueError, match="the caller's callback broke"):
+        tradetune.launch(config, progress=broken)
+    left = trials(url, "broken")
+    assert left and not [t for t in left if t.state.name in ("RUNNING", "WAITING")], \
+        states(url, "broken")
+    failed = [t for t in left if t.state.name == "FAIL"]
+    assert failed and all(t.user_attrs["fail_reason"] == "sweep ended by an error in the "
+                          "driver: ValueError: the caller's callback broke" for t in failed)

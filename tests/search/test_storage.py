@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 
 import pytest
 
@@ -152,3 +153,58 @@ def test_every_public_optuna_storage_method_is_retried_or_excluded_with_a_reason
     for name in RETRIED:
         wrapper = RedactingRDBStorage.__dict__[name]
         assert wrapper.__wrapped__ is getattr(optuna.storages.RDBStorage, name), name
+
+
+def test_a_dropped_database_is_said_once_with_its_reason_and_the_time_left(caplog):
+    """The database vanishes under a sweep (dropped): the note names the real reason (it used
+    to say "is unreachable (())", SQLAlchemy's internal error), is said once however many
+    threads retry at the same time (the sweep's loop and its heartbeat), and the retry says
+    how long is left while it waits, so it never looks like a hang."""
+    import logging
+    import threading
+    import uuid
+
+    import optuna
+    import sqlalchemy
+
+    from search.errors import StorageUnavailable
+
+    name = f"tt_dropped_{uuid.uuid4().hex[:8]}"
+    admin = sqlalchemy.create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+                                     isolation_level="AUTOCOMMIT")
+    drop = sqlalchemy.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    try:
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+        storage = open_storage(f"postgresql://postgres@127.0.0.1:5432/{name}", retry_s=3)
+        optuna.create_study(storage=storage, study_name="gone")
+        with admin.connect() as connection:
+            connection.execute(drop)
+        raised: list[BaseException] = []
+
+        def read() -> None:
+            try:
+                storage.get_all_studies()
+            except BaseException as exc:  # noqa: BLE001 - checked below
+                raised.append(exc)
+
+        with caplog.at_level(logging.WARNING, logger="tradetune"):
+            threads = [threading.Thread(target=read) for _ in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=60)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(drop)
+        admin.dispose()
+    notes = [r.getMessage() for r in caplog.records if r.name == "tradetune"]
+    reason = f'database "{name}" does not exist'
+    began = [n for n in notes if "is unreachable" in n]
+    assert len(began) == 1 and reason in began[0] and "(())" not in began[0], notes
+    assert began[0].endswith("; retrying for up to 3 s"), notes
+    left = [n for n in notes if "still unreachable" in n]
+    assert left and all(reason in n and re.search(r"retrying, \d+ s of 3 s left$", n)
+                        for n in left), notes
+    assert len(raised) == 2 and all(isinstance(e, StorageUnavailable) for e in raised)
+    assert reason in str(raised[0]) and "unavailable for 3 s" in str(raised[0])
