@@ -30,7 +30,10 @@ def table_best(rows: list[dict]) -> None:
               "first): no trial below is beaten on every objective by another trial")
     for row in rows:
         m = row["metrics"]
+        infeasible = (f" [INFEASIBLE: {'; '.join(row['constraints_broken'])}]"
+                      if row.get("feasible") is False else "")
         print(f"trial {row['number']}: value {number(row['value'])}{_never_trades(row)}"
+              f"{infeasible}"
               f"  (val sharpe "
               f"{number(m.get('sharpe'))}, P&L {number(m.get('pnl_pct'))}%, buy&hold "
               f"{number(m.get('buy_and_hold_pct'))}%, max drawdown "

@@ -21,6 +21,7 @@ DEFAULTS: dict[str, Any] = {
     "search": {"num_samples": 20, "max_concurrent": 1, "scheduler": "auto", "seed": 42,
                "space": None, "space_overrides": {}, "enqueue_tutorial": True, "enqueue": [],
                "sampler": "tpe", "startup_trials": None, "warm_start": None,
+               "constraints": None,
                "racing": dict(RACING_DEFAULTS)},
     "training": dict(TRAINING_DEFAULTS),
     "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0},
@@ -30,7 +31,8 @@ DEFAULTS: dict[str, Any] = {
 
 # Sections whose contents are free-form (validated by their own modules).
 OPEN_SECTIONS = {("data", "synthetic"), ("data", "splits"), ("data", "walk_forward"),
-                  ("search", "space_overrides"), ("search", "enqueue"), ("search", "warm_start")}
+                  ("search", "space_overrides"), ("search", "enqueue"), ("search", "warm_start"),
+                  ("search", "constraints")}
 
 
 # search.sampler: Optuna's samplers, none of which downloads code at run time (machines may be

@@ -21,6 +21,7 @@ from search.config.keys import (
     STUDY_NAME,
     WHOLE_KEYS,
 )
+from search.config.constraints import check as check_constraints
 from search.config.racing import check_config as check_racing
 from search.config.yaml_loader import parse_value, read_yaml_file
 from search.errors import ConfigError, DataError, SpaceError, both, did_you_mean
@@ -263,6 +264,7 @@ def validate(config: dict[str, Any]) -> None:
                           "env)")
     _check_enqueue(config)
     _check_warm_start(config)
+    config["search"]["constraints"] = check_constraints(config["search"]["constraints"]) or None
 
 
 def startup_trials(search: dict[str, Any]) -> int:

@@ -12,7 +12,7 @@ from search.results import degenerate
 from search.results.summaries import judge_best, never_trades, overfitting_check
 from search.study import audit, studies
 from search.study.provenance import check_data_unchanged, space_of
-from search.study.schema import ATTR_METRICS
+from search.study.schema import ATTR_BROKEN, ATTR_FEASIBLE, ATTR_METRICS
 from search.study.storage import open_existing
 from search.study.trials import (
     checkpoint_of,
@@ -104,6 +104,9 @@ def compare_top(url: str, name: str, top: int, record: bool = True) -> dict[str,
                      "test_buy_and_hold_pct": test["buy_and_hold_pct"],
                      "beats_buy_and_hold": test["beats_buy_and_hold"],
                      "never_trades": never_trades(trial),
+                     **({"feasible": trial.user_attrs[ATTR_FEASIBLE],
+                         "constraints_broken": trial.user_attrs.get(ATTR_BROKEN) or []}
+                        if ATTR_FEASIBLE in trial.user_attrs else {}),
                      "degenerate": degenerate.label(val)})
     best_metrics = trials[0].user_attrs.get(ATTR_METRICS, {})
     check = overfitting_check(storage, optuna_study_id(study), best_metrics)

@@ -49,10 +49,12 @@ NEVER_TRADES = "never trades (cash)"
 
 
 def _note(row: dict[str, Any]) -> str:
-    """A trial that is no strategy on validation, named (``search/results/degenerate.py``)."""
-    if row.get("never_trades"):
-        return NEVER_TRADES
-    return row.get("degenerate") or ""
+    """A trial that is no strategy on validation (``search/results/degenerate.py``), or that
+    broke ``search.constraints`` (which ones), named."""
+    notes = [NEVER_TRADES if row.get("never_trades") else row.get("degenerate") or ""]
+    if row.get("feasible") is False:
+        notes.append("infeasible: " + "; ".join(row.get("constraints_broken") or []))
+    return ", ".join(n for n in notes if n)
 
 
 # Validation metrics of a trial's kept checkpoint: key, column header, scale.

@@ -9,9 +9,11 @@ from search.results import degenerate
 from search.study import audit, studies
 from search.study.provenance import space_of
 from search.study.schema import (
+    ATTR_BROKEN,
     ATTR_CHECKPOINT,
     ATTR_CONFIG,
     ATTR_FAIL,
+    ATTR_FEASIBLE,
     ATTR_METRICS,
     ATTR_PROMOTION,
     ATTR_SEED,
@@ -48,6 +50,9 @@ def trial_summary(trial: Any, space: Any | None = None,
         "never_trades": never_trades(trial),
         "degenerate": degenerate.label(trial.user_attrs.get(ATTR_METRICS)),
     }
+    if ATTR_FEASIBLE in trial.user_attrs:  # search.constraints: feasible ones rank first
+        summary["feasible"] = trial.user_attrs[ATTR_FEASIBLE]
+        summary["constraints_broken"] = trial.user_attrs.get(ATTR_BROKEN) or []
     if objectives and len(objectives) > 1 and trial.values:
         summary["objectives"] = dict(zip(objectives, trial.values, strict=True))
     if trial.user_attrs.get(ATTR_FAIL):

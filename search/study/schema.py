@@ -34,4 +34,6 @@ ATTR_ENV_STEPS = "env_steps"
 FLAT_METRIC_PREFIX = "val_"
 FLAT_METRICS = ("sharpe", "pnl_pct", "max_drawdown", "trades", "time_in_market",
                 "buy_and_hold_pct", "active_sharpe_per_bar")
+ATTR_FEASIBLE = "feasible"        # search.constraints met on validation (absent: none set)
+ATTR_BROKEN = "constraints_broken"  # what each missed constraint says
 ATTR_RUNG_SCORES = "rung_scores"  # fold racing's score after each run (search/sweep/racing.py)

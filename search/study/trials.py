@@ -16,7 +16,7 @@ from typing import Any
 
 from search.errors import StudyError, both
 from search.study import studies
-from search.study.schema import ATTR_CHECKPOINT, ATTR_FAIL, ATTR_METRICS
+from search.study.schema import ATTR_CHECKPOINT, ATTR_FAIL, ATTR_FEASIBLE, ATTR_METRICS
 from search.study.storage import open_existing, under_results
 
 
@@ -33,15 +33,18 @@ def study_state_counts(study: Any) -> dict[str, int]:
 
 
 def top_trials(storage: Any, study_id: int, k: int) -> list[Any]:
-    """The ``k`` COMPLETE trials with the highest value, best first."""
+    """The ``k`` COMPLETE trials with the highest value, best first; with
+    ``search.constraints``, the feasible ones before the others."""
     from sqlalchemy import text
 
     with storage.engine.connect() as connection:
         ids = [row[0] for row in connection.execute(text(
             "SELECT t.trial_id FROM trials t JOIN trial_values v ON v.trial_id = t.trial_id "
+            "LEFT JOIN trial_user_attributes f ON f.trial_id = t.trial_id AND f.key = :feasible "
             "WHERE t.study_id = :sid AND t.state = 'COMPLETE' AND v.objective = 0 "
-            "AND v.value_type = 'FINITE' ORDER BY v.value DESC, t.number ASC LIMIT :k"),
-            {"sid": study_id, "k": k})]
+            "AND v.value_type = 'FINITE' "
+            "ORDER BY CASE WHEN f.value_json = 'false' THEN 1 ELSE 0 END, v.value DESC, "
+            "t.number ASC LIMIT :k"), {"sid": study_id, "k": k, "feasible": ATTR_FEASIBLE})]
     return [storage.get_trial(trial_id) for trial_id in ids]
 
 

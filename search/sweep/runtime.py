@@ -59,6 +59,8 @@ def make_sampler(search: dict[str, Any], seed: int) -> Any:
     name, startup = search.get("sampler", "tpe"), startup_trials(search)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
+    # search.constraints reach the samplers through each trial (``Trial.set_constraint``, set
+    # by the searcher when a trial ends): Optuna 5's TPE and GP read them there.
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
     if name == "tpe_grouped":
@@ -93,7 +95,8 @@ def run_trials(config: dict[str, Any], study: Any, space: Any, experiment_dir: P
     try:
         sampler = make_sampler(search, sampler_seed(search["seed"], len(study.trials)))
         searcher = StudySearcher(space, study, sampler, search["num_samples"], search["seed"],
-                                 driver_id, objectives=studies.objective_names(config))
+                                 driver_id, objectives=studies.objective_names(config),
+                                 constraints=search.get("constraints"))
         bookkeeping = StudyBookkeeping(searcher, driver_id)
         bookkeeping.beat()
         remaining = max(searcher.budget_left(), 0)

@@ -25,6 +25,8 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.stopper import Stopper
 
+from search.config.constraints import broken as broken_constraints
+from search.config.constraints import values as constraint_values
 from search.errors import SpaceError, StorageUnavailable
 from search.study.claims import claim_lock, storage_backend  # noqa: F401 (re-exported)
 from search.study.schema import (
@@ -32,6 +34,8 @@ from search.study.schema import (
     ATTR_DRIVER,
     ATTR_ENV_STEPS,
     ATTR_FAIL,
+    ATTR_BROKEN,
+    ATTR_FEASIBLE,
     ATTR_METRICS,
     FLAT_METRIC_PREFIX,
     FLAT_METRICS,
@@ -91,7 +95,8 @@ class StudySearcher(OptunaSearch):
     """OptunaSearch on an existing study, with a study-wide budget of ``num_samples`` trials."""
 
     def __init__(self, space: Callable[[Any], dict], study: Any, sampler: Any, num_samples: int,
-                 sweep_seed: int, driver_id: str, objectives: list[str] | None = None):
+                 sweep_seed: int, driver_id: str, objectives: list[str] | None = None,
+                 constraints: dict[str, float] | None = None):
         def define_by_run(trial: Any) -> None:
             space(trial)
 
@@ -113,6 +118,7 @@ class StudySearcher(OptunaSearch):
         self._space_name = (f"search.space {custom!r}" if custom else
                             f"the {algorithm} search space" if algorithm else "the search space")
         self._stopped: str | None = None
+        self._constraints = constraints or {}
 
     @property
     def study(self):
@@ -234,6 +240,12 @@ class StudySearcher(OptunaSearch):
         for name in FLAT_METRICS:
             if isinstance(best.get(name), (int, float)) and _finite(best[name]):
                 self._set_attr(ot_trial, FLAT_METRIC_PREFIX + name, best[name])
+        if self._constraints:  # before the tell: the sampler reads them from the trial
+            for name, value in zip(self._constraints, constraint_values(self._constraints, best)):
+                ot_trial.set_constraint(name, value)
+            missed = broken_constraints(self._constraints, best)
+            self._set_attr(ot_trial, ATTR_FEASIBLE, not missed)
+            self._set_attr(ot_trial, ATTR_BROKEN, missed)
         self._set_attr(ot_trial, ATTR_STOP, stop_reason)
         self._set_attr(ot_trial, ATTR_NODE, result.get(M.NODE_ID))
         self._set_attr(ot_trial, ATTR_ENV_STEPS, result.get(M.ENV_STEPS))
