@@ -298,7 +298,10 @@ class RedactingRDBStorage(optuna.storages.RDBStorage):
                     self.unavailable = (f"study storage {self.display_url} unavailable"
                                         f"{waited} ({_reason(exc)})")
                     raise StorageUnavailable(self.unavailable) from None
-                time.sleep(max(min(delay, self.retry_s - (now - since)), 0.0))
+                if _GIVE_UP.wait(max(min(delay, self.retry_s - (now - since)), 0.0)):
+                    self.unavailable = (f"study storage {self.display_url} unavailable "
+                                        f"({_reason(exc)}); a stop signal ended the retry")
+                    raise StorageUnavailable(self.unavailable) from None
                 delay = min(delay * 2, 10.0)
                 continue
             if first_failure is not None:
@@ -335,6 +338,20 @@ class RedactingRDBStorage(optuna.storages.RDBStorage):
                 _note(f"study storage {self.display_url} is reachable again after "
                       f"{time.monotonic() - outage['since']:.0f} s")
                 outage["since"] = None
+
+
+# Set while a stop signal is being acted on (search/sweep/stopping.py): a storage that is
+# retrying gives up at once instead of holding the stop for up to ``retry_s``.
+_GIVE_UP = threading.Event()
+
+
+def give_up_retrying(stop: bool) -> None:
+    """``True``: every retrying storage call of this process gives up now (and later ones at
+    their first failure); ``False``: back to retrying."""
+    if stop:
+        _GIVE_UP.set()
+    else:
+        _GIVE_UP.clear()
 
 
 def _note_every(retry_s: float) -> float:

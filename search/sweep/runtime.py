@@ -159,6 +159,11 @@ def run_trials(config: dict[str, Any], study: Any, space: Any, experiment_dir: P
                     finish_interrupted(study, driver_id, "sweep ended by an error in the "
                                        f"driver: {_one_line(ended_by)}")
     lost = getattr(storage_backend(study), "unavailable", None)
+    if lost and stop.received is not None:  # stopped while the storage was being retried
+        with stop.deferred(raise_after=False):
+            farewell(stop.received)
+        return SweepResult(study=study.study_name, storage=redact(url), reason=STOPPED,
+                           signal=stop.received)
     if lost:
         raise StorageUnavailable(
             f"{lost}; the sweep stopped (finished trials are kept in the study). When the "
@@ -206,12 +211,17 @@ class Farewell:
             try:
                 if not self._said:
                     self._said = True
-                    if self._driver_id is not None:
-                        finish_interrupted(self._study, self._driver_id)
                     resume = studies.next_command("resume", self._study.study_name, self._url)
+                    try:
+                        if self._driver_id is not None:
+                            finish_interrupted(self._study, self._driver_id)
+                        done = "trials in flight were marked FAIL and will be re-run"
+                    except StorageUnavailable as lost:
+                        done = (f"{lost}, so trials in flight stay RUNNING until the resume "
+                                "marks them FAIL")
                     self._progress(ProgressEvent("interrupted", (
-                        f"sweep interrupted ({signal_name(signum)}); trials in flight were "
-                        f"marked FAIL and will be re-run. Continue with: {resume}")))
+                        f"sweep interrupted ({signal_name(signum)}); {done}. Continue "
+                        f"with: {resume}")))
             finally:
                 self._lock.release()
         return 128 + (signum or signal.SIGINT)

@@ -34,6 +34,8 @@ from typing import Any, Callable, Iterator
 
 from ray.tune.stopper import Stopper
 
+from search.study.storage import give_up_retrying
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # How long a stop may take before it is forced: when the signal went to the whole process
 # group (`timeout`, SLURM), Ray's own processes are gone and Ray calls can block for a minute.
@@ -103,6 +105,8 @@ class StopSignals:
     def _restore(self) -> None:
         global _active
         _active = None
+        if self.received is not None:
+            give_up_retrying(False)
         if self._watchdog is not None:
             self._watchdog.cancel()
         for sig, handler in self._previous.items():
@@ -127,6 +131,7 @@ class StopSignals:
         first = self.received is None
         if first:
             self.received = signum
+            give_up_retrying(True)  # a storage being retried does not hold the stop
             self._watchdog = threading.Timer(STOP_GRACE_S, self._force, (signum,))
             self._watchdog.daemon = True
             self._watchdog.start()
@@ -196,7 +201,13 @@ class StopSignals:
         words = threading.Thread(target=say, daemon=True)
         words.start()
         words.join(STOP_GRACE_S)
+        if words.is_alive():  # the bookkeeping hangs (a storage that does not answer)
+            with contextlib.suppress(BaseException):
+                logging.getLogger("tradetune").warning(
+                    "stopped by %s; the study could not be updated in time: trials in flight "
+                    "stay RUNNING until the next resume marks them FAIL", signal_name(signum))
         sys.stdout.flush()
+        _end_descendants()
         os._exit(128 + signum)
 
     @contextlib.contextmanager
@@ -209,6 +220,21 @@ class StopSignals:
             yield
         finally:
             self._graceful = False
+
+
+def _end_descendants() -> None:
+    """Before a forced exit: end every process this one started, down the tree. Ray binds
+    the processes it starts to the driver, but not their children (the raylet's
+    DashboardAgent and RuntimeEnvAgent, which ignore SIGTERM): they would stay under PID 1."""
+    try:
+        import psutil
+
+        tree = psutil.Process().children(recursive=True)
+    except Exception:  # noqa: BLE001 - exiting regardless
+        return
+    for proc in tree:
+        with contextlib.suppress(Exception):
+            proc.kill()
 
 
 def _say_stopped(signum: int) -> int:

@@ -13,14 +13,23 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
-
 from conftest import make_tiny_sweep
 from pg_private import PrivatePostgres
-from sweep_helpers import (REPO, TRADETUNE, assert_consistent, cli_env, poll, run_cli,
-                           start_cli, states, write_config)
+from sweep_helpers import (
+    REPO,
+    TRADETUNE,
+    assert_consistent,
+    cli_env,
+    poll,
+    run_cli,
+    start_cli,
+    states,
+    write_config,
+)
 
 SUMMARY = re.compile(r"^kills=(\d+) resumes=(\d+) complete=(\d+) lost=(\d+) duplicated=(\d+) "
                      r"stale_running=(\d+)$")
@@ -195,6 +204,48 @@ def test_postgres_outage_is_ridden_out_or_stops_cleanly_and_resumes(tmp_path, ou
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert_consistent(url, study, 3, results)
     assert _complete(url, study).items() >= kept.items()
+
+
+@pytest.mark.slow
+def test_sigterm_while_the_storage_is_retried_stops_at_once_and_leaves_no_process(
+        tmp_path, outage_pg):
+    """Issue 22 row 6: SIGTERM while launch retried a storage it could not reach ended with
+    exit 143 after 30 s and no message, and Ray's agents were left running under PID 1. A
+    stop now ends the retry at once, says its line, and no process of the driver is left."""
+    import psutil
+
+    url, study = outage_pg.url(), "term"
+    results = tmp_path / "results"
+    config = make_tiny_sweep(**{"study": study, "search.num_samples": 2,
+                                "training.max_iterations": 50, "training.patience": 100})
+    path = write_config(tmp_path / "sweep.yaml", config)
+    env = {**cli_env(results, url), "TRADETUNE_STORAGE_RETRY_S": "300"}
+    out, err = tmp_path / "launch.out", tmp_path / "launch.err"
+    driver = subprocess.Popen([*TRADETUNE, "launch", str(path)], cwd=REPO, env=env,
+                              stdout=open(out, "w"), stderr=open(err, "w"))
+    try:
+        poll(lambda: _pg_states(url, study).get("RUNNING"), 300, "a running trial")
+        children = psutil.Process(driver.pid).children(recursive=True)
+        outage_pg.stop()
+        poll(lambda: "is unreachable" in err.read_text(), 120, "the driver to retry")
+        started = time.monotonic()
+        driver.send_signal(signal.SIGTERM)
+        rc = driver.wait(timeout=90)
+        took = time.monotonic() - started
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        if not outage_pg.is_running():
+            outage_pg.start()
+    said = out.read_text() + err.read_text()
+    assert rc == 143, said[-3000:]
+    assert took < 45, f"the stop took {took:.0f} s"
+    assert "SIGTERM" in said and "Traceback" not in said, said[-3000:]
+    assert "tradetune resume --study term" in said
+    left = poll(lambda: not [p for p in children if p.is_running()
+                             and p.status() != psutil.STATUS_ZOMBIE] or None,
+                30, "the driver's processes to end", every=1)
+    assert left
 
 
 # -- 4. results directory not writable, or disk full ----------------------------------------------
