@@ -56,6 +56,10 @@ def action_levels(actions: str | dict | list | tuple) -> tuple[float, ...]:
         if not -1.0 <= float(size) <= 1.0:
             raise ConfigError(f"env.actions size {size} is outside [-1, 1] (leverage above 1 "
                               "is not modelled)")
+        if size and abs(float(size)) < MIN_SIZE:
+            raise ConfigError(f"env.actions size {size} is below {MIN_SIZE:g} (1% of net worth) "
+                              "in size: a position that small trades nothing but fees; use 0 "
+                              "for flat")
         levels.append(float(size))
     if len(levels) < 2:
         raise ConfigError(f"env.actions sizes needs at least two exposure levels, got {levels}")
@@ -66,6 +70,9 @@ def action_levels(actions: str | dict | list | tuple) -> tuple[float, ...]:
         raise ConfigError(f"env.actions sizes {levels} must include 0 (flat: where every "
                           "episode starts and an agent can always stand aside)")
     return tuple(sorted(levels))
+
+
+MIN_SIZE = 0.01  # the smallest exposure other than flat: 1% of net worth
 
 
 def action_meanings(levels: tuple[float, ...] | list[float]) -> list[str]:

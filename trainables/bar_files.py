@@ -195,9 +195,14 @@ def load_bars(path: str | os.PathLike, date_column: str | None = None, sep: str 
     if len(duplicated):
         i = int(duplicated[0])
         raise DataError(f"{where}: duplicate timestamp {dates[i]} (lines {lines[i - 1]} and "
-                        f"{lines[i]}); each bar needs its own time")
+                        f"{lines[i]}); each bar needs its own time (local times without a "
+                        "time zone repeat an hour where daylight saving ends: export the file "
+                        "in UTC)")
     spacing = check_spacing(dates, where, lines)
+    adjusted = [str(c) for c in raw.columns
+                if "adj" in canonical[c] and "close" in canonical[c]]
     bars.attrs["file"] = {"separator": sep, "separator_detected": detected,
+                          "not_used": adjusted,
                           "decimal": decimal or ".", "layout": layout["name"],
                           "date_column": (layout["date_first"] or date_col) if time_col is None
                           else f"{date_col} + {time_col}"}

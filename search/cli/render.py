@@ -207,6 +207,9 @@ def table_data(info: dict) -> None:
         label = name.replace("_", " ") + ":"  # fold0_train -> "fold0 train:"
         print(f"{label:>{width + 1}}    {split['rows']} rows, {split['first']} .. {split['last']}")
     print(f"features: {', '.join(info['features'])}")
+    for column in read.get("not_used") or []:
+        print(f"note:     column {column!r} is not used: the env trades the 'close' column "
+              "(adjusted prices rewrite history at each dividend or split)")
 
 
 # Events a sweep, a promotion or a report says on stderr; the others go to stdout.

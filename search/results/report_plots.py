@@ -16,7 +16,7 @@ matplotlib.use("Agg")  # files only; never a window, and no display needed
 import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 DPI = 100
 # Which value of a trial to plot: None for a single-objective study (Optuna's default).
@@ -84,11 +84,20 @@ def slices(study: Any, params: Sequence[str], path: Path, target_name: str,
         axes = _optuna_plot("plot_slice", study, params=list(params), target=target,
                             target_name=target_name)
         for panel in np.ravel(axes):
-            if panel.get_xscale() == "log":  # minor tick labels of a narrow log axis overlap
-                panel.xaxis.set_minor_formatter(NullFormatter())
+            if panel.get_xscale() == "log":
+                label_log_axis(panel.xaxis)
         # tight_layout would push Optuna's colour bar over the last panel
         return _save(axes, path, "Objective against the most important parameters",
                      (3.2 * len(params) + 1.5, 4), tight=False)
+
+
+def label_log_axis(axis: Any) -> None:
+    """Ticks a person can read on a log axis: 1, 2 and 5 of each decade, labelled (a range
+    within one decade, such as a learning rate's 1e-5..8e-5, got no labelled tick at all), and
+    no minor labels (on a narrow axis they overlap)."""
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.0e}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def pareto(study: Any, path: Path, names: Sequence[str]) -> Path:

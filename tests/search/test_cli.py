@@ -519,3 +519,14 @@ def test_a_sweep_whose_reader_goes_away_stops_as_on_ctrl_c(tmp_path):
     assert process.returncode == 141
     counts = states(f"sqlite:///{results / 'tradetune.db'}", "piped")
     assert not counts.get("RUNNING") and not counts.get("WAITING"), counts
+
+
+def test_data_says_an_adjusted_close_column_is_not_used(tmp_path):
+    """Yahoo's files carry 'Adj Close' beside 'Close': the env trades 'close', and says so."""
+    frame = _bars(1000)
+    frame["Adj Close"] = frame["close"] * 0.97
+    frame.to_csv(tmp_path / "yahoo.csv", index=False)
+    done = _run(["data", str(tmp_path / "yahoo.csv")], tmp_path / "results")
+    assert done.returncode == 0, done.stderr
+    assert "note:     column 'Adj Close' is not used: the env trades the 'close' column" \
+        in done.stdout

@@ -335,3 +335,20 @@ def test_report_trades_the_best_checkpoint_of_every_action_set(name, tmp_path, r
     assert "▲ buy (exposure up), ▼ sell (exposure down); shaded: short;" in page
     assert '<p class="market">Market (fixed for the study): actions ' in page
 
+
+
+def test_a_narrow_log_axis_gets_labelled_ticks():
+    """The slice plot's learning-rate axis (1e-5..8e-5, within one decade) had no tick label."""
+    import matplotlib.pyplot as plt
+
+    from search.results.report_plots import label_log_axis
+
+    figure, axes = plt.subplots()
+    axes.set_xscale("log")
+    axes.set_xlim(1e-5, 8e-5)
+    label_log_axis(axes.xaxis)
+    figure.canvas.draw()
+    labels = [t.get_text() for t in axes.get_xticklabels()
+              if t.get_text() and 1e-5 <= t.get_position()[0] <= 8e-5]
+    plt.close(figure)
+    assert len(labels) >= 3, labels

@@ -56,3 +56,13 @@ def test_actions_module_imports_nothing_heavy():
     code = ("import sys, trainables.actions; "
             "assert not {'numpy', 'tensortrade'} & set(sys.modules), sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("size", [1e-12, -0.005])
+def test_a_size_too_small_to_trade_is_refused(size):
+    """A level of 1e-12 was accepted and shown as 'long 1e-10%': it trades nothing but fees."""
+    from trainables.actions import action_levels
+    from trainables.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"env.actions size {size} is below 0.01"):
+        action_levels({"sizes": [0, size, 1]})

@@ -94,7 +94,9 @@ BAD_FILES = {
                 "2021-01-01 02:00,10,11,9,,100\n",
                 r"2 missing value\(s\) in column 'close', the first at 2021-01-01 01:00:00"),
     "duplicate": (GOOD_HEADER + GOOD_ROW + "2021-01-01 01:00,10,11,9,10,100\n" + GOOD_ROW,
-                  r"duplicate timestamp 2021-01-01 00:00:00 \(lines 2 and 4\)"),
+                  r"duplicate timestamp 2021-01-01 00:00:00 \(lines 2 and 4\); each bar needs its "
+                  r"own time \(local times without a time zone repeat an hour where daylight "
+                  r"saving ends: export the file in UTC\)"),
     "bad date": (GOOD_HEADER + GOOD_ROW + "yesterday,10,11,9,10,100\n",
                  r"cannot parse column 'date' as dates: 'yesterday' at line 3"),
     "ragged": (GOOD_HEADER + GOOD_ROW + "2021-01-01 01:00,10,11,9,10,100,7,8\n",
