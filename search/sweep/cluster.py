@@ -112,6 +112,7 @@ def connect(address: str | None) -> bool:
         target = _running_cluster()
     if target is not None:
         probe_address(target)
+        use_cluster_authentication(target)
     try:
         with _processes_in_their_own_group(target is None):
             ray.init(address=target or "local", logging_level=logging.ERROR,
@@ -123,6 +124,74 @@ def connect(address: str | None) -> bool:
         where = f"the Ray cluster at {target}" if target else "a local Ray"
         raise ClusterError(f"cannot connect to {where}: {first.strip()[:300]}") from None
     return True
+
+
+TOKEN_FIX = ("copy the token from the head node (its ~/.ray/auth_token, or the RAY_AUTH_TOKEN "
+             "it was started with) into ~/.ray/auth_token on this machine, or set "
+             "RAY_AUTH_TOKEN; every node of the cluster needs it, with RAY_AUTH_MODE=token")
+
+
+def use_cluster_authentication(address: str) -> None:
+    """Meet the cluster at ``address`` on its own terms. Ray 2.60 turns token authentication
+    on for a ``ray start`` cluster whenever a token exists on the head (``~/.ray/auth_token``,
+    which any local ``ray.init`` creates), while a driver connects without a token unless
+    ``RAY_AUTH_MODE=token``: Ray then retries for minutes and ends with "Failed to connect".
+    So: ask the cluster (a GCS call, a few ms); if it wants a token and this machine has one,
+    connect in token mode; if it has none, or the wrong one, one line that says what to do."""
+    if not _refused_for_authentication(address):
+        return
+    from ray._raylet import AuthenticationTokenLoader
+
+    if not AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True):
+        raise ClusterError(f"the Ray cluster at {address} uses token authentication and this "
+                           f"machine has no token: {TOKEN_FIX}")
+    before = os.environ.get("RAY_AUTH_MODE")
+    _token_mode()
+    if _refused_for_authentication(address):
+        _restore_mode(before)
+        raise ClusterError(f"the Ray cluster at {address} refused this machine's token "
+                           f"(RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token): "
+                           f"{TOKEN_FIX}")
+
+
+def _token_mode() -> None:
+    """Token authentication for this process's Ray connection (as Ray itself switches it on);
+    ``ray_session`` puts ``RAY_AUTH_MODE`` back when the connection ends."""
+    from ray._raylet import Config
+
+    os.environ["RAY_AUTH_MODE"] = "token"
+    Config.initialize("")
+
+
+def _restore_mode(mode: str | None) -> None:
+    from ray._raylet import Config
+
+    os.environ.pop("RAY_AUTH_MODE", None)
+    if mode is not None:
+        os.environ["RAY_AUTH_MODE"] = mode
+    Config.initialize("")
+
+
+def _refused_for_authentication(address: str) -> bool:
+    """Whether the GCS at ``address`` refuses this process's credentials. Ray's C++ client
+    writes a warning line to stderr on the way: it is kept out of the command's output."""
+    import ray.exceptions
+    from ray._raylet import GcsClient
+
+    saved = os.dup(2)
+    quiet = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(quiet, 2)
+        GcsClient(address=address)
+    except ray.exceptions.AuthenticationError:
+        return True
+    except Exception:  # noqa: BLE001 - anything else is ray.init's to report, as before
+        return False
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(quiet)
+    return False
 
 
 @contextlib.contextmanager

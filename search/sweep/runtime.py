@@ -235,6 +235,7 @@ def ray_session(address: str | None, stop: StopSignals) -> Iterator[None]:
 
     from search.sweep.stopping import StopRequested
 
+    mode = os.environ.get("RAY_AUTH_MODE")  # connect may switch it to the cluster's token mode
     try:
         connected = connect(address)
     except (SystemExit, KeyboardInterrupt) as exc:
@@ -252,6 +253,10 @@ def ray_session(address: str | None, stop: StopSignals) -> Iterator[None]:
         if connected:
             with stop.deferred(raise_after=False):
                 ray.shutdown()
+        if os.environ.get("RAY_AUTH_MODE") != mode:
+            os.environ.pop("RAY_AUTH_MODE", None)
+            if mode is not None:
+                os.environ["RAY_AUTH_MODE"] = mode
 
 
 # Failure reasons (``Type: message``, see ``searcher.error_line``) that come from the stored

@@ -55,8 +55,9 @@ class RayStartCluster:
         self.stop()
 
     def _start(self, args: list[str]) -> None:
-        done = subprocess.run([RAY, "start", *args, "--include-dashboard=false",
-                               "--disable-usage-stats"], env=self.node_env,
+        head = ["--include-dashboard=false"] if "--head" in args else []
+        done = subprocess.run([RAY, "start", *args, *head, "--disable-usage-stats"],
+                              env=self.node_env,
                               capture_output=True, text=True, timeout=180)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
