@@ -25,8 +25,8 @@ Importing this module, ``open_study`` and the reading methods of a study (``best
 ``status``, ``export`` without ONNX) import neither ray nor torch; ``launch``, ``resume``,
 ``evaluate``, ``compare``, ``promote`` and ``report`` load them when called.
 
-The ``tradetune`` command (search/cli/commands.py) only parses its arguments, calls these functions and
-formats what they return.
+The ``tradetune`` command (search/cli/commands.py) only parses its arguments, calls these
+functions and formats what they return.
 """
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ from search.events import (
 
 __all__ = [
     "launch", "dry_run", "resume", "open_study", "Study", "studies", "status_all",
-    "describe_data", "sweep_config", "mask_passwords", "SweepResult", "ProgressEvent", "ProgressCallback",
+    "describe_data", "sweep_config", "mask_passwords", "SweepResult", "ProgressEvent",
+    "ProgressCallback",
     "COMPLETED", "NOTHING_TO_RUN", "STOPPED",
     # the errors the functions raise
     "TradeTuneError", "UserError", "ArgumentError", "ConfigError", "DataError", "SpaceError",

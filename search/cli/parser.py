@@ -199,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "by name, e.g. date or timestamp)")
     p.add_argument("--sep", metavar="SEP", help="field separator: , ; | or tab (as data.sep; "
                    "default: detected)")
-    p.add_argument("--decimal", metavar="MARK", help="decimal mark: . or , (as data.decimal; default: .)")
+    p.add_argument("--decimal", metavar="MARK",
+                   help="decimal mark: . or , (as data.decimal; default: .)")
     fmt(p)
 
     p = add("studies", "list the studies of a storage: created, algorithm, data, trials by "

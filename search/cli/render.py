@@ -189,7 +189,8 @@ def table_data(info: dict) -> None:
         how = (f" ({read['layout']}; dates from {read['date_column']!r}; separator {sep}"
                + (f"; decimal {read['decimal']!r}" if read["decimal"] != "." else "") + ")")
     print(f"source:   {info['source']}{how}")
-    print(f"rows:     {info['rows']} ({info['first']} .. {info['last']}, every {info['interval']}, "
+    print(f"rows:     {info['rows']} ({info['first']} .. {info['last']}, "
+          f"every {info['interval']}, "
           f"{round(info['periods_per_year']):,} bars a year)")
     print(f"warm-up:  {info['warmup_bars']} of the {info['file_rows']} bars only feed the "
           "features (dropped before the first split)")

@@ -6,7 +6,8 @@ must at least do, however good its score.
 
 Each is checked on the kept checkpoint's validation figures when a trial ends. The samplers get
 them through the trial (``optuna.Trial.set_constraint``: TPE and GP steer away from infeasible
-regions; random search ignores them), the trial records whether it is ``feasible`` and what it broke, ``best``
+regions; random search ignores them), the trial records whether it is ``feasible`` and what it
+broke, ``best``
 ranks feasible trials first and labels the rest, and the report says which constraint each
 infeasible trial broke. Pure Python: read by the sweep and by every reader of a study.
 """

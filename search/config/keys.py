@@ -77,6 +77,7 @@ KEY_KINDS: dict[tuple[str, ...], str] = {
     **{("data", "splits", key): "date"
        for key in ("train_start", "val_start", "test_start", "test_end")},
     **{tuple(key.split(".")): "whole" for key in (
-        *WHOLE_KEYS, "search.racing.min_trials", "data.synthetic.n_bars", "data.synthetic.seed", "data.splits.train_bars",
+        *WHOLE_KEYS, "search.racing.min_trials", "data.synthetic.n_bars", "data.synthetic.seed",
+        "data.splits.train_bars",
         "data.splits.val_bars", "data.splits.test_bars", "data.walk_forward.folds")},
 }

@@ -45,7 +45,8 @@ def check_study_name(name: Any) -> str:
     if isinstance(name, int) and not isinstance(name, bool):
         name = str(name)
     if name is None or isinstance(name, str) and not name.strip():
-        raise ConfigError(f"study name is empty; give one with {both('--study NAME', 'study=NAME')} "
+        raise ConfigError("study name is empty; give one with "
+                          f"{both('--study NAME', 'study=NAME')} "
                           "or 'study:' in "
                           "the config")
     if not isinstance(name, str):
@@ -209,7 +210,8 @@ def _choice(config: dict, dotted: str, allowed: list[str]) -> None:
     section, key = dotted.split(".")
     value = config[section][key]
     if value not in allowed:
-        raise ConfigError(f"{dotted} is {value!r}{did_you_mean(value, allowed)} (allowed: {', '.join(allowed)})")
+        raise ConfigError(f"{dotted} is {value!r}{did_you_mean(value, allowed)} "
+                          f"(allowed: {', '.join(allowed)})")
 
 
 def validate(config: dict[str, Any]) -> None:

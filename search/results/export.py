@@ -64,7 +64,8 @@ def export(url: str, name: str, number: int | None, out: Path, onnx: bool = Fals
 
             write_bundle(folder, url, study, trial)
 
-    files = write_folder(out, EXPORT_NAMES, write, ours=lambda folder: export_study(folder) == name,
+    files = write_folder(out, EXPORT_NAMES, write,
+                         ours=lambda folder: export_study(folder) == name,
                          storage_url=url,
                          force=force, what=f"an earlier export of study {name!r}")
     result = {"study": name, "trial": trial.number, "value": first_value(trial), "out": str(out),

@@ -171,7 +171,8 @@ def _check_target(out: Path, names: Sequence[str], ours: Callable[[Path], bool],
     shown = ", ".join(present[:3]) + (f" and {len(present) - 3} more" if len(present) > 3
                                       else "")
     raise OutputError(f"{OUT} {out} holds other files ({shown}) and is not {what}; give a new "
-                      f"or empty folder, or add {both('--force', 'force=True')} to replace only the names this command "
+                      f"or empty folder, or add {both('--force', 'force=True')} to replace "
+                      "only the names this command "
                       f"writes ({', '.join(names)})")
 
 

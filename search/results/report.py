@@ -338,7 +338,8 @@ def _page(name: str, url: str, config: dict, counts: dict[str, int], top: list, 
         parts.append(f'<p class="market">Market (fixed for the study): '
                      f"{e(describe_market(market_of(config)))}</p>")
     if test_looks is not None:
-        parts.append(f'<p class="looks">Test split: {e(describe_test_looks(test_looks))}. Each look '
+        looks = e(describe_test_looks(test_looks))
+        parts.append(f'<p class="looks">Test split: {looks}. Each look '
                      "at the test split is a selection step: after many looks its score is no "
                      "longer an unbiased estimate of unseen data.</p>")
     if counts.get("RUNNING"):

@@ -45,7 +45,8 @@ def ray_address(address: str | None) -> str | None:
 
 
 def _fix(port: str) -> str:
-    return f"start it with `ray start --head --port={port}` or check {both('--address', 'address=')}/RAY_ADDRESS"
+    return (f"start it with `ray start --head --port={port}` or check "
+            f"{both('--address', 'address=')}/RAY_ADDRESS")
 
 
 def probe_address(address: str, wait_s: float | None = None) -> None:
@@ -230,7 +231,8 @@ def _running_cluster() -> str:
     try:
         return canonicalize_bootstrap_address_or_die("auto")
     except ConnectionError as exc:
-        raise ClusterError(f"{both('--address', 'address=')} auto: {str(exc).split('. Please')[0]}; start one with "
+        raise ClusterError(f"{both('--address', 'address=')} auto: "
+                           f"{str(exc).split('. Please')[0]}; start one with "
                            "`ray start --head --port=PORT` or give HOST:PORT") from None
 
 

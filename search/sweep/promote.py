@@ -69,7 +69,8 @@ def promote(url: str, name: str, number: int | None, seeds: int,
     from trainables.market import prepare_market
 
     if not 1 <= seeds <= MAX_SEEDS:
-        raise PromotionError(f"{both('--seeds', 'seeds')} must be between 1 and {MAX_SEEDS}, got {seeds}")
+        raise PromotionError(f"{both('--seeds', 'seeds')} must be between 1 and {MAX_SEEDS}, "
+                             f"got {seeds}")
     study, trial = get_trial(url, name, number)
     if trial.state.name != "COMPLETE":
         raise PromotionError(f"trial {trial.number} of study {name!r} is {trial.state.name}, "

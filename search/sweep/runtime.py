@@ -229,8 +229,8 @@ class Farewell:
 
 @contextlib.contextmanager
 def ray_session(address: str | None, stop: StopSignals) -> Iterator[None]:
-    """Connect to Ray (bounded wait, see search/sweep/cluster.py) for the block; shut down what this
-    process started or joined. A stop signal during Ray's start-up stops cleanly too."""
+    """Connect to Ray (bounded wait, see search/sweep/cluster.py) for the block; shut down what
+    this process started or joined. A stop signal during Ray's start-up stops cleanly too."""
     import ray
 
     from search.sweep.stopping import StopRequested

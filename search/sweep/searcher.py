@@ -161,7 +161,8 @@ class StudySearcher(OptunaSearch):
                 ot_trial.set_user_attr(ATTR_SEED, trial_seed(self._sweep_seed, ot_trial.number))
                 return ot_trial
 
-        retrying = getattr(storage_backend(study), "_call", None)  # search/study/storage.py retries
+        # search/study/storage.py retries
+        retrying = getattr(storage_backend(study), "_call", None)
         return retrying(take, (), {}) if retrying else take()
 
     @unless_storage_lost(Searcher.FINISHED)
@@ -265,7 +266,8 @@ class StudySearcher(OptunaSearch):
         self._store_result(ot_trial, result, reason)
         # At this evaluation's step, or after the last one reported (a restarted run repeats
         # steps, and Optuna ignores a second report at a step).
-        reported = storage_of(self._ot_study).get_trial(optuna_trial_id(ot_trial)).intermediate_values
+        stored = storage_of(self._ot_study).get_trial(optuna_trial_id(ot_trial))
+        reported = stored.intermediate_values
         step = max([int(result.get(M.EVALS) or 0), *(s + 1 for s in reported)])
         ot_trial.report(float(value), step)
         self._ot_study.tell(ot_trial, state=TrialState.PRUNED, skip_if_finished=True)
