@@ -159,19 +159,29 @@ def test_storage_retries_through_a_restart_then_gives_up_at_once(outage_pg, caps
     assert outage_pg.password not in capsys.readouterr().err
 
 
+def _launch_on(server: PrivatePostgres, tmp_path: Path, study: str, trials: int,
+               iterations: int, retry_s: int) -> tuple[subprocess.Popen, Path, Path]:
+    """A tiny sweep launched on ``server`` with a ``retry_s`` storage retry window: the driver
+    and the files its stdout and stderr go to."""
+    config = make_tiny_sweep(**{"study": study, "search.num_samples": trials,
+                                "training.max_iterations": iterations, "training.patience": 100})
+    path = write_config(tmp_path / "sweep.yaml", config)
+    env = {**cli_env(tmp_path / "results", server.url()),
+           "TRADETUNE_STORAGE_RETRY_S": str(retry_s)}
+    out, err = tmp_path / "launch.out", tmp_path / "launch.err"
+    driver = subprocess.Popen([*TRADETUNE, "launch", str(path)], cwd=REPO, env=env,
+                              stdout=open(out, "w"), stderr=open(err, "w"))
+    return driver, out, err
+
+
 @pytest.mark.slow
 def test_postgres_outage_is_ridden_out_or_stops_cleanly_and_resumes(tmp_path, outage_pg):
     """With a 10 s retry window: a short outage is ridden out; a long one stops the sweep with
     one line saying how to resume; no finished trial is lost either way."""
     url, study = outage_pg.url(), "outage"
     results = tmp_path / "results"
-    config = make_tiny_sweep(**{"study": study, "search.num_samples": 3,
-                                "training.max_iterations": 6, "training.patience": 100})
-    path = write_config(tmp_path / "sweep.yaml", config)
-    env = {**cli_env(results, url), "TRADETUNE_STORAGE_RETRY_S": "10"}
-    out, err = tmp_path / "launch.out", tmp_path / "launch.err"
-    driver = subprocess.Popen([*TRADETUNE, "launch", str(path)], cwd=REPO, env=env,
-                              stdout=open(out, "w"), stderr=open(err, "w"))
+    driver, out, err = _launch_on(outage_pg, tmp_path, study, trials=3, iterations=6,
+                                  retry_s=10)
     try:
         # Short outage, while a trial trains: down until the driver notices, then back.
         poll(lambda: _pg_states(url, study).get("RUNNING"), 300, "a running trial")
@@ -215,14 +225,8 @@ def test_sigterm_while_the_storage_is_retried_stops_at_once_and_leaves_no_proces
     import psutil
 
     url, study = outage_pg.url(), "term"
-    results = tmp_path / "results"
-    config = make_tiny_sweep(**{"study": study, "search.num_samples": 2,
-                                "training.max_iterations": 50, "training.patience": 100})
-    path = write_config(tmp_path / "sweep.yaml", config)
-    env = {**cli_env(results, url), "TRADETUNE_STORAGE_RETRY_S": "300"}
-    out, err = tmp_path / "launch.out", tmp_path / "launch.err"
-    driver = subprocess.Popen([*TRADETUNE, "launch", str(path)], cwd=REPO, env=env,
-                              stdout=open(out, "w"), stderr=open(err, "w"))
+    driver, out, err = _launch_on(outage_pg, tmp_path, study, trials=2, iterations=50,
+                                  retry_s=300)
     try:
         poll(lambda: _pg_states(url, study).get("RUNNING"), 300, "a running trial")
         children = psutil.Process(driver.pid).children(recursive=True)
