@@ -108,11 +108,19 @@ def log_export(tracked: dict[str, Any], tracking: dict[str, Any] | None,
     and only the export's own names go, never other files of the folder); returns what
     happened (``run_id``, ``uri``, ``logged``, and a ``note`` when it could not). A store
     that is down or lost the run costs the export nothing but the note. The URI is the one the
-    sweep logged to, as stored on the trial; one stored with its password masked is resolved
-    again from the config and the environment."""
+    sweep logged to, as stored on the trial; one stored with its password masked is taken from
+    the config or ``MLFLOW_TRACKING_URI`` when it names the same store (never another one, so
+    no store is created where the sweep had none)."""
     stored = tracked.get("uri")
-    uri = stored if isinstance(stored, str) and redact(stored) == stored else tracking_uri(tracking)
+    masked = not isinstance(stored, str) or ":***@" in stored  # redact()'s mask
+    # The password is not stored: then the config's or the environment's URI, if the same store.
+    uri = tracking_uri(tracking) if masked else stored
     said = {"run_id": tracked.get("run_id"), "uri": redact(uri), "logged": False, "note": None}
+    if isinstance(stored, str) and redact(uri) != stored:
+        said["note"] = (f"the export was not logged to MLflow run {tracked.get('run_id')}: the "
+                        f"sweep logged to {stored}; set MLFLOW_TRACKING_URI to that store "
+                        "(with its password) and export again")
+        return said
     if importlib.util.find_spec("mlflow") is None:
         said["note"] = f"the trial's MLflow run was not given the export: {INSTALL}"
         return said

@@ -160,3 +160,29 @@ def test_a_tracking_server_that_is_down_costs_one_note_and_the_sweep_completes(t
     assert len(notes) == 1, notes
     assert "http://127.0.0.1:9" in notes[0] and "goes on without MLflow" in notes[0]
     assert "sweep finished: 2 complete" in done.stdout + done.stderr
+
+
+def test_an_export_to_a_store_that_is_down_is_a_note_not_a_failure(tmp_path):
+    """The export stands; its result says what did not reach MLflow, fast (one try)."""
+    import time
+
+    from search.results.mlflow_runs import log_export
+
+    (tmp_path / "trial.json").write_text("{}")
+    started = time.monotonic()
+    said = log_export({"uri": "http://127.0.0.1:9", "run_id": "abc"}, None, tmp_path,
+                      ["trial.json"])
+    assert time.monotonic() - started < 30
+    assert said["logged"] is False and said["run_id"] == "abc"
+    assert "not logged to MLflow run abc" in said["note"] and "127.0.0.1:9" in said["note"]
+    # A store stored with its password masked is used only when the environment names it.
+    masked = {"uri": "http://user:***@127.0.0.1:9", "run_id": "abc"}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        said = log_export(masked, None, tmp_path, ["trial.json"])
+        assert "set MLFLOW_TRACKING_URI to that store" in said["note"]
+        patch.setenv("MLFLOW_TRACKING_URI", "http://user:pw@127.0.0.1:9")
+        said = log_export(masked, None, tmp_path, ["trial.json"])
+        assert "failed" in said["note"] or "Max retries" in said["note"], said
+        assert "pw" not in said["note"]
+    assert not (REPO / "mlflow.db").exists()
