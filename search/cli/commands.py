@@ -137,6 +137,11 @@ def run(args: argparse.Namespace) -> int:
         result = study.export(args.out, args.trial, onnx=args.onnx, force=args.force)
         print(f"exported trial {result['trial']} of {result['study']} to {result['out']}: "
               + ", ".join(result["files"]))
+        tracked = result.get("mlflow")
+        if tracked and tracked["logged"]:
+            print(f"logged to MLflow run {tracked['run_id']} at {tracked['uri']} (export/)")
+        elif tracked:
+            print(f"note: {tracked['note']}", file=sys.stderr)
     elif args.command == "promote":
         show(study.promote(args.seeds, args.trial, address=args.address, progress=say),
              args.format, table_promote)

@@ -25,6 +25,10 @@ DEFAULTS: dict[str, Any] = {
                "racing": dict(RACING_DEFAULTS)},
     "training": dict(TRAINING_DEFAULTS),
     "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0},
+    # Experiment tracking, off by default (search/sweep/tracking.py): MLflow runs and
+    # TensorBoard event files, written by the driver. Off, nothing of either is imported.
+    "tracking": {"mlflow": False, "mlflow_uri": None, "mlflow_experiment": None,
+                 "tensorboard": False},
     "storage": None,
 }
 
@@ -73,7 +77,7 @@ KEY_KINDS: dict[tuple[str, ...], str] = {
         "study", "algorithm", "storage", "data.path", "data.features.*", "data.synthetic.freq",
         "data.walk_forward.mode", "search.space", "search.scheduler", "search.sampler",
         "training.objective", "training.objectives.*", "training.aggregate", "env.reward",
-        "env.actions")},
+        "env.actions", "tracking.mlflow_uri", "tracking.mlflow_experiment")},
     **{("data", "splits", key): "date"
        for key in ("train_start", "val_start", "test_start", "test_end")},
     **{tuple(key.split(".")): "whole" for key in (

@@ -267,6 +267,22 @@ def validate(config: dict[str, Any]) -> None:
     _check_enqueue(config)
     _check_warm_start(config)
     config["search"]["constraints"] = check_constraints(config["search"]["constraints"]) or None
+    _check_tracking(config["tracking"])
+
+
+def _check_tracking(tracking: dict[str, Any]) -> None:
+    """``tracking``: two switches and two texts; a URI or experiment without MLflow on is a
+    mistake worth one line (nothing would be logged), not a setting quietly ignored."""
+    for key in ("mlflow", "tensorboard"):
+        if not isinstance(tracking[key], bool):
+            raise ConfigError(f"tracking.{key} must be true or false, got {tracking[key]!r}")
+    for key in ("mlflow_uri", "mlflow_experiment"):
+        value = tracking[key]
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ConfigError(f"tracking.{key} must be text or null, got {value!r}")
+        if value is not None and not tracking["mlflow"]:
+            raise ConfigError(f"tracking.{key} is set but tracking.mlflow is false: set "
+                              "tracking.mlflow=true to log to MLflow")
 
 
 def startup_trials(search: dict[str, Any]) -> int:

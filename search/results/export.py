@@ -13,7 +13,7 @@ from search.results.outputs import write_folder
 from search.results.summaries import trial_summary
 from search.study import studies
 from search.study.provenance import space_of
-from search.study.schema import ATTR_SEED
+from search.study.schema import ATTR_MLFLOW_RUN, ATTR_SEED
 from search.study.trials import checkpoint_of, first_value, get_trial
 from trainables.settings import trial_env
 
@@ -72,6 +72,11 @@ def export(url: str, name: str, number: int | None, out: Path, onnx: bool = Fals
               "files": files}
     if onnx:
         result["onnx"] = str(out / ONNX_FILE)
+    tracked = trial.user_attrs.get(ATTR_MLFLOW_RUN)
+    if isinstance(tracked, dict) and tracked.get("run_id"):  # the sweep tracked it in MLflow
+        from search.results.mlflow_runs import log_export
+
+        result["mlflow"] = log_export(tracked, config.get("tracking"), Path(out), files)
     return result
 
 

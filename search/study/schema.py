@@ -17,6 +17,7 @@ ATTR_RESULTS = "tradetune_results"      # the study's experiment folder, removed
 ATTR_UID = "tradetune_uid"              # the study's id, written in its folder's marker
 HEARTBEAT_PREFIX = "driver:"            # + driver id: a running driver's last heartbeat
 TEST_LOOK_PREFIX = "test_look:"         # + time and nonce: one look at the test split
+ATTR_MLFLOW_STUDY_RUN = "tradetune_mlflow_run"  # {uri, run_id}: the study's MLflow parent run
 
 # -- trial user attributes ----------------------------------------------------------------------
 ATTR_TUNE_ID = "tune_trial_id"
@@ -36,4 +37,5 @@ FLAT_METRICS = ("sharpe", "pnl_pct", "max_drawdown", "trades", "time_in_market",
                 "buy_and_hold_pct", "active_sharpe_per_bar")
 ATTR_FEASIBLE = "feasible"        # search.constraints met on validation (absent: none set)
 ATTR_BROKEN = "constraints_broken"  # what each missed constraint says
+ATTR_MLFLOW_RUN = "mlflow_run"    # {uri, run_id}: the trial's nested MLflow run (tracking.mlflow)
 ATTR_RUNG_SCORES = "rung_scores"  # fold racing's score after each run (search/sweep/racing.py)

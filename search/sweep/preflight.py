@@ -60,6 +60,10 @@ def check_inputs(config: dict[str, Any]) -> tuple[Any, Any]:
     from trainables.market import prepare_market
     from trainables.rllib_trainable import check_custom_space
 
+    if (config.get("tracking") or {}).get("mlflow"):
+        from search.results.mlflow_runs import check_installed
+
+        check_installed()  # without importing it
     market = prepare_market(config["data"])
     space = get_space(config["algorithm"], config["search"]["space_overrides"],
                       config["search"]["space"])
@@ -96,7 +100,13 @@ def dry_run(config: dict[str, Any], storage_url: str | None = None,
     folder, taken = folders.folder_for(config["study"], uid="00000000")
     results = check_results_dir(folder)
     moved = folder.name != config["study"]
-    return {"config": {**config, "storage": redact(url)}, "data": describe(market),
+    tracking = dict(config.get("tracking") or {})
+    if tracking.get("mlflow"):  # the store it would log to (from MLFLOW_TRACKING_URI, say)
+        from search.results.mlflow_runs import tracking_uri
+
+        tracking["mlflow_uri"] = redact(tracking_uri(tracking))
+    return {"config": {**config, "tracking": tracking, "storage": redact(url)},
+            "data": describe(market),
             "storage": redact(url), "storage_state": state,
             "results": str(results.with_name(f"{config['study']}-<id>") if moved else results),
             "results_exists": results.is_dir() and not moved,

@@ -71,6 +71,12 @@ def make_sampler(search: dict[str, Any], seed: int) -> Any:
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
 
 
+def tracking_enabled(config: dict[str, Any]) -> bool:
+    """Whether the sweep tracks its trials (config ``tracking``, search/sweep/tracking.py)."""
+    tracking = config.get("tracking") or {}  # studies launched before tracking have none
+    return bool(tracking.get("mlflow") or tracking.get("tensorboard"))
+
+
 def run_trials(config: dict[str, Any], study: Any, space: Any, experiment_dir: Path, url: str,
          stop: StopSignals, progress: ProgressCallback) -> SweepResult:
     from ray import tune
@@ -90,7 +96,7 @@ def run_trials(config: dict[str, Any], study: Any, space: Any, experiment_dir: P
     search, training, resources = config["search"], config["training"], config["resources"]
     driver_id = f"{socket.gethostname()}-{os.getpid()}-{int(time.time())}"
     farewell = stop.last_words = Farewell(study, driver_id, url, progress)
-    searcher = None
+    searcher = tracker = None
     ended_by: BaseException | None = None  # an error that ends the driver, not a stop
     try:
         sampler = make_sampler(search, sampler_seed(search["seed"], len(study.trials)))
@@ -123,6 +129,12 @@ def run_trials(config: dict[str, Any], study: Any, space: Any, experiment_dir: P
                                  score_name=f"validation {training['objective']}",
                                  needs=trial_needs(config))
         run_name = f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        callbacks = [bookkeeping, progress_line]
+        if tracking_enabled(config):  # off, neither MLflow nor tensorboardX is imported
+            from search.sweep.tracking import Tracking
+
+            tracker = Tracking(config, study, searcher, experiment_dir, progress)
+            callbacks.append(tracker)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
@@ -133,7 +145,7 @@ def run_trials(config: dict[str, Any], study: Any, space: Any, experiment_dir: P
                 # importing torch and RLlib again.
                 reuse_actors=True),
             run_config=run_config(run_name, experiment_dir, training["max_failures"],
-                                  [bookkeeping, progress_line],
+                                  callbacks,
                                   stop=CombinedStopper(StopWhenStorageLost(study),
                                                        StopOnSignal())),
         )
@@ -152,6 +164,8 @@ def run_trials(config: dict[str, Any], study: Any, space: Any, experiment_dir: P
         with stop.deferred(raise_after=False):  # a second signal still stops at once
             if searcher is not None:
                 searcher.fail_all_awaiting()
+            if tracker is not None:
+                tracker.close(stopped=stop.received is not None or ended_by is not None)
             if ended_by is not None:
                 # As a stop does: this driver's trials in flight become FAIL now, not at a
                 # later `resume`. The error ending the driver is the one the caller sees.

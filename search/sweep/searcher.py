@@ -129,6 +129,11 @@ class StudySearcher(OptunaSearch):
         ot_trial = self._ot_trials.get(trial_id)
         return None if ot_trial is None else ot_trial.number
 
+    def trial_params(self, trial_id: str) -> dict[str, Any] | None:
+        """The parameters the study's trial was given (None for a trial of another driver)."""
+        ot_trial = self._ot_trials.get(trial_id)
+        return dict(ot_trial.params) if ot_trial is not None else None
+
     def budget_left(self) -> int:
         """Trials still to start, counting every driver's finished and running trials. Without
         the claim lock this is an estimate: another driver may take a trial a moment later."""
