@@ -122,6 +122,11 @@ def sweep_config(market: dict[str, Any], args: argparse.Namespace) -> dict[str, 
             "train_batch_size": {"low": 256, "high": 512}, "hidden_width": {"choices": [16]},
             "hidden_layers": 1, "num_epochs": {"low": 2, "high": 3}}
         config["search"]["enqueue_tutorial"] = False
+    elif args.small:  # the quickstart's small space: for a run that fits a sitting
+        config["search"]["space_overrides"] = {
+            "train_batch_size": {"low": 1000, "high": 2000}, "num_epochs": {"low": 3, "high": 6},
+            "hidden_width": {"choices": [32, 64]}, "hidden_layers": 1}
+        config["search"]["enqueue_tutorial"] = False
     return config
 
 
@@ -198,6 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--planted", type=int, default=6, help="planted-edge markets (<= 6)")
     parser.add_argument("--promote-seeds", type=int, default=0,
                         help="also promote each selected trial on K fresh seeds (default 0: no)")
+    parser.add_argument("--small", action="store_true",
+                        help="the quickstart's small search space (default: the full space)")
     parser.add_argument("--smoke", action="store_true",
                         help="one market of each kind, tiny networks and budget")
     args = parser.parse_args(argv)
