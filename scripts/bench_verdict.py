@@ -50,6 +50,7 @@ PLANTED = [  # drift, volatility, mean regime bars
     (0.002, 0.004, 40), (0.0015, 0.004, 40), (0.002, 0.006, 40),
     (0.002, 0.004, 25), (0.0025, 0.006, 60), (0.0015, 0.003, 30)]
 TARGETS = {"false_edges_at_most": 1, "detections_at_least": 5}
+OFFSET = 0  # --held-out N: every market seed moved by N, for markets the thresholds never saw
 
 
 def no_edge_markets(work: Path, seeds: int) -> list[dict[str, Any]]:
@@ -58,11 +59,11 @@ def no_edge_markets(work: Path, seeds: int) -> list[dict[str, Any]]:
     closes = frame["close"].to_numpy()[::-1][-N_BARS - 1:]  # the file is newest first
     returns = np.diff(np.log(closes))
     markets = []
-    for seed in range(seeds):
+    for seed in range(OFFSET, OFFSET + seeds):
         shuffled = np.random.default_rng(seed).permutation(returns)
         markets.append(_write(work, f"shuffled-{seed}", closes[0] * np.exp(np.cumsum(shuffled)),
                               seed))
-    for seed in range(max(seeds // 3, 1)):
+    for seed in range(OFFSET, OFFSET + max(seeds // 3, 1)):
         for name, drift in (("up", 2e-4), ("down", -2e-4), ("flat", 0.0)):
             steps = np.random.default_rng(100 + seed).normal(drift, 0.008, N_BARS)
             markets.append(_write(work, f"walk-{name}-{seed}", 10_000 * np.exp(np.cumsum(steps)),
@@ -90,12 +91,14 @@ def planted_markets(count: int) -> list[dict[str, Any]]:
     from trainables.regimes import regimes_ohlcv
 
     markets = []
-    for seed, (drift, volatility, regime) in enumerate(PLANTED[:count]):
-        synthetic = {"kind": "regimes", "n_bars": N_BARS, "seed": 60 + seed, "freq": "1h",
+    for index, (drift, volatility, regime) in enumerate(PLANTED[:count]):
+        seed = 60 + OFFSET + index
+        synthetic = {"kind": "regimes", "n_bars": N_BARS, "seed": seed, "freq": "1h",
                      "drift": drift, "volatility": volatility, "mean_regime_bars": regime}
-        close = regimes_ohlcv(N_BARS, 60 + seed, "1h", drift=drift, volatility=volatility,
+        close = regimes_ohlcv(N_BARS, seed, "1h", drift=drift, volatility=volatility,
                               mean_regime_bars=regime, base_price=10_000.0)["close"].to_numpy()
-        markets.append({"name": f"regimes-{drift}-{volatility}-{regime}", "edge": True,
+        suffix = f"-s{seed}" if OFFSET else ""
+        markets.append({"name": f"regimes-{drift}-{volatility}-{regime}{suffix}", "edge": True,
                         "data": {"synthetic": synthetic}, "close": close})
     return markets
 
@@ -203,11 +206,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--planted", type=int, default=6, help="planted-edge markets (<= 6)")
     parser.add_argument("--promote-seeds", type=int, default=0,
                         help="also promote each selected trial on K fresh seeds (default 0: no)")
+    parser.add_argument("--held-out", type=int, default=0, metavar="N",
+                        help="move every market's seed by N: a held-out set of markets of the "
+                             "same kinds (default 0: the calibration set)")
     parser.add_argument("--small", action="store_true",
                         help="the quickstart's small search space (default: the full space)")
     parser.add_argument("--smoke", action="store_true",
                         help="one market of each kind, tiny networks and budget")
     args = parser.parse_args(argv)
+    global OFFSET
+    OFFSET = args.held_out
     if args.smoke:
         args.trials, args.iterations, args.no_edge_seeds, args.planted = 3, 3, 1, 1
     with tempfile.TemporaryDirectory(prefix="bench-verdict-") as tmp:

@@ -10,7 +10,7 @@ buy-and-hold's, bar by bar), with the figure against cash kept beside it:
   ``search/results/overfitting.py``) of the active returns, deflated by every configuration the
   study tried (COMPLETE and PRUNED trials; ASHA's early stops are COMPLETE): the probability
   that the best trial's true active Sharpe ratio is above zero after accounting for the best
-  of that many unskilled configurations;
+  of that many unskilled configurations, each spread only by sampling;
 - **PBO**, the probability of backtest overfitting (Bailey, Borwein, López de Prado & Zhu 2015,
   combinatorially symmetric cross-validation) over the trials x validation-bars matrix of the
   kept checkpoints' returns: the bars are cut into S blocks; for every choice of half the
@@ -53,12 +53,15 @@ def active_edge(best: dict[str, Any], tried: list[dict[str, Any]]) -> dict[str, 
         return None
     sharpes = [m["active_sharpe_per_bar"] for m in tried if "active_sharpe_per_bar" in m]
     n_trials = max(len(sharpes), 1)
-    mean = sum(sharpes) / n_trials if sharpes else 0.0
-    variance = sum((x - mean) ** 2 for x in sharpes) / max(len(sharpes) - 1, 1)
-    sr0 = expected_max_sharpe(n_trials, variance)
+    returns = int(best.get("bars", 0)) - 1
+    # The null: every configuration unskilled, its Sharpe estimate spread only by sampling,
+    # variance 1/(T-1) over T returns (Lo 2002). The trials' own spread would count skill that
+    # some configurations found as luck, and deflate a real edge away (measured on the planted
+    # markets of scripts/bench_verdict.py; BENCHMARKS.md).
+    sr0 = expected_max_sharpe(n_trials, 1.0 / (returns - 1)) if returns > 1 else 0.0
     sharpe = best["active_sharpe_per_bar"]
-    dsr = probabilistic_sharpe(sharpe, sr0, int(best.get("bars", 0)) - 1,
-                               best.get("active_skew", 0.0), best.get("active_kurtosis", 3.0))
+    dsr = probabilistic_sharpe(sharpe, sr0, returns, best.get("active_skew", 0.0),
+                               best.get("active_kurtosis", 3.0))
     return {"active_sharpe_per_bar": sharpe, "deflated_sharpe": None if math.isnan(dsr) else dsr,
             "expected_max_active_sharpe_per_bar": sr0, "n_trials": n_trials,
             "buy_and_hold_sharpe_per_bar": best.get("buy_and_hold_sharpe_per_bar")}
