@@ -181,7 +181,7 @@ def speed_up(config):
 
     return (
         config
-        .training(learner_class=TrialPPOLearner)
+        .learners(learner_class=TrialPPOLearner)
         .rl_module(rl_module_spec=RLModuleSpec(module_class=TrialPPOModule))
         .env_runners(env_to_module_connector=lambda env, spaces=None, device=None:
                      [LastObservations()],
