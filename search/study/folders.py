@@ -75,8 +75,19 @@ def claim(folder: Path, name: str, uid: str, url: str) -> None:
     mark = {"study": name, "uid": uid, "storage": redact(url)}
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / MARKER, "x") as handle:
-            json.dump(mark, handle)
+        # Written whole beside it, then linked into place: a reader never sees half a marker,
+        # and of two claimers exactly one link succeeds.
+        draft = folder / f".{MARKER}.{uid}.{os.getpid()}"
+        draft.write_text(json.dumps(mark))
+        try:
+            os.link(draft, folder / MARKER)
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links: an exclusive create instead
+            with open(folder / MARKER, "x") as handle:
+                json.dump(mark, handle)
+        finally:
+            draft.unlink()
     except FileExistsError:
         found = owner(folder)
         if found is None or found["uid"] != uid:
@@ -127,20 +138,33 @@ def check_owned(study: Any, url: str, adopt: bool = True) -> Path:
     """The study's folder, checked before anything writes into it: it must be unmarked or
     marked as this study's. With ``adopt``, a folder without a marker (a study launched before
     markers existed, or a folder removed by hand) is marked as this study's (created if
-    missing, and the study given an id if it has none). Raises ``StudyError`` for another
-    study's folder."""
+    missing, and the study given an id if it has none). Several drivers resuming such a study
+    at once race to mark it: one marker wins, and the others take its id, since it names the
+    same study in the same storage. Raises ``StudyError`` for another study's folder."""
     folder = study_folder(study)
     uid = study.user_attrs.get(ATTR_UID)
-    mark = owner(folder)
-    if mark is not None and mark["uid"] == uid:
+    mark, unreadable = owner(folder), False
+    if mark is None and (folder / MARKER).exists():
+        mark = owner(folder)  # marked by another driver between the two looks
+        unreadable = mark is None  # there, and no marker that reads: not a study's of ours
+    adopted = (uid is None and mark is not None and mark.get("study") == study.study_name
+               and mark.get("storage") == redact(url))
+    if mark is not None and (mark["uid"] == uid or adopted):
+        if adopted and adopt:
+            study.set_user_attr(ATTR_UID, mark["uid"])
         return folder
-    if mark is None and not (folder / MARKER).exists():
+    if mark is None and not unreadable:
         if not adopt:
             return folder
-        uid = uid or new_uid()
-        if uid != study.user_attrs.get(ATTR_UID):
-            study.set_user_attr(ATTR_UID, uid)
-        claim(folder, study.study_name, uid, url)
+        chosen = uid or new_uid()
+        try:
+            claim(folder, study.study_name, chosen, url)
+        except StudyError:
+            if not (folder / MARKER).exists():
+                raise  # the folder cannot be written
+            return check_owned(study, url, adopt)  # another driver marked it a moment ago
+        if uid is None:
+            study.set_user_attr(ATTR_UID, chosen)
         return folder
     raise StudyError(f"results folder {folder} of study {study.study_name!r} belongs to "
                      f"{describe_owner(mark)}; nothing was written there. Launch this study's "

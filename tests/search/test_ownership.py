@@ -231,3 +231,39 @@ def test_two_launches_of_one_name_in_two_storages_keep_their_own_checkpoints(tmp
     assert _digest(results / "qs1") == before
     best = json.loads(run_cli(["best", "--study", "qs1", "-f", "json"], results).stdout)
     assert best and Path(best[0]["checkpoint"]).is_dir()
+
+
+def test_drivers_adopting_a_legacy_folder_at_once_agree_on_its_owner(tmp_path, monkeypatch):
+    """Six drivers resuming a study from before markers raced to mark its folder: the losers
+    had already given the study another id and refused the folder as another study's (seen in
+    tests/search/test_many_drivers.py on a full-suite run). One marker wins; all take its id."""
+    import threading
+
+    from search.study import folders, studies
+    from search.study.storage import open_storage
+
+    results = tmp_path / "results"
+    monkeypatch.setenv("TRADETUNE_RESULTS", str(results))
+    url = f"sqlite:///{results / 'tradetune.db'}"
+    add_study(url, results, "old", [1.0], legacy=True)
+    handles = [studies.load_study(open_storage(url), "old") for _ in range(6)]
+    assert all(h.user_attrs.get("tradetune_uid") is None for h in handles)
+    start, outcomes = threading.Barrier(len(handles)), []
+
+    def adopt(study):
+        start.wait()
+        try:
+            outcomes.append(folders.check_owned(study, url))
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=adopt, args=(h,)) for h in handles]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == [results / "old"] * len(handles), outcomes
+    mark = json.loads((results / "old" / ".tradetune-study.json").read_text())
+    fresh = studies.load_study(open_storage(url), "old")
+    assert fresh.user_attrs["tradetune_uid"] == mark["uid"]
+    assert not [p for p in (results / "old").iterdir() if p.name.startswith("..tradetune")]
