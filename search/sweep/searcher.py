@@ -28,7 +28,7 @@ from ray.tune.stopper import Stopper
 from search.config.constraints import broken as broken_constraints
 from search.config.constraints import values as constraint_values
 from search.errors import SpaceError, StorageUnavailable
-from search.study.claims import claim_lock, storage_backend  # noqa: F401 (re-exported)
+from search.study.claims import claim_lock, storage_backend
 from search.study.schema import (
     ATTR_CHECKPOINT,
     ATTR_DRIVER,
