@@ -13,7 +13,14 @@ Arms, each given the same budget of env steps per window (``--budget``), on the 
     validation score, patience 4, min_evals 3);
 (c) TPE on walk-forward folds x seeds (``--folds`` expanding folds x ``--run-seeds``), no early
     stopping;
-(d) the same with ``search.scheduler: racing`` (``search.racing: {eta, min_trials}``).
+(d) the same with ``search.scheduler: racing`` (``search.racing: {eta, min_trials}``);
+(e) arm (b) warm-started (``search.warm_start``, top 5) from the arm-(b) study of the month
+    before (the next older window; for the regimes markets, the next seed's): the monthly
+    re-tune. Reported as the trials and env steps it needs to select a trial whose test Sharpe
+    is at least what arm (b) selected on the same window, against arm (b)'s own;
+(f) arm (b) with ``search.sampler: tpe_grouped`` (multivariate TPE, grouped);
+(g) arm (b) with ``search.sampler: gp`` (Optuna's GP sampler).
+Arms (e)-(g) are opt-in (``--arms b e f g``); (e) runs after every other arm, and needs (b).
 
 An arm's sweep is launched through the CLI and stopped (Ctrl-C, as a user would) once its
 finished trials have used the budget; the trials that count are those finished, in finish
@@ -70,7 +77,11 @@ SMOKE_OVERRIDES = {"train_batch_size": {"low": 256, "high": 512},
                    "hidden_layers": 1}
 MEAN_BATCH = {"default": 1100, "smoke": 400}  # env steps per iteration, as measured
 ARMS = {"a": "random, one split", "b": "TPE + ASHA, one split",
-        "c": "walk-forward x seeds", "d": "walk-forward + racing"}
+        "c": "walk-forward x seeds", "d": "walk-forward + racing",
+        "e": "(b) warm-started", "f": "(b) multivariate TPE", "g": "(b) GP sampler"}
+DEFAULT_ARMS = ["a", "b", "c", "d"]
+SAMPLERS = {"a": "random", "f": "tpe_grouped", "g": "gp"}  # the other arms: "tpe"
+WARM_START_TOP = 5
 # The example config's early stopping (examples/coinbase_btc_1h.yaml), arm (b).
 EXAMPLE_PATIENCE, EXAMPLE_MIN_EVALS = 4, 3
 NO_PATIENCE = 1_000_000
@@ -124,6 +135,24 @@ def regimes_markets(seeds: list[int]) -> list[dict[str, Any]]:
             for seed in seeds]
 
 
+def warm_source(markets: list[dict[str, Any]], index: int) -> int | None:
+    """The market whose arm-(b) study arm (e) warm-starts from on market ``index``: the month
+    before (the next, older, Coinbase window; none for the oldest), or for the regimes
+    markets the next seed's (cyclic; none when there is only one)."""
+    kind = markets[index]["market"]
+    same = [i for i, m in enumerate(markets) if m["market"] == kind]
+    position = same.index(index)
+    if kind == "coinbase":
+        return same[position + 1] if position + 1 < len(same) else None
+    return same[(position + 1) % len(same)] if len(same) > 1 else None
+
+
+def study_exists(url: str, name: str) -> bool:
+    import optuna
+
+    return name in optuna.get_all_study_names(storage=url)
+
+
 # -- sweeps ----------------------------------------------------------------------------------
 
 def runs_per_trial(arm: str, args: argparse.Namespace) -> int:
@@ -131,22 +160,24 @@ def runs_per_trial(arm: str, args: argparse.Namespace) -> int:
 
 
 def arm_config(name: str, window: dict[str, Any], arm: str,
-               args: argparse.Namespace) -> dict[str, Any]:
-    """The sweep config of one arm on one window."""
+               args: argparse.Namespace, warm_from: str | None = None) -> dict[str, Any]:
+    """The sweep config of one arm on one window (``warm_from``: arm (e)'s source study)."""
     data = dict(window["data"])
     full_trial = runs_per_trial(arm, args) * args.iterations * args.mean_batch
     expected = max(1, round(args.budget / full_trial))  # trials without early stopping
     search = {"num_samples": args.trials or max(10, 6 * expected), "seed": args.seed,
               "max_concurrent": args.concurrent, "space_overrides": args.overrides,
-              "enqueue_tutorial": False, "sampler": "random" if arm == "a" else "tpe",
-              "scheduler": {"a": "none", "b": "asha", "c": "none", "d": "racing"}[arm],
+              "enqueue_tutorial": False, "sampler": SAMPLERS.get(arm, "tpe"),
+              "scheduler": {"a": "none", "c": "none", "d": "racing"}.get(arm, "asha"),
               # TPE models after a third of the trials the budget buys without early stopping
               # (the service's rule, a third of num_samples, applied to what is really run).
               "startup_trials": max(1, min(10, expected // 3))}
     training = {"max_iterations": args.iterations, "eval_every": args.eval_every,
                 "patience": NO_PATIENCE, "min_evals": 1, "max_failures": 0}
-    if arm == "b":
+    if arm in "befg":
         training.update(patience=EXAMPLE_PATIENCE, min_evals=EXAMPLE_MIN_EVALS)
+    if arm == "e":
+        search["warm_start"] = {"study": warm_from, "top": WARM_START_TOP}
     if arm in "cd":
         data["walk_forward"] = {"folds": args.folds, "mode": "expanding"}
         training["seeds"] = args.run_seeds
@@ -303,17 +334,43 @@ def steps_to_reach(trajectory: list[dict[str, Any]], key: str, target: float | N
                    ) -> int | None:
     """Env steps after which the selected trial so far (highest value among COMPLETE trials)
     has ``key`` (value or test_sharpe) at least ``target``; None if it never does."""
+    reached = reach(trajectory, key, target)
+    return None if reached is None else reached[0]
+
+
+def reach(trajectory: list[dict[str, Any]], key: str, target: float | None
+          ) -> tuple[int, int] | None:
+    """(env steps, trials) after which the selected trial so far has ``key`` at least
+    ``target``; None if it never does."""
     if target is None:
         return None
     used, best = 0, None
-    for trial in trajectory:
+    for count, trial in enumerate(trajectory, start=1):
         used += trial["env_steps"]
         if trial["state"] == "COMPLETE" and trial["value"] is not None and (
                 best is None or trial["value"] > best["value"]):
             best = trial
-        if best is not None and best.get(key) is not None and best[key] >= target:
-            return used
+        if best is not None and best.get(key) is not None and best[key] >= target - 1e-12:
+            return used, count
     return None
+
+
+def warm_start_effect(windows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per window with arms (b) and (e): the trials and env steps each needs before its
+    selected trial's test Sharpe is at least the one (b) ends with (None: (e) never gets
+    there within the budget), and both arms' final selected test Sharpe."""
+    rows = []
+    for w in windows:
+        b, e = w["arms"].get("b"), w["arms"].get("e")
+        if not b or not e or b.get("test_sharpe") is None:
+            continue
+        own, warm = (reach(r["trajectory"], "test_sharpe", b["test_sharpe"]) for r in (b, e))
+        rows.append({"window": w["label"], "b_test_sharpe": b["test_sharpe"],
+                     "e_test_sharpe": e.get("test_sharpe"),
+                     "b_trials_to_reach": own and own[1], "b_steps_to_reach": own and own[0],
+                     "e_trials_to_reach": warm and warm[1],
+                     "e_steps_to_reach": warm and warm[0], "warm_from": e.get("warm_from")})
+    return rows
 
 
 # -- report ----------------------------------------------------------------------------------
@@ -380,6 +437,15 @@ def targets(windows: list[dict[str, Any]], arms: list[str]) -> list[dict[str, An
                                      f"{needed} of {len(coinbase)} windows, mean rho > 0",
                            "arm": arm, "met": beat >= needed and rho is not None and rho > 0,
                            "figures": {"beats_median": beat, "mean_spearman": rho}})
+    if "b" in arms and "e" in arms:
+        effect = warm_start_effect(windows)
+        fewer = sum(r["e_trials_to_reach"] is not None and r["b_trials_to_reach"] is not None
+                    and r["e_trials_to_reach"] < r["b_trials_to_reach"] for r in effect)
+        checks.append({"target": "warm start (e) selects a trial as good on test as (b)'s with "
+                                 "fewer trials (reported, no target)", "arm": "e",
+                       "kind": "warm_start",
+                       "met": None, "figures": {"windows_fewer_trials": fewer,
+                                                "windows": len(effect), "per_window": effect}})
     if "c" in arms and "d" in arms:
         shares, test_shares = [], []
         for w in windows:
@@ -428,8 +494,21 @@ def report(windows: list[dict[str, Any]], arms: list[str]) -> dict[str, Any]:
             f"({a}) {n}/{len(group)}" for a, n in summary["wins"][market].items()))
     print("\ntargets (issue 13; the new default is chosen from these figures):")
     for check in summary["targets"]:
+        if check.get("kind") == "warm_start":
+            continue
         print(f"  [{'met' if check['met'] else 'NOT met'}] ({check['arm']}) {check['target']}: "
               f"{json.dumps(check['figures'])}")
+    for check in summary["targets"]:
+        if check.get("kind") != "warm_start":
+            continue
+        print(f"\n{check['target']}: {check['figures']['windows_fewer_trials']} of "
+              f"{check['figures']['windows']} windows")
+        for r in check["figures"]["per_window"]:
+            print(f"  {r['window']:<27} (b) selects test Sharpe {fmt(r['b_test_sharpe'])} after "
+                  f"{fmt(r['b_trials_to_reach'], 'd')} trials ({fmt(r['b_steps_to_reach'], ',d')} "
+                  f"steps); (e) reaches it after {fmt(r['e_trials_to_reach'], 'd')} trials "
+                  f"({fmt(r['e_steps_to_reach'], ',d')} steps), ends at "
+                  f"{fmt(r['e_test_sharpe'])}")
     return summary
 
 
@@ -443,7 +522,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--windows", type=int, default=6, help="Coinbase test months (0: none)")
     parser.add_argument("--regimes-seeds", type=int, nargs="*", default=[0, 1, 2],
                         help="market seeds of the regimes positive control (none: skip it)")
-    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=DEFAULT_ARMS,
+                        help="arms to run (default: a b c d; e needs b)")
     parser.add_argument("--trials", type=int, default=None,
                         help="cap on trials per arm and window (default: 6x what the budget "
                              "buys without early stopping; the budget normally stops first)")
@@ -470,9 +550,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "2 folds x 1 seed, racing from 2 trials (proves the script works; "
                              "its figures mean nothing)")
     args = parser.parse_args(argv)
+    if "e" in args.arms and "b" not in args.arms:
+        parser.error("--arms e (warm-started from the month before's arm b) needs b")
+    args.arms = [a for a in args.arms if a != "e"] + (["e"] if "e" in args.arms else [])
     args.overrides, args.mean_batch = OVERRIDES, MEAN_BATCH["default"]
     if args.smoke:
-        args.budget, args.windows, args.regimes_seeds = 4_000, 1, [0]
+        # two windows with arm (e): it warm-starts from the month before
+        args.budget, args.windows = 4_000, 2 if "e" in args.arms else 1
+        args.regimes_seeds = [0]
         args.iterations, args.eval_every, args.folds, args.run_seeds = 2, 1, 2, 1
         args.racing_min_trials = 2
         args.overrides, args.mean_batch = SMOKE_OVERRIDES, MEAN_BATCH["smoke"]
@@ -517,7 +602,8 @@ def print_report(path: Path) -> None:
             print(line(window["label"], f"({arm})", row))
     done = sum(len(w["arms"]) for w in windows)
     print(f"\n{done} sweep(s) recorded in {path}")
-    complete = [w for w in windows if all(a in w["arms"] for a in arms)]
+    # arm (e) has no run on the oldest window (no month before it)
+    complete = [w for w in windows if all(a in w["arms"] for a in arms if a != "e")]
     if len(complete) < len(windows):
         print(f"means, wins and targets below are over the {len(complete)} window(s) every "
               "arm has finished")
@@ -551,58 +637,69 @@ def main(argv: list[str] | None = None) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = f"sqlite:///{work / 'results' / 'tradetune.db'}"
     started = time.monotonic()
-    windows: list[dict[str, Any]] = []
     kept = earlier_rows(args)
     done_sweeps = 0
     ran_sweeps = 0
     revision = commit()
-    for w_index, window in enumerate(markets):
-        entry = {"market": window["market"], "label": window["label"], "data": window["data"],
-                 "arms": {}}
-        windows.append(entry)
-        for arm in args.arms:
-            name = f"sel-{window['market']}-{w_index}-{arm}"
-            if (window["label"], arm) in kept:
-                entry["arms"][arm] = kept[(window["label"], arm)]
-                done_sweeps += 1
-                print(f"[{len(windows)}/{len(markets)}] {window['label']} arm ({arm}): kept "
-                      f"from {args.out}", flush=True)
-                continue
-            last_print = [time.monotonic()]
-
-            def tick(used: int, done: int, arm: str = arm, label: str = window["label"]) -> None:
-                if time.monotonic() - last_print[0] < 60:
-                    return
-                last_print[0] = time.monotonic()
-                fraction = (ran_sweeps + min(used / args.budget, 1.0)) / (
-                    sweeps - done_sweeps + ran_sweeps)
-                elapsed = time.monotonic() - started
-                eta = elapsed / fraction - elapsed if fraction > 0 else math.nan
-                print(f"  .. {label} ({arm}): {done} trials, {used:,}/{args.budget:,} env steps;"
-                      f" elapsed {elapsed / 60:.1f} min, ETA {eta / 60:.0f} min", flush=True)
-
-            print(f"[{len(windows)}/{len(markets)}] {window['label']} arm ({arm}) "
-                  f"{ARMS[arm]}: start, elapsed {(time.monotonic() - started) / 60:.1f} min",
-                  flush=True)
-            drop_partial_study(work, name)
-            run = run_sweep(arm_config(name, window, arm, args), work, args.budget,
-                            2.0 if args.smoke else 10.0, tick)
-            study = optuna.load_study(study_name=name, storage=url)
-            trials = counted_trials(study, args.budget)
-            row = {**summarise(trials, test_scores(study, trials)), **run,
-                   "commit": revision, "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                     time.gmtime())}
-            entry["arms"][arm] = row
+    windows = [{"market": m["market"], "label": m["label"], "data": m["data"], "arms": {}}
+               for m in markets]
+    # arm (e) warm-starts from another market's arm (b), so every (e) runs last
+    jobs = [(i, arm) for arm_is_e in (False, True) for i in range(len(markets))
+            for arm in args.arms if (arm == "e") == arm_is_e]
+    for w_index, arm in jobs:
+        window, entry = markets[w_index], windows[w_index]
+        position = f"[{w_index + 1}/{len(markets)}]"
+        name = f"sel-{window['market']}-{w_index}-{arm}"
+        if (window["label"], arm) in kept:
+            entry["arms"][arm] = kept[(window["label"], arm)]
             done_sweeps += 1
-            ran_sweeps += 1
+            print(f"{position} {window['label']} arm ({arm}): kept from {args.out}", flush=True)
+            continue
+        warm_from = None
+        if arm == "e":
+            source = warm_source(markets, w_index)
+            warm_from = None if source is None else f"sel-{markets[source]['market']}-{source}-b"
+            if warm_from is None or not study_exists(url, warm_from):
+                done_sweeps += 1
+                print(f"{position} {window['label']} arm (e): skipped, no month before it "
+                      + ("" if warm_from is None else f"(study {warm_from} is not in {work})"),
+                      flush=True)
+                continue
+        last_print = [time.monotonic()]
+
+        def tick(used: int, done: int, arm: str = arm, label: str = window["label"]) -> None:
+            if time.monotonic() - last_print[0] < 60:
+                return
+            last_print[0] = time.monotonic()
+            fraction = (ran_sweeps + min(used / args.budget, 1.0)) / (
+                sweeps - done_sweeps + ran_sweeps)
             elapsed = time.monotonic() - started
-            eta = elapsed / ran_sweeps * (sweeps - done_sweeps)
-            print(HEADER if ran_sweeps == 1 else "", end="\n" if ran_sweeps == 1 else "")
-            print(line(window["label"], f"({arm})", row), flush=True)
-            print(f"  done {done_sweeps}/{sweeps} sweeps, elapsed {elapsed / 60:.1f} min, "
-                  f"ETA {eta / 60:.0f} min", flush=True)
-            if args.out:
-                args.out.write_text(_dump({"args": _plain_args(args), "windows": windows}))
+            eta = elapsed / fraction - elapsed if fraction > 0 else math.nan
+            print(f"  .. {label} ({arm}): {done} trials, {used:,}/{args.budget:,} env steps;"
+                  f" elapsed {elapsed / 60:.1f} min, ETA {eta / 60:.0f} min", flush=True)
+
+        print(f"{position} {window['label']} arm ({arm}) {ARMS[arm]}"
+              + (f" from {warm_from}" if warm_from else "")
+              + f": start, elapsed {(time.monotonic() - started) / 60:.1f} min", flush=True)
+        drop_partial_study(work, name)
+        run = run_sweep(arm_config(name, window, arm, args, warm_from), work, args.budget,
+                        2.0 if args.smoke else 10.0, tick)
+        study = optuna.load_study(study_name=name, storage=url)
+        trials = counted_trials(study, args.budget)
+        row = {**summarise(trials, test_scores(study, trials)), **run, "warm_from": warm_from,
+               "commit": revision, "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                 time.gmtime())}
+        entry["arms"][arm] = row
+        done_sweeps += 1
+        ran_sweeps += 1
+        elapsed = time.monotonic() - started
+        eta = elapsed / ran_sweeps * (sweeps - done_sweeps)
+        print(HEADER if ran_sweeps == 1 else "", end="\n" if ran_sweeps == 1 else "")
+        print(line(window["label"], f"({arm})", row), flush=True)
+        print(f"  done {done_sweeps}/{sweeps} sweeps, elapsed {elapsed / 60:.1f} min, "
+              f"ETA {eta / 60:.0f} min", flush=True)
+        if args.out:
+            args.out.write_text(_dump({"args": _plain_args(args), "windows": windows}))
     print("\n" + HEADER)
     for window in windows:
         for arm, row in window["arms"].items():

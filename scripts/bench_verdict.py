@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -194,6 +195,17 @@ def print_rows(rows: list[dict[str, Any]]) -> None:
               f"{r['degenerate'] or ''}")
 
 
+def interleaved(no_edge: list[dict[str, Any]], planted: list[dict[str, Any]]
+                ) -> list[dict[str, Any]]:
+    """Both kinds in their proportion, so a run stopped part-way (``--resume`` goes on) has
+    figures on both: two no-edge markets, then a planted one, and so on."""
+    step = max(1, round(len(no_edge) / max(1, len(planted))))
+    order: list[dict[str, Any]] = []
+    for k in range(max(len(planted), math.ceil(len(no_edge) / step))):
+        order += no_edge[k * step:(k + 1) * step] + planted[k:k + 1]
+    return order
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, help="JSON file of the results (rewritten per market)")
@@ -220,9 +232,11 @@ def main(argv: list[str] | None = None) -> None:
         args.trials, args.iterations, args.no_edge_seeds, args.planted = 3, 3, 1, 1
     with tempfile.TemporaryDirectory(prefix="bench-verdict-") as tmp:
         work = Path(tmp)
-        markets = no_edge_markets(work, args.no_edge_seeds) + planted_markets(args.planted)
-        if args.smoke:
-            markets = [markets[0], markets[-1]]
+        markets = interleaved(no_edge_markets(work, args.no_edge_seeds),
+                              planted_markets(args.planted))
+        if args.smoke:  # one of each kind
+            markets = [next(m for m in markets if not m["edge"]),
+                       next(m for m in markets if m["edge"])]
         settings = {k: v for k, v in vars(args).items() if k not in ("out", "resume")}
         rows: list[dict[str, Any]] = []
         if args.resume and args.out and args.out.exists():

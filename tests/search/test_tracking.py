@@ -13,7 +13,8 @@ import yaml
 
 from search.config.sweep_config import load_config
 from search.errors import ConfigError
-from sweep_helpers import REPO, TRADETUNE, add_study, cli_env, write_config
+from sweep_helpers import (REPO, TRADETUNE, add_study, assert_consistent, cli_env, poll,
+                           run_cli, start_cli, states, trials, write_config)
 
 
 @pytest.mark.parametrize("item, match", [
@@ -145,6 +146,49 @@ def test_a_tracked_sweep_is_a_parent_run_with_a_nested_run_per_trial(tmp_path, t
     assert {"export/rllib_config.json", "export/trial.json", "export/sweep_config.json"} <= logged
     assert json.loads(open(client.download_artifacts(
         run_id, "export/trial.json", str(tmp_path))).read())["number"] == best.number
+
+
+@pytest.mark.slow
+def test_a_resumed_sweep_goes_on_in_the_studys_parent_run(tmp_path, tiny_sweep):
+    """Ctrl-C after the first finished trial, then `resume`: still one parent run for the
+    study (KILLED at the stop, FINISHED at the end), every trial's run nested under it."""
+    import signal
+
+    from mlflow.tracking import MlflowClient
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+    results, uri = tmp_path / "results", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    url = f"sqlite:///{results / 'tradetune.db'}"
+    config = write_config(tmp_path / "c.yaml", tiny_sweep(**{
+        "study": "resumed", "search.num_samples": 3, "search.max_concurrent": 1,
+        "training.max_iterations": 2, "training.patience": "null",
+        "tracking.mlflow": "true", "tracking.mlflow_uri": uri}))
+    driver = start_cli(["launch", str(config)], results, log=tmp_path / "launch.log")
+    poll(lambda: states(url, "resumed").get("COMPLETE"), 300, "a finished trial")
+    driver.send_signal(signal.SIGINT)
+    assert driver.wait(timeout=120) == 130, (tmp_path / "launch.log").read_text()[-2000:]
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("resumed").experiment_id
+
+    def runs() -> tuple[list, list]:
+        every = client.search_runs([experiment])
+        return ([r for r in every if MLFLOW_PARENT_RUN_ID not in r.data.tags],
+                [r for r in every if MLFLOW_PARENT_RUN_ID in r.data.tags])
+
+    parents, _ = runs()
+    assert len(parents) == 1 and parents[0].info.status == "KILLED"
+    done = run_cli(["resume", "--study", "resumed"], results)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert_consistent(url, "resumed", 3)
+
+    after, children = runs()
+    assert [p.info.run_id for p in after] == [parents[0].info.run_id]
+    assert after[0].info.status == "FINISHED"
+    assert all(c.data.tags[MLFLOW_PARENT_RUN_ID] == parents[0].info.run_id for c in children)
+    complete = {str(t.number) for t in trials(url, "resumed") if t.state.name == "COMPLETE"}
+    assert len(complete) == 3
+    assert complete <= {c.data.tags["tradetune.trial"] for c in children}
 
 
 @pytest.mark.slow
