@@ -142,3 +142,25 @@ def test_resume_keeps_the_finished_sweeps_and_refuses_other_settings(tmp_path):
         bench.earlier_rows(other)
     with pytest.raises(SystemExit, match="does not exist"):
         bench.earlier_rows(bench.parse_args(["--out", str(tmp_path / "no.json"), "--resume"]))
+
+
+def test_the_warm_start_arm_starts_from_the_month_before_and_counts_trials_to_match():
+    markets = [{"market": "coinbase"}] * 3 + [{"market": "regimes"}] * 2
+    # windows are latest first: the month before window 0 is window 1; the oldest has none
+    assert [bench.warm_source(markets, i) for i in range(5)] == [1, 2, None, 4, 3]
+    assert bench.warm_source([{"market": "regimes"}], 0) is None
+
+    def trial(value, test, steps=100):
+        return {"state": "COMPLETE", "value": value, "test_sharpe": test, "env_steps": steps}
+    cold = {"test_sharpe": 1.0, "trajectory": [trial(0.1, -1.0), trial(0.2, 0.5),
+                                                trial(0.9, 1.0)]}
+    warm = {"test_sharpe": 1.2, "warm_from": "sel-coinbase-1-b",
+            "trajectory": [trial(0.5, 1.2), trial(0.1, 0.0)]}
+    never = {"test_sharpe": 0.3, "trajectory": [trial(0.5, 0.3)]}
+    windows = [{"label": "W1", "arms": {"b": cold, "e": warm}},
+               {"label": "W2", "arms": {"b": cold, "e": never}},
+               {"label": "W3", "arms": {"b": cold}}]
+    rows = bench.warm_start_effect(windows)
+    assert [(r["b_trials_to_reach"], r["e_trials_to_reach"]) for r in rows] == \
+        [(3, 1), (3, None)]
+    assert rows[0]["b_steps_to_reach"] == 300 and rows[0]["e_steps_to_reach"] == 100
