@@ -174,7 +174,7 @@ def judge(best: dict[str, Any], tried: list[dict[str, Any]],
 PROMOTION_RULE = ("reproduces when no fresh seed collapses to a degenerate policy and the fresh "
                   "seeds' mean active Sharpe (against buy-and-hold, on validation) is above 0, "
                   "at least half the trial's own, with most seeds above 0; a trial that did not "
-                  "beat buy-and-hold has no edge to reproduce")
+                  "beat buy-and-hold, or is itself a degenerate policy, has no edge to reproduce")
 PROMOTION_RATIO = 0.5
 
 
@@ -190,7 +190,11 @@ def promotion(study_metrics: dict[str, Any], fresh: list[dict[str, Any]]) -> dic
     collapsed = [k for k in kinds if k]
     mean = float(np.mean(actives))
     above = sum(a > 0 for a in actives)
-    if collapsed:
+    itself = degenerate.label(study_metrics)
+    if itself:  # what `best` says of it: no strategy, so nothing its seeds could reproduce
+        verdict = (f"no edge to reproduce: the trial is {itself} on validation; its score is "
+                   "the market's or cash's, not a strategy's")
+    elif collapsed:
         verdict = (f"does not reproduce: {len(collapsed)} of {len(fresh)} fresh seeds collapse to "
                    f"a degenerate policy ({collapsed[0]})")
     elif own <= 0:

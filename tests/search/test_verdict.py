@@ -142,6 +142,19 @@ def test_promotion_is_judged_against_holding_the_asset(own, fresh, says):
     assert (result["std_active_sharpe_per_bar"] is None) == (len(seeds) < 2)
 
 
+@pytest.mark.parametrize("trial, kind", [
+    ({"trades": 0, "time_in_market": 0.0}, "never in the market"),
+    ({"trades": 1, "time_in_market": 1.0}, "always long"),
+])
+def test_a_degenerate_trial_has_no_edge_to_reproduce_whatever_its_seeds_do(trial, kind):
+    """On a falling validation period, staying in cash beats holding the asset: the trial's
+    active Sharpe is high, `best` calls it no strategy, and fresh seeds that trade well must
+    not turn it into "reproduces"."""
+    result = verdict.promotion({"active_sharpe_per_bar": 0.2, **trial},
+                               [_fresh(0.2), _fresh(0.25)])
+    assert result["verdict"].startswith(f"no edge to reproduce: the trial is {kind}"), result
+
+
 def test_promotions_without_active_figures_keep_the_score_rule():
     assert verdict.promotion({"sharpe": 1.0}, [_fresh(0.1)]) is None
     assert verdict.promotion({"active_sharpe_per_bar": 0.1}, [{"sharpe": 1.0}]) is None
