@@ -19,7 +19,11 @@ buy-and-hold's, bar by bar), with the figure against cash kept beside it:
   the median. Near 0: the selection generalises; 0.5 or more: picking the best adds nothing
   over picking any trial (the trials are alike, or the best is overfit). It judges the choice
   among the trials, not whether they have an edge: trials that all found the same real edge
-  give a PBO near 0.5 too, so it is shown beside the verdict and never makes one;
+  give a PBO near 0.5 too, so it never denies an edge. It can confirm one: "weak evidence"
+  (deflated Sharpe 0.5-0.95) whose selection also holds across the validation blocks (PBO
+  below 0.25, where its reading says the in-sample best mostly stays above the median) is an
+  edge: two checks on different questions (is the best above luck? does picking it carry over
+  from one half of the bars to the other?) that agree;
 - a degenerate best trial (``search/results/degenerate.py``) is never an edge.
 
 Per-bar figures come from the trials' stored metrics; the matrix from ``val_returns.npy`` in
@@ -40,6 +44,7 @@ from search.results.overfitting import expected_max_sharpe, probabilistic_sharpe
 EDGE_DSR = 0.95      # the deflated Sharpe of the active returns an edge must reach
 WEAK_DSR = 0.5       # below this, no evidence at all
 PBO_OVERFIT = 0.5    # at or above this PBO, picking the best adds nothing over any trial
+PBO_CONSISTENT = 0.25  # below this, the in-sample best mostly stays above the median
 MAX_BLOCKS = 16      # CSCV's S: C(16, 8) = 12,870 in-sample/out-of-sample splits
 MIN_BLOCK_BARS = 4   # fewer bars per block and S shrinks (to 2 at the least)
 RETURNS_FILE = "val_returns.npy"  # written by trainables/rllib_trainable.py beside the checkpoint
@@ -106,7 +111,7 @@ def _pbo_reading(value: float) -> str:
     if value >= PBO_OVERFIT:
         return ("the in-sample best ranks at or below the median out of sample in most splits: "
                 "picking the best adds nothing over any trial (alike trials, or overfitting)")
-    if value >= 0.25:
+    if value >= PBO_CONSISTENT:
         return "the in-sample best often falls to the median out of sample: some overfitting"
     return "the in-sample best mostly stays above the median out of sample"
 
@@ -157,6 +162,12 @@ def judge(best: dict[str, Any], tried: list[dict[str, Any]],
     elif dsr >= EDGE_DSR:
         verdict, text = "edge", (f"edge over buy-and-hold: the best trial's active returns hold "
                                  f"up {where} (deflated Sharpe {dsr:.2f}); confirm with "
+                                 "`promote`, then one look at the test split")
+    elif dsr >= WEAK_DSR and overfit is not None and overfit["pbo"] < PBO_CONSISTENT:
+        verdict, text = "edge", (f"edge over buy-and-hold: the best trial's active returns are "
+                                 f"above luck {where} (deflated Sharpe {dsr:.2f}) and picking it "
+                                 f"carries over between halves of the validation bars (PBO "
+                                 f"{overfit['pbo']:.2f} < {PBO_CONSISTENT}); confirm with "
                                  "`promote`, then one look at the test split")
     elif dsr >= WEAK_DSR:
         verdict, text = "weak evidence", (f"weak evidence of an edge over buy-and-hold {where} "

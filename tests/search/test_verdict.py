@@ -78,6 +78,37 @@ def test_the_returns_matrix_comes_from_the_kept_checkpoints(tmp_path):
     assert result["pbo"]["trials"] == 4 and "PBO" in result["text"]
 
 
+def _checkpoints(tmp_path, matrix: np.ndarray) -> list:
+    folders = []
+    for i, row in enumerate(matrix):
+        folder = tmp_path / f"trial_{i}"
+        folder.mkdir(parents=True)
+        np.save(folder / verdict.RETURNS_FILE, row.astype(np.float32))
+        folders.append(folder)
+    return folders
+
+
+def test_weak_evidence_whose_selection_carries_over_is_an_edge_and_otherwise_stays_weak(
+        tmp_path):
+    """A deflated Sharpe between 0.5 and 0.95 is an edge only where PBO agrees (< 0.25); a
+    PBO of about 0.5 (the best is no better out of sample than any trial) leaves it weak."""
+    tried = [_metrics(0.0)] * 11 + [_metrics(0.09)]
+    skilled = _noise(12, 800, 5)
+    skilled[0] += 0.004  # one trial really better, in every block
+    consistent = verdict.judge(_metrics(0.09), tried, _checkpoints(tmp_path / "a", skilled))
+    assert 0.5 <= consistent["edge"]["deflated_sharpe"] < verdict.EDGE_DSR
+    assert consistent["pbo"]["pbo"] < verdict.PBO_CONSISTENT
+    assert consistent["verdict"] == "edge" and "carries over" in consistent["text"]
+    alike = verdict.judge(_metrics(0.09), tried, _checkpoints(tmp_path / "b", _noise(12, 800, 6)))
+    assert alike["pbo"]["pbo"] >= verdict.PBO_CONSISTENT
+    assert alike["verdict"] == "weak evidence"
+    below_weak = verdict.judge(_metrics(0.03), tried, _checkpoints(tmp_path / "c", skilled))
+    assert below_weak["verdict"] == "no edge"  # PBO never makes an edge out of luck
+    clone = verdict.judge(_metrics(0.09, trades=1, time_in_market=1.0), tried,
+                          _checkpoints(tmp_path / "d", skilled))
+    assert clone["verdict"] == "no edge" and clone["degenerate"]
+
+
 @pytest.mark.slow
 def test_a_real_sweep_stores_active_figures_and_the_returns_the_verdict_reads(tmp_path, tiny_sweep):
     import json
