@@ -13,6 +13,12 @@ pytestmark = pytest.mark.slow
 
 STATS = ("policy_loss", "vf_loss", "vf_loss_unclipped", "vf_explained_var", "entropy",
          "mean_kl_loss", "total_loss")
+# What the lean learner logs once per update instead of per minibatch: the same figures.
+COUNTS = (("default_policy", "num_module_steps_trained"),
+          ("default_policy", "module_train_batch_size_mean"),
+          ("default_policy", "weights_seq_no"), ("default_policy", "curr_kl_coeff"),
+          ("__all_modules__", "num_env_steps_trained"),
+          ("__all_modules__", "num_module_steps_trained_lifetime"))
 
 
 def run(sweep: dict, settings: dict, lean: bool, iterations: int) -> tuple[list, list, object]:
@@ -36,6 +42,8 @@ def run(sweep: dict, settings: dict, lean: bool, iterations: int) -> tuple[list,
         for _ in range(iterations):
             result = algo.train()
             stats.append({k: float(result["learners"]["default_policy"][k]) for k in STATS})
+            stats[-1].update({key: float(result["learners"][key[0]][key[1]])
+                              for key in COUNTS})
         module = algo.learner_group._learner.module["default_policy"]
         learner = type(algo.learner_group._learner).__name__
         facts = (type(module).__name__, learner, [tuple(p.shape) for p in module.parameters()])
@@ -64,6 +72,8 @@ def test_lean_ppo_samples_and_learns_as_rllibs_stock_ppo(ray_session, tiny_sweep
         np.testing.assert_allclose(got.get_extra_model_outputs("action_logp"),
                                    want.get_extra_model_outputs("action_logp"), rtol=1e-5,
                                    atol=1e-6)
+    for key in COUNTS:
+        assert [s[key] for s in lean_stats] == [s[key] for s in stock_stats], key
     for key in STATS:
         np.testing.assert_allclose(lean_stats[0][key], stock_stats[0][key], rtol=1e-4,
                                    atol=1e-6, err_msg=key)
