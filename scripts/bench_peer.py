@@ -31,7 +31,10 @@ Same work, PPO (checked by ``--check``, which prints the counts of both sides):
   and a linear head; SB3 gets ``net_arch={"pi": hiddens, "vf": hiddens}`` with the same
   activation: the same layers, parameter for parameter (shapes printed by ``--check``);
 - GAE: both with the point's gamma and lambda, values bootstrapped at truncation, none at
-  termination; advantages standardised (RLlib over the batch, SB3 per minibatch);
+  termination; advantages standardised (RLlib over the batch, SB3 per minibatch). SB3 computes
+  the values in its rollout forward and GAE at the end of collection (counted in its sampling
+  time); RLlib in one value pass over the batch and its learner connectors (counted in its
+  learning time), so compare the whole iteration;
 - losses: clipped surrogate with the point's clip and entropy coefficient, value loss weight
   1.0 (RLlib's ``vf_loss_coeff``; SB3's ``vf_coef`` set to match). Left as each library
   defines them: RLlib adds its KL penalty (``kl_coeff`` 0.2) and clips the value loss at
